@@ -1,0 +1,3 @@
+"""squeeze: compact encoder NLP from the shell."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,99 @@
+"""Errors a user can trigger, their exit statuses, and the one-line report the CLI prints for them.
+
+Every module raises a `SqueezeError` subclass for anything the user can fix (a typo in a path, a model
+that does not exist, no network); `squeezecli.cli` is the only place that catches them and calls `report`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from enum import IntEnum
+from typing import ClassVar
+
+DEBUG_ENV = "SQUEEZE_DEBUG"
+
+
+class ExitStatus(IntEnum):
+    OK = 0
+    ERROR = 1
+    USAGE = 2
+    INPUT = 3
+    MODEL = 4
+    NETWORK = 5
+    CACHE = 6
+    INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
+    BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports when the reader (e.g. `head`) went away
+
+
+class SqueezeError(Exception):
+    """An error the user can act on: one line of message, optionally one line of hint."""
+
+    status: ClassVar[ExitStatus] = ExitStatus.ERROR
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+class InputError(SqueezeError):
+    """Unreadable input: missing file, invalid UTF-8, malformed JSON lines, missing field."""
+
+    status = ExitStatus.INPUT
+
+
+class ModelError(SqueezeError):
+    """Unknown model, bad checkpoint, missing or unexpected tensors."""
+
+    status = ExitStatus.MODEL
+
+
+class NetworkError(SqueezeError):
+    """Hub unreachable, offline and not cached, gated repository."""
+
+    status = ExitStatus.NETWORK
+
+
+class CacheError(SqueezeError):
+    """A corrupt entry in the local model cache."""
+
+    status = ExitStatus.CACHE
+
+
+def debug_enabled() -> bool:
+    return os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+
+def report(exc: BaseException) -> ExitStatus:
+    """Print `exc` on stderr as `squeeze: error: ...` (plus a hint line) and return the exit status.
+
+    A `SqueezeError` is expected and gets its own message and status; anything else is a bug in squeeze
+    and is reported as an internal error. With SQUEEZE_DEBUG=1 the traceback is printed first, for both.
+    """
+    if debug_enabled():
+        traceback.print_exception(exc, file=sys.stderr)
+    if isinstance(exc, SqueezeError):
+        _print_error("error", exc.message, exc.hint)
+        return exc.status
+    detail = str(exc)
+    _print_error(
+        "internal error",
+        f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__,
+        None if debug_enabled() else f"set {DEBUG_ENV}=1 for the traceback",
+    )
+    return ExitStatus.ERROR
+
+
+def _print_error(kind: str, message: str, hint: str | None) -> None:
+    # Plain writes, not Rich: a message that names a file like "notes[1].txt" must not be read as markup,
+    # and it must stay on one line whatever the terminal width.
+    sys.stderr.write(f"squeeze: {kind}: {_one_line(message)}\n")
+    if hint:
+        sys.stderr.write(f"  hint: {_one_line(hint)}\n")
+    sys.stderr.flush()
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.splitlines())

@@ -1,0 +1,214 @@
+"""Checkpoint files -> our tensor names.
+
+Weights load only through safetensors or `torch.load(weights_only=True)`: a pickle that would run
+code is refused. Each architecture's checkpoint names are mapped onto `encoder.py`'s by one table;
+every tensor the model needs must be found with the right shape, and every tensor the checkpoint
+has must be either used or knowingly ignored (pooler, LM heads), or loading fails and names them.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import re
+from pathlib import Path
+
+import torch
+
+from .config import EncoderConfig
+from .encoder import Encoder
+from .errors import ModelError
+
+# Where each architecture's base model sits inside a task checkpoint ("bert.encoder.layer.0...").
+BASE_PREFIX = {"bert": "bert.", "squeezebert": "transformer.", "distilbert": "distilbert.", "roberta": "roberta."}
+
+_BERT_BLOCK = {
+    "encoder.layer.{i}.attention.self.query": "blocks.{i}.query",
+    "encoder.layer.{i}.attention.self.key": "blocks.{i}.key",
+    "encoder.layer.{i}.attention.self.value": "blocks.{i}.value",
+    "encoder.layer.{i}.attention.output.dense": "blocks.{i}.attn_out",
+    "encoder.layer.{i}.attention.output.LayerNorm": "blocks.{i}.attn_norm",
+    "encoder.layer.{i}.intermediate.dense": "blocks.{i}.ffn_in",
+    "encoder.layer.{i}.output.dense": "blocks.{i}.ffn_out",
+    "encoder.layer.{i}.output.LayerNorm": "blocks.{i}.ffn_norm",
+}
+_EMBEDDINGS = {
+    "embeddings.word_embeddings": "embed.word",
+    "embeddings.position_embeddings": "embed.position",
+    "embeddings.token_type_embeddings": "embed.token_type",
+    "embeddings.LayerNorm": "embed.norm",
+}
+
+# Base-model names (after the prefix is stripped) -> ours. Each entry covers .weight and .bias.
+NAME_TABLE: dict[str, dict[str, str]] = {
+    "bert": {**_EMBEDDINGS, **_BERT_BLOCK, "pooler.dense": "pooler"},
+    "roberta": {**_EMBEDDINGS, **_BERT_BLOCK, "pooler.dense": "pooler"},
+    "squeezebert": {
+        **_EMBEDDINGS,
+        "encoder.layers.{i}.attention.query": "blocks.{i}.query",
+        "encoder.layers.{i}.attention.key": "blocks.{i}.key",
+        "encoder.layers.{i}.attention.value": "blocks.{i}.value",
+        "encoder.layers.{i}.post_attention.conv1d": "blocks.{i}.attn_out",
+        "encoder.layers.{i}.post_attention.layernorm": "blocks.{i}.attn_norm",
+        "encoder.layers.{i}.intermediate.conv1d": "blocks.{i}.ffn_in",
+        "encoder.layers.{i}.output.conv1d": "blocks.{i}.ffn_out",
+        "encoder.layers.{i}.output.layernorm": "blocks.{i}.ffn_norm",
+        "pooler.dense": "pooler",
+    },
+    "distilbert": {
+        "embeddings.word_embeddings": "embed.word",
+        "embeddings.position_embeddings": "embed.position",
+        "embeddings.LayerNorm": "embed.norm",
+        "transformer.layer.{i}.attention.q_lin": "blocks.{i}.query",
+        "transformer.layer.{i}.attention.k_lin": "blocks.{i}.key",
+        "transformer.layer.{i}.attention.v_lin": "blocks.{i}.value",
+        "transformer.layer.{i}.attention.out_lin": "blocks.{i}.attn_out",
+        "transformer.layer.{i}.sa_layer_norm": "blocks.{i}.attn_norm",
+        "transformer.layer.{i}.ffn.lin1": "blocks.{i}.ffn_in",
+        "transformer.layer.{i}.ffn.lin2": "blocks.{i}.ffn_out",
+        "transformer.layer.{i}.output_layer_norm": "blocks.{i}.ffn_norm",
+    },
+}
+
+# Task-head names (outside the base prefix) -> ours, by head kind and architecture.
+HEAD_TABLE: dict[str, dict[str, dict[str, str]]] = {
+    "sequence": {
+        "bert": {"pooler": "head.pre", "classifier": "head.out"},
+        "squeezebert": {"pooler": "head.pre", "classifier": "head.out"},
+        "distilbert": {"pre_classifier": "head.pre", "classifier": "head.out"},
+        "roberta": {"classifier.dense": "head.pre", "classifier.out_proj": "head.out"},
+    },
+    "token": {arch: {"classifier": "head"} for arch in BASE_PREFIX},
+    "qa": {arch: {"qa_outputs": "head"} for arch in BASE_PREFIX},
+    "base": {arch: {} for arch in BASE_PREFIX},
+}
+
+# Tensors a checkpoint may carry that no head of ours uses: buffers, LM heads, unused poolers.
+IGNORED = re.compile(
+    r"(^|\.)position_ids$|^(cls|lm_head|vocab_transform|vocab_layer_norm|vocab_projector|pooler)\."
+)
+
+
+def _compile(table: dict[str, str]) -> list[tuple[re.Pattern, str]]:
+    out = []
+    for theirs, ours in table.items():
+        pattern = re.escape(theirs).replace(r"\{i\}", r"(?P<i>\d+)") + r"\.(?P<p>weight|bias|gamma|beta)$"
+        out.append((re.compile(pattern), ours))
+    return out
+
+
+def _our_name(name: str, rules: list[tuple[re.Pattern, str]]) -> str | None:
+    for pattern, ours in rules:
+        m = pattern.fullmatch(name)
+        if m:
+            # Old TF-era checkpoints call LayerNorm parameters gamma/beta.
+            p = {"gamma": "weight", "beta": "bias"}.get(m["p"], m["p"])
+            return ours.format(i=m.groupdict().get("i")) + "." + p
+    return None
+
+
+def map_names(cfg: EncoderConfig, head: str, checkpoint: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename a checkpoint's tensors to ours. Unknown tensors are an error; pooler goes where the head wants it."""
+    base_rules = _compile(NAME_TABLE[cfg.arch])
+    head_rules = _compile(HEAD_TABLE[head][cfg.arch])
+    prefix = BASE_PREFIX[cfg.arch]
+    ours, unexpected = {}, []
+    for name, tensor in checkpoint.items():
+        inner = name[len(prefix):] if name.startswith(prefix) else name
+        target = _our_name(inner, base_rules) or _our_name(name, head_rules)
+        if target and target.startswith("pooler."):
+            # The BERT pooler is part of the base model in the checkpoint but of the head for us.
+            target = _our_name(target, head_rules)
+        if target is None:
+            if not IGNORED.search(inner) and not IGNORED.search(name):
+                unexpected.append(name)
+            continue
+        ours[target] = tensor
+    if unexpected:
+        raise ModelError(f"checkpoint has tensors squeeze does not know: {_names(unexpected)}")
+    return ours
+
+
+def _names(names: list[str], limit: int = 5) -> str:
+    shown = ", ".join(sorted(names)[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def to_model_layout(model: Encoder, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Reshape checkpoint layouts to ours (Conv1d [out, in/g, 1] -> [g, out/g, in/g]), as fp32."""
+    expected = model.state_dict()
+    out = {}
+    for name, t in tensors.items():
+        t = t.float() if t.is_floating_point() else t  # fp16/bf16 checkpoints load as fp32
+        want = expected.get(name)
+        if want is not None and t.shape != want.shape and t.numel() == want.numel() and t.dim() == 3:
+            t = t.reshape(want.shape)
+        out[name] = t
+    return out
+
+
+def check_state(model: Encoder, tensors: dict[str, torch.Tensor]) -> None:
+    """Every tensor the model needs is there with the right shape (nanoGPT-style strict loading)."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in tensors]
+    if missing:
+        raise ModelError(f"checkpoint lacks tensors for a {model.cfg.arch} {model.head_kind} model: {_names(missing)}")
+    extra = [k for k in tensors if k not in expected]
+    if extra:
+        raise ModelError(f"checkpoint has tensors squeeze does not know: {_names(extra)}")
+    wrong = [f"{k} {tuple(tensors[k].shape)} != {tuple(v.shape)}" for k, v in expected.items() if tensors[k].shape != v.shape]
+    if wrong:
+        raise ModelError(f"checkpoint tensors have the wrong shape: {_names(wrong)}")
+
+
+def weight_files(model_dir: Path) -> list[Path]:
+    """The weight files of a Hub-format directory, safetensors preferred, shards resolved by their index."""
+    for single, index in (("model.safetensors", "model.safetensors.index.json"),
+                          ("pytorch_model.bin", "pytorch_model.bin.index.json")):
+        if (model_dir / single).is_file():
+            return [model_dir / single]
+        if (model_dir / index).is_file():
+            try:
+                shards = sorted(set(json.loads((model_dir / index).read_text())["weight_map"].values()))
+            except (ValueError, KeyError) as exc:
+                raise ModelError(f"{model_dir / index} is not a valid shard index: {exc}") from None
+            return [model_dir / s for s in shards]
+    raise ModelError(f"no model.safetensors or pytorch_model.bin in {model_dir}")
+
+
+def read_checkpoint(model_dir: str | Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    tensors: dict[str, torch.Tensor] = {}
+    for path in weight_files(Path(model_dir)):
+        if not path.is_file():
+            raise ModelError(f"weight shard {path.name} is missing from {model_dir}")
+        try:
+            if path.suffix == ".safetensors":
+                tensors.update(load_file(path))
+            else:
+                tensors.update(torch.load(path, map_location="cpu", weights_only=True))
+        except pickle.UnpicklingError as exc:
+            raise ModelError(
+                f"refusing to load {path.name}: it is not a plain tensor file ({str(exc).splitlines()[0]})",
+                hint="squeeze loads pickles only with weights_only=True; prefer model.safetensors",
+            ) from None
+        except (SafetensorError, RuntimeError, EOFError, OSError) as exc:
+            raise ModelError(f"cannot read {path}: {str(exc).splitlines()[0]}") from None
+    return tensors
+
+
+def load_encoder(model_dir: str | Path, head: str = "base") -> Encoder:
+    """Build an fp32 Encoder from a Hub-format directory (config.json + weights)."""
+    from .config import read_config
+
+    cfg, _ = read_config(model_dir)
+    if head in ("sequence", "token") and cfg.num_labels == 0:
+        raise ModelError(f"{model_dir} has no id2label in config.json, so no {head}-classification head")
+    with torch.device("meta"):
+        model = Encoder(cfg, head)
+    tensors = to_model_layout(model, map_names(cfg, head, read_checkpoint(model_dir)))
+    check_state(model, tensors)
+    model.load_state_dict(tensors, assign=True)
+    return model.eval()

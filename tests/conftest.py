@@ -1,0 +1,17 @@
+"""Shared fixtures. Test helpers (factory, vocabs, hubserver) live beside the tests and import directly."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+
+@pytest.fixture(autouse=True)
+def isolated_caches(tmp_path, monkeypatch):
+    """Every test gets its own squeeze and Hugging Face caches: nothing leaks between tests or to ~."""
+    monkeypatch.setenv("SQUEEZE_CACHE_DIR", str(tmp_path / "squeeze-cache"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("SQUEEZE_DEBUG", raising=False)
