@@ -1,0 +1,178 @@
+"""Output side of every command: result rows -> JSON lines, CSV, TSV or a Rich table on stdout.
+
+A row is a flat dict built by `row_for`: the record's source first ("file", "line"), then the task's
+result fields, then the input's carried-through JSONL fields. Writers print and flush one batch at a time
+so results appear while the input is still being read.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, Protocol, TextIO
+
+from .stream import Record, is_terminal
+
+Format = Literal["auto", "table", "jsonl", "csv", "tsv"]
+FORMATS: tuple[str, ...] = ("auto", "table", "jsonl", "csv", "tsv")
+
+# In a table, text columns whose first values are at most this wide are labels or ids, not free text.
+_SHORT_TEXT = 24
+
+
+def row_for(record: Record, result: Mapping[str, Any]) -> dict[str, Any]:
+    """The output row for one record: source, then result fields, then carried-through input fields.
+
+    A carried-through field whose name is already taken (by "file", "line" or a result field) is dropped:
+    the row's own fields mean the same thing for every input, whatever the input's columns are called.
+    """
+    row: dict[str, Any] = dict(record.source)
+    row.update(result)
+    for name, value in record.extra.items():
+        row.setdefault(name, value)
+    return row
+
+
+class Writer(Protocol):
+    def write_batch(self, rows: Sequence[Mapping[str, Any]]) -> None: ...
+
+
+def open_writer(fmt: Format, columns: Sequence[str] | None = None) -> Writer:
+    """A writer on stdout. "auto" is a table on a terminal and JSON lines anywhere else.
+
+    `columns` picks and orders the table's columns (a terminal has no room for everything); JSON lines
+    and CSV/TSV always carry every field. By default the table shows the first row's fields.
+    """
+    stdout = sys.stdout  # looked up now, not at import, so test runners that swap it see the output
+    if fmt == "auto":
+        fmt = "table" if is_terminal(stdout) else "jsonl"
+    if fmt == "jsonl":
+        return JsonLinesWriter(stdout)
+    if fmt in ("csv", "tsv"):
+        return DelimitedWriter(stdout, delimiter="," if fmt == "csv" else "\t")
+    if fmt == "table":
+        return TableWriter(columns)
+    raise ValueError(f"unknown output format {fmt!r}")
+
+
+class JsonLinesWriter:
+    """One compact JSON object per line, UTF-8 as is (no \\u escapes for non-ASCII text)."""
+
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
+
+    def write_batch(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        for row in rows:
+            line = json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n"
+            try:
+                self._out.write(line)
+            except UnicodeEncodeError:
+                # Text the stream cannot encode (a lone surrogate from a JSON escape, or a non-UTF-8
+                # stdout) is still written losslessly, as JSON escapes.
+                self._out.write(json.dumps(row, ensure_ascii=True, separators=(",", ":")) + "\n")
+        self._out.flush()
+
+
+class DelimitedWriter:
+    """CSV or TSV with a header taken from the first row; lists and dicts become JSON inside a cell.
+
+    Later rows are written under the same header: a field the first row did not have is left out, and a
+    missing field is an empty cell.
+    """
+
+    def __init__(self, out: TextIO, delimiter: str) -> None:
+        self._out = out
+        # "\n", not the csv module's "\r\n": the output is for shell pipelines.
+        self._csv = csv.writer(out, delimiter=delimiter, lineterminator="\n")
+        self._header: list[str] | None = None
+
+    def write_batch(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        if not rows:
+            return
+        if self._header is None:
+            self._header = list(rows[0])
+            self._csv.writerow(self._header)
+        self._csv.writerows([[_cell(row.get(name)) for name in self._header] for row in rows])
+        self._out.flush()
+
+
+class TableWriter:
+    """A Rich table per batch; the header is printed with the first batch only.
+
+    Column widths depend only on the first batch and the terminal width, so the tables of successive
+    batches line up as one. User text is passed as `rich.text.Text`, never parsed as markup: an NER span
+    like "[PER]" or a literal "[bold]" prints as typed.
+    """
+
+    def __init__(self, columns: Sequence[str] | None) -> None:
+        self._console = _stdout_console()
+        self._columns = list(columns) if columns is not None else None
+        self._layouts: dict[str, dict[str, Any]] | None = None
+
+    def write_batch(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        from rich import box
+        from rich.table import Table
+        from rich.text import Text
+
+        if not rows:
+            return
+        first_batch = self._layouts is None
+        if self._columns is None:
+            self._columns = list(rows[0])
+        if self._layouts is None:
+            self._layouts = {name: _column_layout(name, rows) for name in self._columns}
+        table = Table(box=box.SIMPLE_HEAD, expand=True, show_header=first_batch, show_edge=False, pad_edge=False)
+        for name in self._columns:
+            table.add_column(Text(name), no_wrap=True, overflow="ellipsis", **self._layouts[name])
+        for row in rows:
+            table.add_row(*(Text(_table_cell(row.get(name))) for name in self._columns))
+        self._console.print(table)
+        self._console.file.flush()
+
+
+def _stdout_console() -> Any:
+    # Rich is imported here, not at module level: piped runs never need it.
+    from rich.console import Console
+
+    class StdoutConsole(Console):
+        def on_broken_pipe(self) -> None:
+            # Rich's default exits the process itself; squeeze's CLI decides the exit status.
+            raise BrokenPipeError
+
+    # No file=: the console writes to whatever sys.stdout is at print time.
+    return StdoutConsole(highlight=False)
+
+
+def _column_layout(name: str, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Rich column sizing from the first batch: numbers get a fixed width, text shares what is left.
+
+    Short text (labels, ids) gets one share and free text four, each at least as wide as the header
+    and its short values; free text is cut with an ellipsis in the table only.
+    """
+    from rich.cells import cell_len  # display width: a CJK character takes two cells
+
+    values = [row.get(name) for row in rows]
+    widest = max([cell_len(name), *(cell_len(_table_cell(value)) for value in values)])
+    if all(value is None or isinstance(value, (bool, int, float)) for value in values):
+        return {"width": widest}
+    return {
+        "ratio": 1 if widest <= _SHORT_TEXT else 4,
+        "width": max(cell_len(name), min(widest, _SHORT_TEXT)),  # with a ratio, Rich reads width as a minimum
+    }
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (list, dict, bool)):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def _table_cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    # A line of text with tabs or a document with newlines must stay on its table row.
+    return " ".join(_cell(value).split()) if isinstance(value, str) else _cell(value)

@@ -1,0 +1,322 @@
+"""The CLI plumbing end to end, through the hidden model-free `echo-lines` command: input -> batches ->
+writer, and every way a run can end (exit status, one-line message, never a traceback).
+
+In-process tests use Click's CliRunner; the pipe, signal and import tests run a real `python -m squeezecli`.
+"""
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+import squeezecli
+from squeezecli import cli
+from squeezecli.errors import ExitStatus, ModelError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run(args, input=None, env=None):
+    return CliRunner().invoke(cli.squeeze, args, input=input, env=env, prog_name="squeeze", catch_exceptions=False)
+
+
+def json_lines(text):
+    return [json.loads(line) for line in text.splitlines()]
+
+
+# --- the happy path ----------------------------------------------------------------------------------
+
+
+def test_echo_lines_from_files_and_stdin(tmp_path):
+    path = tmp_path / "in.txt"
+    path.write_text("first\n\nthird line\n")
+    result = run(["echo-lines", str(path), "-"], input="from stdin\n")
+    assert result.exit_code == 0, result.stderr
+    assert json_lines(result.stdout) == [
+        {"file": str(path), "line": 1, "text": "first", "length": 5},
+        {"file": str(path), "line": 3, "text": "third line", "length": 10},
+        {"file": "-", "line": 1, "text": "from stdin", "length": 10},
+    ]
+    assert result.stderr == ""
+
+
+def test_echo_lines_keeps_input_order_across_batches_and_windows():
+    texts = [("x" * (n * 7 % 23)) + str(n) for n in range(200)]
+    result = run(["echo-lines", "--batch-size", "3"], input="\n".join(texts) + "\n")
+    assert [row["text"] for row in json_lines(result.stdout)] == texts
+    assert [row["line"] for row in json_lines(result.stdout)] == list(range(1, 201))
+
+
+def test_jsonl_fields_are_carried_through():
+    lines = ['{"id": 1, "body": "hello", "length": "from input"}', '{"id": 2, "body": "hi"}']
+    result = run(["echo-lines", "--field", "body"], input="\n".join(lines) + "\n")
+    assert result.exit_code == 0, result.stderr
+    assert json_lines(result.stdout) == [
+        {"file": "-", "line": 1, "text": "hello", "length": 5, "id": 1},
+        {"file": "-", "line": 2, "text": "hi", "length": 2, "id": 2},
+    ]
+
+
+def test_csv_format():
+    result = run(["echo-lines", "--format", "csv"], input="a, b\n")
+    assert result.stdout == 'file,line,text,length\n-,1,"a, b",4\n'
+
+
+def test_doc_mode_is_one_record_per_file(tmp_path):
+    doc = tmp_path / "doc.txt"
+    doc.write_text("para one\n\npara two\n")
+    result = run(["echo-lines", "--doc", str(doc)])
+    assert json_lines(result.stdout) == [{"file": str(doc), "text": "para one\n\npara two\n", "length": 19}]
+
+
+def test_empty_input_prints_nothing():
+    for fmt in ("auto", "jsonl", "csv", "table"):
+        result = run(["echo-lines", "--format", fmt], input="\n\n")
+        assert (result.exit_code, result.stdout, result.stderr) == (0, "", "")
+
+
+def test_version_and_hidden_command():
+    assert run(["--version"]).stdout == f"squeeze {squeezecli.__version__}\n"
+    help_text = run(["--help"]).stdout
+    assert "Exit status" in help_text
+    assert "echo-lines" not in help_text
+
+
+# --- errors users make ------------------------------------------------------------------------------
+
+
+def assert_one_error(result, status, message_part):
+    assert result.exit_code == status
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("squeeze: error: ")
+    assert message_part in lines[0]
+    assert all(line.startswith("  hint: ") for line in lines[1:])
+    assert len(lines) <= 2
+
+
+def test_missing_third_file_fails_before_any_output(tmp_path):
+    good = tmp_path / "good.txt"
+    good.write_text("a\n")
+    result = run(["echo-lines", str(good), str(good), str(tmp_path / "typo.txt")])
+    assert_one_error(result, ExitStatus.INPUT, "typo.txt: no such file")
+    assert result.stdout == ""
+
+
+def test_directory_is_an_input_error(tmp_path):
+    assert_one_error(run(["echo-lines", str(tmp_path)]), ExitStatus.INPUT, "is a directory")
+
+
+def test_invalid_utf8_names_the_line_and_hints_at_replace(tmp_path):
+    path = tmp_path / "bad.txt"
+    path.write_bytes(b"fine\n\xc3\x28 broken\n")
+    result = run(["echo-lines", str(path)])
+    assert_one_error(result, ExitStatus.INPUT, "bad.txt:2: invalid UTF-8")
+    assert "--errors replace" in result.stderr
+    replaced = run(["echo-lines", "--errors", "replace", str(path)])
+    assert [row["text"] for row in json_lines(replaced.stdout)] == ["fine", "\ufffd( broken"]
+
+
+def test_malformed_jsonl_names_the_line():
+    result = run(["echo-lines", "--jsonl"], input='{"text": "ok"}\n{"text": \n')
+    assert_one_error(result, ExitStatus.INPUT, "<stdin>:2: not valid JSON")
+
+
+def test_library_errors_keep_their_status_and_hint(monkeypatch):
+    def fail(*args, **kwargs):
+        raise ModelError("no model called 'nope'", hint="see `squeeze models list`")
+
+    monkeypatch.setattr(cli, "open_writer", fail)
+    result = run(["echo-lines"], input="a\n")
+    assert result.exit_code == ExitStatus.MODEL
+    assert result.stderr == "squeeze: error: no model called 'nope'\n  hint: see `squeeze models list`\n"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["echo-lines", "--doc", "--jsonl"],
+        ["echo-lines", "--doc", "--field", "body"],
+        ["echo-lines", "--format", "xml"],
+        ["echo-lines", "--batch-size", "0"],
+        ["echo-lines", "--no-such-option"],
+        ["no-such-command"],
+    ],
+)
+def test_usage_errors_exit_2_with_clicks_message(args):
+    result = run(args, input="")
+    assert result.exit_code == ExitStatus.USAGE
+    assert "Error:" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+# --- how a run can end otherwise ---------------------------------------------------------------------
+
+
+def fail_in_writer(monkeypatch, exc):
+    def write_batch(self, rows):
+        raise exc
+
+    monkeypatch.setattr("squeezecli.output.JsonLinesWriter.write_batch", write_batch)
+
+
+def test_bug_is_one_line_internal_error_with_debug_hint(monkeypatch):
+    fail_in_writer(monkeypatch, RuntimeError("boom"))
+    result = run(["echo-lines"], input="a\n")
+    assert result.exit_code == ExitStatus.ERROR
+    assert result.stderr == "squeeze: internal error: RuntimeError: boom\n  hint: set SQUEEZE_DEBUG=1 for the traceback\n"
+
+
+def test_squeeze_debug_prints_the_traceback(monkeypatch):
+    fail_in_writer(monkeypatch, RuntimeError("boom"))
+    result = run(["echo-lines"], input="a\n", env={"SQUEEZE_DEBUG": "1"})
+    assert result.exit_code == ExitStatus.ERROR
+    assert "Traceback" in result.stderr
+    assert "in write_batch" in result.stderr
+    assert result.stderr.splitlines()[-1] == "squeeze: internal error: RuntimeError: boom"
+
+
+def test_keyboard_interrupt_exits_130_quietly(monkeypatch):
+    fail_in_writer(monkeypatch, KeyboardInterrupt())
+    result = run(["echo-lines"], input="a\n")
+    assert result.exit_code == ExitStatus.INTERRUPTED
+    assert result.stderr.strip() == ""
+
+
+def test_broken_pipe_exits_141_quietly(monkeypatch):
+    fail_in_writer(monkeypatch, BrokenPipeError())
+    result = run(["echo-lines"], input="a\n")
+    assert result.exit_code == ExitStatus.BROKEN_PIPE
+    assert result.stderr == ""
+
+
+def test_main_returns_the_status_when_not_standalone(capsys):
+    assert cli.squeeze.main(["echo-lines", "/no/such/file"], standalone_mode=False) == ExitStatus.INPUT
+    assert "no such file" in capsys.readouterr().err
+
+
+# --- shared option decorators ------------------------------------------------------------------------
+
+
+def test_option_groups_reach_the_command_as_objects(tmp_path):
+    seen = {}
+
+    @click.command()
+    @cli.input_options
+    @cli.output_options
+    @cli.model_options
+    @click.option("--question")
+    def task(inputs, output, model, question):
+        seen.update(inputs=inputs, output=output, model=model, question=question)
+
+    path = tmp_path / "a.jsonl"
+    path.write_text("")
+    args = [str(path), "--field", "body", "--format", "tsv", "-q", "-m", "org/model", "--precision", "fp32",
+            "--threads", "2", "--question", "why?"]
+    result = CliRunner().invoke(task, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert seen["inputs"] == cli.InputOptions((str(path),), "jsonl", "body", "strict")
+    assert seen["output"] == cli.OutputOptions("tsv", True)
+    assert seen["model"] == cli.ModelOptions("org/model", None, 32, None, 2, "fp32", False)
+    assert seen["question"] == "why?"
+
+    defaults = CliRunner().invoke(task, [], catch_exceptions=False)
+    assert defaults.exit_code == 0
+    assert seen["inputs"] == cli.InputOptions((), "line", None, "strict")
+    assert seen["model"] == cli.ModelOptions(None, None, 32, None, None, "int8", False)
+
+
+# --- a real process with real pipes ------------------------------------------------------------------
+
+
+def squeeze_env():
+    env = {key: value for key, value in os.environ.items() if key != "SQUEEZE_DEBUG"}
+    # Works whether or not the package is installed: the checkout comes first on the path.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    return env
+
+
+SQUEEZE = [sys.executable, "-m", "squeezecli"]
+
+
+def run_process(args, tmp_path, input=b""):
+    return subprocess.run(SQUEEZE + args, input=input, capture_output=True, cwd=tmp_path, env=squeeze_env(),
+                          timeout=60)
+
+
+def test_help_does_not_import_torch(tmp_path):
+    probe = (
+        "import sys\n"
+        "from squeezecli.cli import main\n"
+        "sys.argv = ['squeeze', '--help']\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as exit:\n"
+        "    assert exit.code == 0, exit.code\n"
+        "assert 'torch' not in sys.modules, 'squeeze --help imported torch'\n"
+    )
+    probed = subprocess.run([sys.executable, "-c", probe], capture_output=True, cwd=tmp_path, env=squeeze_env(),
+                            timeout=60)
+    assert probed.returncode == 0, probed.stderr.decode()
+
+
+def test_squeeze_help_process_never_imports_torch(tmp_path):
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "squeezecli", "--help"], capture_output=True,
+                            cwd=tmp_path, env=squeeze_env(), timeout=60)
+    assert result.returncode == 0
+    assert b"Usage: squeeze" in result.stdout
+    imported = [line.rsplit("|", 1)[-1].strip() for line in result.stderr.decode().splitlines()]
+    assert "squeezecli.cli" in imported  # the probe saw the CLI's imports
+    assert not [name for name in imported if name.split(".")[0] == "torch"]
+
+
+def test_process_missing_file_is_one_line_exit_3(tmp_path):
+    result = run_process(["echo-lines", "missing.txt"], tmp_path)
+    assert result.returncode == ExitStatus.INPUT
+    assert result.stdout == b""
+    assert result.stderr.decode().splitlines() == [
+        "squeeze: error: missing.txt: no such file",
+        "  hint: check the path; use - to read stdin",
+    ]
+
+
+def test_process_empty_input_prints_nothing(tmp_path):
+    result = run_process(["echo-lines"], tmp_path, input=b"")
+    assert (result.returncode, result.stdout, result.stderr) == (0, b"", b"")
+
+
+def test_process_output_to_head_ends_quietly(tmp_path):
+    big = tmp_path / "big.txt"
+    big.write_text("".join(f"line number {n} with some padding text\n" for n in range(200_000)))
+    command = shlex.join(SQUEEZE) + " echo-lines big.txt 2>stderr.txt | head -1; echo ${PIPESTATUS[0]} >status.txt"
+    shell = subprocess.run(["bash", "-c", command], capture_output=True, cwd=tmp_path, env=squeeze_env(), timeout=60)
+    assert json.loads(shell.stdout)["line"] == 1
+    assert (tmp_path / "stderr.txt").read_text() == ""
+    assert int((tmp_path / "status.txt").read_text()) == ExitStatus.BROKEN_PIPE
+
+
+def test_process_ctrl_c_on_endless_stdin_exits_130_quietly(tmp_path):
+    with subprocess.Popen(SQUEEZE + ["echo-lines", "--batch-size", "1"], stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path, env=squeeze_env()) as process:
+        try:
+            # One window (8 batches of 1) makes the first result appear: the process is then inside the
+            # pipeline, blocked on a stdin that stays open.
+            process.stdin.write(b"".join(b"line %d\n" % n for n in range(8)))
+            process.stdin.flush()
+            assert json.loads(process.stdout.readline())["text"] == "line 0"
+            process.send_signal(signal.SIGINT)
+            status = process.wait(timeout=30)
+        finally:
+            process.kill()
+        stderr = process.stderr.read()
+    assert status == ExitStatus.INTERRUPTED
+    assert b"Traceback" not in stderr
+    assert stderr.strip() == b""

@@ -1,0 +1,139 @@
+"""Output side: rows -> JSON lines, CSV, TSV, Rich tables; one flush per batch; user text never markup."""
+
+import csv
+import io
+import json
+import sys
+
+import pytest
+
+from squeezecli.output import DelimitedWriter, JsonLinesWriter, open_writer, row_for
+from squeezecli.stream import Record
+
+
+class CountingStream(io.StringIO):
+    def __init__(self):
+        super().__init__()
+        self.flushes = 0
+        self.lines_at_flush: list[int] = []
+
+    def flush(self):
+        self.flushes += 1
+        self.lines_at_flush.append(self.getvalue().count("\n"))
+        super().flush()
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+@pytest.fixture
+def stdout(capsys, monkeypatch):
+    """What the writers print on stdout (a pipe, not a terminal), read with `stdout()`."""
+    monkeypatch.setenv("COLUMNS", "80")
+    return lambda: capsys.readouterr().out
+
+
+def test_row_order_is_source_then_result_then_extras():
+    record = Record("hi", {"file": "in.jsonl", "line": 4}, {"id": 9, "label": "from input", "line": 100})
+    row = row_for(record, {"label": "POSITIVE", "score": 0.9})
+    assert list(row) == ["file", "line", "label", "score", "id"]
+    # Carried fields never overwrite the source or the result.
+    assert row == {"file": "in.jsonl", "line": 4, "label": "POSITIVE", "score": 0.9, "id": 9}
+
+
+def test_jsonl_one_compact_object_per_row_and_one_flush_per_batch():
+    out = CountingStream()
+    writer = JsonLinesWriter(out)
+    writer.write_batch([{"file": "-", "line": 1, "text": "naïve 東京", "spans": [{"label": "LOC"}]}, {"text": "b"}])
+    writer.write_batch([{"text": "c"}])
+    lines = out.getvalue().splitlines()
+    assert [json.loads(line) for line in lines] == [
+        {"file": "-", "line": 1, "text": "naïve 東京", "spans": [{"label": "LOC"}]},
+        {"text": "b"},
+        {"text": "c"},
+    ]
+    assert "naïve 東京" in lines[0]  # not \u-escaped
+    assert out.lines_at_flush == [2, 3]
+
+
+def test_jsonl_text_the_stream_cannot_encode_is_escaped_not_lost():
+    raw = io.BytesIO()
+    out = io.TextIOWrapper(raw, encoding="utf-8")
+    JsonLinesWriter(out).write_batch([{"text": "ok é"}, {"text": "lone \ud800"}])
+    first, second = raw.getvalue().decode("utf-8").splitlines()
+    assert json.loads(first) == {"text": "ok é"}
+    assert json.loads(second) == {"text": "lone \ud800"}
+
+
+@pytest.mark.parametrize(("delimiter", "dialect"), [(",", "excel"), ("\t", "excel-tab")])
+def test_delimited_header_once_nested_values_as_json(delimiter, dialect):
+    out = CountingStream()
+    writer = DelimitedWriter(out, delimiter)
+    writer.write_batch([
+        {"file": "a.txt", "line": 1, "text": 'comma, "quote"\tand tab', "spans": [{"start": 0}], "ok": True},
+        {"file": "a.txt", "line": 2, "text": "second", "spans": [], "ok": False},
+    ])
+    writer.write_batch([{"file": "a.txt", "line": 3, "text": "third", "unexpected": 1}])
+    writer.write_batch([])
+    rows = list(csv.reader(io.StringIO(out.getvalue()), dialect=dialect))
+    assert rows == [
+        ["file", "line", "text", "spans", "ok"],
+        ["a.txt", "1", 'comma, "quote"\tand tab', '[{"start": 0}]', "true"],
+        ["a.txt", "2", "second", "[]", "false"],
+        ["a.txt", "3", "third", "", ""],
+    ]
+    assert out.lines_at_flush == [3, 4]
+    assert "\r" not in out.getvalue()
+
+
+def test_auto_is_jsonl_in_a_pipe(stdout):
+    open_writer("auto").write_batch([{"text": "[PER] x"}])
+    assert json.loads(stdout()) == {"text": "[PER] x"}
+
+
+def test_auto_is_a_table_on_a_terminal(monkeypatch):
+    terminal = FakeTerminal()
+    monkeypatch.setattr(sys, "stdout", terminal)
+    open_writer("auto").write_batch([{"text": "hello", "score": 0.5}])
+    assert "hello" in terminal.getvalue()
+    assert "0.5000" in terminal.getvalue()
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(terminal.getvalue())
+
+
+def test_table_prints_user_text_literally(stdout):
+    texts = ["[PER] Ada met [LOC] London", "[bold]x[/bold]", "[link=http://e.com]y[/link] :smile:"]
+    open_writer("table").write_batch([{"text": t, "n": i} for i, t in enumerate(texts)])
+    printed = stdout()
+    for text in texts:
+        assert text in printed
+    assert "\x1b" not in printed
+
+
+def test_table_header_once_columns_line_up_and_long_text_is_cut(stdout):
+    writer = open_writer("table", columns=["label", "text", "score"])
+    long_text = "word " * 100
+    writer.write_batch([{"label": "POSITIVE", "text": "short", "score": 0.25, "hidden": "not shown"}])
+    writer.write_batch([{"label": "NEGATIVE", "text": long_text, "score": 0.75}])
+    printed = stdout()
+    lines = [line for line in printed.splitlines() if line.strip()]
+    assert sum("label" in line for line in lines) == 1, printed
+    assert "hidden" not in printed and "not shown" not in printed
+    first_row, second_row = [line for line in lines if "POSITIVE" in line or "NEGATIVE" in line]
+    assert first_row.index("short") == second_row.index("word")
+    assert first_row.index("0.2500") == second_row.index("0.7500")
+    assert "…" in second_row
+    assert all(len(line) <= 80 for line in lines)
+
+
+def test_table_keeps_each_record_on_one_row(stdout):
+    open_writer("table").write_batch([{"text": "a document\nwith\tlines", "n": 1}])
+    assert "a document with lines" in stdout()
+
+
+def test_empty_input_prints_nothing(stdout):
+    for fmt in ("jsonl", "csv", "tsv", "table"):
+        open_writer(fmt).write_batch([])
+    assert stdout() == ""

@@ -1,0 +1,388 @@
+"""Input side: files/stdin -> records (line numbers, JSONL, documents, decoding errors) -> ordered batches."""
+
+import io
+import itertools
+import os
+import sys
+import threading
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from squeezecli.errors import ExitStatus, InputError
+from squeezecli.stream import Record, batched, progress_for, read_records, run_bucketed, total_bytes
+
+
+def write(tmp_path, name, data: bytes) -> str:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return str(path)
+
+
+def set_stdin(monkeypatch, data: bytes) -> None:
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data), encoding="utf-8"))
+
+
+# --- lines -------------------------------------------------------------------------------------------
+
+
+def test_blank_lines_are_skipped_but_keep_their_line_numbers(tmp_path):
+    path = write(tmp_path, "a.txt", b"first\n\n   \nsecond\r\n\nthird")
+    records = list(read_records([path]))
+    assert [r.text for r in records] == ["first", "second", "third"]
+    assert [r.source for r in records] == [{"file": path, "line": n} for n in (1, 4, 6)]
+    assert all(r.extra == {} for r in records)
+
+
+def test_only_the_line_ending_is_stripped(tmp_path):
+    path = write(tmp_path, "a.txt", b"  indented\tand tabbed  \r\ncr\rinside\n")
+    assert [r.text for r in read_records([path])] == ["  indented\tand tabbed  ", "cr\rinside"]
+
+
+def test_byte_order_mark_is_not_part_of_the_first_line(tmp_path):
+    path = write(tmp_path, "bom.txt", b"\xef\xbb\xbfhello\n\xef\xbb\xbfsecond keeps it\n")
+    assert [r.text for r in read_records([path])] == ["hello", "\ufeffsecond keeps it"]
+
+
+def test_nul_bytes_are_text(tmp_path):
+    path = write(tmp_path, "nul.txt", b"a\x00b\n")
+    assert [r.text for r in read_records([path])] == ["a\x00b"]
+
+
+def test_files_are_read_in_order_and_named_in_sources(tmp_path):
+    one = write(tmp_path, "one.txt", b"a\nb\n")
+    two = write(tmp_path, "two.txt", b"c\n")
+    records = list(read_records([one, two]))
+    assert [(r.source["file"], r.source["line"], r.text) for r in records] == [(one, 1, "a"), (one, 2, "b"), (two, 1, "c")]
+
+
+def test_dash_and_no_paths_read_stdin(tmp_path, monkeypatch):
+    set_stdin(monkeypatch, "héllo\n\nwörld\n".encode())
+    records = list(read_records(["-"]))
+    assert [(r.text, r.source) for r in records] == [
+        ("héllo", {"file": "-", "line": 1}),
+        ("wörld", {"file": "-", "line": 3}),
+    ]
+    set_stdin(monkeypatch, b"x\n")
+    assert [r.source for r in read_records([])] == [{"file": "-", "line": 1}]
+
+
+def test_stdin_between_files(tmp_path, monkeypatch):
+    path = write(tmp_path, "f.txt", b"file\n")
+    set_stdin(monkeypatch, b"stdin\n")
+    assert [r.text for r in read_records([path, "-", path])] == ["file", "stdin", "file"]
+
+
+def test_a_line_is_yielded_before_the_next_one_arrives(monkeypatch):
+    """`tail -f log | squeeze ...`: a complete line is processed without waiting for more input."""
+    read_end, write_end = os.pipe()
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(os.fdopen(read_end, "rb")))
+    os.write(write_end, b"first\nsec")
+    records = read_records(["-"])
+    got: list[Record] = []
+    reader = threading.Thread(target=lambda: got.append(next(records)))
+    reader.start()
+    reader.join(timeout=10)
+    try:
+        assert not reader.is_alive(), "the reader waited for more input than one line"
+        assert got[0].text == "first"
+    finally:
+        os.write(write_end, b"ond\n")
+        os.close(write_end)
+        reader.join()
+    assert [r.text for r in records] == ["second"]
+    sys.stdin.close()
+
+
+def test_on_read_reports_every_byte(tmp_path):
+    data = b"one\n\nthree\r\nlast without newline"
+    path = write(tmp_path, "a.txt", data)
+    seen: list[int] = []
+    list(read_records([path], on_read=seen.append))
+    assert sum(seen) == len(data)
+    assert len(seen) == 4  # one call per physical line, blank ones included
+
+
+# --- decoding ----------------------------------------------------------------------------------------
+
+
+def test_invalid_utf8_names_file_and_line(tmp_path):
+    path = write(tmp_path, "latin1.txt", "ok\n\ncafé\n".encode("latin-1"))
+    records = read_records([path])
+    assert next(records).text == "ok"  # the error comes when the bad line is reached, not before
+    with pytest.raises(InputError) as caught:
+        next(records)
+    assert f"{path}:3:" in caught.value.message
+    assert "0xe9" in caught.value.message
+    assert "--errors replace" in caught.value.hint
+    assert caught.value.status == ExitStatus.INPUT
+
+
+def test_invalid_utf8_on_stdin_is_named_stdin(monkeypatch):
+    set_stdin(monkeypatch, b"\xff\n")
+    with pytest.raises(InputError, match="<stdin>:1:"):
+        list(read_records(["-"]))
+
+
+def test_errors_replace_substitutes_replacement_character(tmp_path):
+    path = write(tmp_path, "latin1.txt", "café\n".encode("latin-1"))
+    assert [r.text for r in read_records([path], errors="replace")] == ["caf\ufffd"]
+
+
+# --- paths -------------------------------------------------------------------------------------------
+
+
+def test_missing_file_fails_before_any_file_is_read(tmp_path, monkeypatch):
+    good = write(tmp_path, "good.txt", b"a\n")
+    missing = str(tmp_path / "typo.txt")
+    # read_records itself raises, before a single record is pulled from the good files.
+    with pytest.raises(InputError) as caught:
+        read_records([good, good, missing])
+    assert caught.value.message == f"{missing}: no such file"
+    assert caught.value.status == ExitStatus.INPUT
+
+
+def test_directory_is_an_input_error(tmp_path):
+    with pytest.raises(InputError, match="is a directory"):
+        read_records([str(tmp_path)])
+
+
+def test_unreadable_file_is_an_input_error(tmp_path, monkeypatch):
+    path = write(tmp_path, "secret.txt", b"a\n")
+    # chmod 0 does not stop root (tests may run as root), so access() is told to refuse.
+    monkeypatch.setattr(os, "access", lambda p, mode: p != path)
+    with pytest.raises(InputError, match="secret.txt: permission denied"):
+        read_records([path])
+
+
+# --- JSON lines --------------------------------------------------------------------------------------
+
+
+def test_jsonl_takes_the_text_field_and_carries_the_others(tmp_path):
+    path = write(tmp_path, "in.jsonl", b'{"id": 7, "text": "hello", "meta": {"a": [1]}}\n\n{"text": "bye"}\n')
+    records = list(read_records([path], unit="jsonl"))
+    assert [(r.text, r.source, r.extra) for r in records] == [
+        ("hello", {"file": path, "line": 1}, {"id": 7, "meta": {"a": [1]}}),
+        ("bye", {"file": path, "line": 3}, {}),
+    ]
+
+
+def test_jsonl_field_option(tmp_path):
+    path = write(tmp_path, "in.jsonl", '{"body": "straße", "text": 3}\n'.encode())
+    [record] = read_records([path], unit="jsonl", field="body")
+    assert record.text == "straße"
+    assert record.extra == {"text": 3}
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        (b'{"text": "unterminated}', "not valid JSON"),
+        (b'["text"]', "expected a JSON object, got an array"),
+        (b'{"body": "x"}', 'no "text" field'),
+        (b'{"text": 12}', 'field "text" is a number, not a string'),
+        (b'{"text": null}', 'field "text" is null, not a string'),
+        (b'{"text": ["a"]}', 'field "text" is an array, not a string'),
+        (b"[" * 100_000 + b"]" * 100_000, "not valid JSON"),
+    ],
+)
+def test_bad_json_line_names_file_and_line(tmp_path, line, expected):
+    path = write(tmp_path, "in.jsonl", b'{"text": "fine"}\n\n' + line + b"\n")
+    records = read_records([path], unit="jsonl")
+    assert next(records).text == "fine"
+    with pytest.raises(InputError) as caught:
+        next(records)
+    assert caught.value.message.startswith(f"{path}:3: ")
+    assert expected in caught.value.message
+
+
+def test_jsonl_lone_surrogate_is_a_decoding_error(tmp_path):
+    path = write(tmp_path, "in.jsonl", b'{"text": "a\\ud800b"}\n')
+    with pytest.raises(InputError, match="1: .*surrogate"):
+        list(read_records([path], unit="jsonl"))
+    [record] = read_records([path], unit="jsonl", errors="replace")
+    assert record.text == "a\ufffdb"
+
+
+# --- documents ---------------------------------------------------------------------------------------
+
+
+def test_doc_mode_reads_each_file_as_one_record(tmp_path, monkeypatch):
+    one = write(tmp_path, "one.txt", b"Paris is the capital.\n\nIt is in France.\n")
+    empty = write(tmp_path, "empty.txt", b"\n  \n")
+    set_stdin(monkeypatch, b"from stdin\n")
+    records = list(read_records([one, empty, "-"], unit="doc"))
+    assert [(r.text, r.source) for r in records] == [
+        ("Paris is the capital.\n\nIt is in France.\n", {"file": one}),
+        ("from stdin\n", {"file": "-"}),
+    ]
+
+
+def test_doc_mode_invalid_utf8_names_the_line(tmp_path):
+    path = write(tmp_path, "doc.txt", b"line one\nline two\nbad \xff here\n")
+    with pytest.raises(InputError, match=r"doc\.txt:3: invalid UTF-8 \(byte 0xff at byte 5"):
+        list(read_records([path], unit="doc"))
+    [record] = read_records([path], unit="doc", errors="replace")
+    assert "bad \ufffd here" in record.text
+
+
+# --- batching ----------------------------------------------------------------------------------------
+
+
+def test_batched_pulls_only_what_each_batch_needs():
+    pulled = []
+    source = (pulled.append(i) or i for i in itertools.count())
+    batches = batched(source, 3)
+    assert next(batches) == [0, 1, 2]
+    assert pulled == [0, 1, 2]
+    assert list(batched(range(7), 3)) == [[0, 1, 2], [3, 4, 5], [6]]
+    assert list(batched([], 3)) == []
+
+
+def lengths_of_batches(texts, batch_size, window):
+    seen_batches = []
+
+    def process(batch):
+        seen_batches.append([len(t) for t in batch])
+        return [t.upper() for t in batch]
+
+    pairs = list(run_bucketed(texts, len, batch_size, window, process))
+    return pairs, seen_batches
+
+
+def test_run_bucketed_sorts_within_a_window_and_restores_input_order():
+    texts = ["ccc", "a", "bbbbb", "dd", "e", "ffff", "gg"]
+    pairs, batches = lengths_of_batches(texts, batch_size=2, window=4)
+    assert pairs == [(t, t.upper()) for t in texts]
+    # window 1: lengths 3,1,5,2 -> sorted 1,2 | 3,5 ; window 2: 1,4,2 -> 1,2 | 4
+    assert batches == [[1, 2], [3, 5], [1, 2], [4]]
+
+
+@given(
+    texts=st.lists(st.text(max_size=12), max_size=60),
+    batch_size=st.integers(1, 8),
+    extra_window=st.integers(0, 20),
+)
+def test_run_bucketed_pairs_every_record_with_its_own_result(texts, batch_size, extra_window):
+    window = batch_size + extra_window
+    pairs, batches = lengths_of_batches(texts, batch_size, window)
+    assert pairs == [(t, t.upper()) for t in texts]
+    assert all(1 <= len(b) <= batch_size for b in batches)
+    assert all(b == sorted(b) for b in batches)
+
+
+def test_run_bucketed_streams_window_by_window():
+    """The first window's results come out before the second window is read, even from an endless input."""
+    pulled = []
+
+    def endless():
+        for i in itertools.count():
+            pulled.append(i)
+            yield i
+
+    processed = []
+
+    def process(batch):
+        processed.extend(batch)
+        return [-x for x in batch]
+
+    pairs = run_bucketed(endless(), lambda x: -x, batch_size=2, window=6, process_batch=process)
+    assert next(pairs) == (0, 0)
+    assert pulled == list(range(6))
+    assert sorted(processed) == list(range(6))
+    assert list(itertools.islice(pairs, 6)) == [(i, -i) for i in range(1, 7)]
+    assert pulled == list(range(12))
+
+
+def test_run_bucketed_rejects_a_wrong_number_of_results():
+    with pytest.raises(ValueError, match="2 results for 3 records"):
+        list(run_bucketed(["a", "b", "c"], len, 3, 3, lambda batch: batch[:2]))
+
+
+# --- progress ----------------------------------------------------------------------------------------
+
+
+def test_total_bytes_only_for_regular_files(tmp_path):
+    one = write(tmp_path, "one.txt", b"12345")
+    two = write(tmp_path, "two.txt", b"123")
+    assert total_bytes([one, two]) == 8
+    assert total_bytes([one, "-"]) is None
+    assert total_bytes(["/dev/null"]) is None
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+@pytest.mark.parametrize(
+    ("quiet", "stderr_is_terminal", "stdout_is_terminal"),
+    [(True, True, False), (False, False, False), (False, True, True)],
+)
+def test_no_progress_when_quiet_or_stderr_is_not_a_terminal_or_results_go_to_it(
+    tmp_path, monkeypatch, quiet, stderr_is_terminal, stdout_is_terminal
+):
+    path = write(tmp_path, "a.txt", b"a\n")
+    stderr = FakeTerminal() if stderr_is_terminal else io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    monkeypatch.setattr(sys, "stdout", FakeTerminal() if stdout_is_terminal else io.StringIO())
+    with progress_for([path], quiet=quiet) as progress:
+        list(read_records([path], on_read=progress.advance))
+    assert stderr.getvalue() == ""
+
+
+@pytest.mark.parametrize(("use_stdin", "expected"), [(False, "1.0 MB"), (True, "lines read")])
+def test_progress_on_a_terminal_stderr(tmp_path, monkeypatch, use_stdin, expected):
+    data = b"x" * 999 + b"\n"
+    path = write(tmp_path, "big.txt", data * 1000)
+    terminal = FakeTerminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    monkeypatch.setattr(sys, "stdout", io.StringIO())  # results go to a pipe
+    set_stdin(monkeypatch, data)
+    paths = ["-"] if use_stdin else [path]
+    with progress_for(paths, quiet=False) as progress:
+        records = list(read_records(paths, on_read=progress.advance))
+    assert records
+    assert expected in terminal.getvalue()
+
+
+def test_live_windows_hold_what_has_arrived():
+    """A slow producer (tail -f) gets a result per record without waiting for a full window."""
+    gate = threading.Event()
+
+    def slow():
+        yield "first"
+        gate.wait(5)
+        yield "second"
+
+    pairs = run_bucketed(slow(), len, batch_size=4, window=8, process_batch=lambda b: [t.upper() for t in b], live=True)
+    assert next(pairs) == ("first", "FIRST")  # would block for ever if the window waited for 8 records
+    gate.set()
+    assert list(pairs) == [("second", "SECOND")]
+
+
+def test_live_windows_fill_from_a_fast_source_and_keep_order():
+    texts = [str(i) * (i % 7 + 1) for i in range(1000)]
+    sizes = []
+
+    def process(batch):
+        sizes.append(len(batch))
+        return [t[::-1] for t in batch]
+
+    pairs = list(run_bucketed(iter(texts), len, batch_size=10, window=50, process_batch=process, live=True))
+    assert pairs == [(t, t[::-1]) for t in texts]
+    assert max(sizes) == 10
+
+
+def test_live_read_error_comes_after_the_records_before_it():
+    def broken():
+        yield "good"
+        yield "also good"
+        raise InputError("bad UTF-8 at line 3")
+
+    got = []
+    with pytest.raises(InputError, match="line 3"):
+        for pair in run_bucketed(broken(), len, batch_size=2, window=4, process_batch=lambda b: b, live=True):
+            got.append(pair[0])
+    assert got == ["good", "also good"]
