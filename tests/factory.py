@@ -85,3 +85,24 @@ def hf_outputs(model, head: str, input_ids, attention_mask, token_type_ids=None)
     if head == "qa":
         return torch.stack([out.start_logits, out.end_logits], dim=-1)
     return out.logits
+
+
+DEFAULT_TOKENIZER = {"bert": "wordpiece_uncased", "squeezebert": "wordpiece_uncased",
+                     "distilbert": "wordpiece_uncased", "roberta": "bpe"}
+
+
+def build(directory: Path, arch: str, head: str = "base", *, tokenizer: str | None = None, seed: int = 0, **config_kw):
+    """A complete random-weight Hub checkpoint (config, weights, tokenizer files) in `directory`.
+
+    Returns the transformers model, which is the reference to compare against.
+    """
+    import vocabs
+    from transformers import AutoTokenizer
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    getattr(vocabs, f"write_{tokenizer or DEFAULT_TOKENIZER[arch]}")(directory)
+    vocab_size = len(AutoTokenizer.from_pretrained(directory))
+    model = make_model(arch, head, seed=seed, vocab_size=vocab_size, **config_kw)
+    model.save_pretrained(directory)
+    return model
