@@ -15,3 +15,5 @@ def isolated_caches(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.delenv("SQUEEZE_DEBUG", raising=False)
+
+from hubserver import hub  # noqa: E402,F401  (the loopback Hub fixture, for every test file)

@@ -1,0 +1,457 @@
+"""Download side of the model store: fetch the few files squeeze needs from the Hugging Face Hub.
+
+Files land in the standard Hugging Face cache (`$HF_HUB_CACHE`, else `$HF_HOME/hub`, else
+`~/.cache/huggingface/hub`), so a model a transformers user already downloaded is reused, and the
+other way round. Only what squeeze runs on is fetched: config.json, the tokenizer files, one weight
+format (safetensors preferred, single file or sharded, else pytorch_model.bin) and the
+sentence-transformers pooling files.
+
+The environment (HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE, HF_HUB_CACHE, HF_HOME) is read on every call
+and passed to huggingface_hub explicitly, because the library freezes its own copy at import time.
+
+Every failure leaves as a `SqueezeError`; messages never contain the token.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import CacheError, ModelError, NetworkError, SqueezeError
+
+DEFAULT_ENDPOINT = "https://huggingface.co"
+DEFAULT_REVISION = "main"
+
+CONFIG_FILE = "config.json"
+# (single file, sharded index) per weight format, most preferred first.
+WEIGHT_FORMATS = (
+    ("model.safetensors", "model.safetensors.index.json"),
+    ("pytorch_model.bin", "pytorch_model.bin.index.json"),
+)
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+)
+# A tokenizer can be built from any one of these; the other tokenizer files only refine it.
+TOKENIZER_VOCABULARIES = ("tokenizer.json", "vocab.txt", "vocab.json")
+SENTENCE_TRANSFORMERS_FILES = ("modules.json", "sentence_bert_config.json", "config_sentence_transformers.json")
+_POOLING_CONFIG = re.compile(r"\d+_Pooling/config\.json")
+
+MAX_REPO_NAME_LENGTH = 96
+MAX_REVISION_LENGTH = 255
+_REPO_NAME = re.compile(r"[A-Za-z0-9._-]+")
+_REVISION_PART = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
+_COMMIT_SHA = re.compile(r"[0-9a-f]{40}")
+_TRUE_VALUES = {"1", "ON", "YES", "TRUE"}
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A complete local copy of the files squeeze needs from one commit of a Hub model."""
+
+    repo_id: str
+    commit: str
+    path: Path  # the commit's snapshot directory in the HF cache
+    files: tuple[str, ...]  # '/'-separated paths relative to `path`, sorted
+
+
+def validate_repo_id(repo_id: object) -> str:
+    """Return `repo_id` if it is a well-formed `name` or `owner/name`; it becomes a cache path, so be strict."""
+    if not isinstance(repo_id, str) or not repo_id:
+        raise ModelError("the model id is empty", hint="give a Hub id such as 'owner/name'")
+    parts = repo_id.split("/")
+    if len(parts) > 2 or not all(_is_valid_repo_name(part) for part in parts):
+        raise ModelError(
+            f"invalid model id {repo_id!r}",
+            hint=f"use 'name' or 'owner/name': letters, digits, '.', '_' and '-', at most {MAX_REPO_NAME_LENGTH}"
+            " characters each, not starting or ending with '.' or '-', no '..' or '--'",
+        )
+    return repo_id
+
+
+def validate_revision(revision: object) -> str:
+    """Return `revision` if it is a plausible branch, tag or commit; it becomes a path under refs/."""
+    if (
+        not isinstance(revision, str)
+        or not 0 < len(revision) <= MAX_REVISION_LENGTH
+        or ".." in revision
+        or not all(_REVISION_PART.fullmatch(part) for part in revision.split("/"))
+    ):
+        raise ModelError(f"invalid revision {revision!r}", hint="give a branch, a tag or a full commit sha")
+    return revision
+
+
+def hf_cache_dir() -> Path:
+    """The Hugging Face hub cache directory, resolved from the environment as huggingface_hub does."""
+    env = os.environ
+    explicit = env.get("HF_HUB_CACHE") or env.get("HUGGINGFACE_HUB_CACHE")
+    if explicit:
+        return Path(_expand(explicit))
+    home = env.get("HF_HOME") or os.path.join(env.get("XDG_CACHE_HOME") or os.path.join("~", ".cache"), "huggingface")
+    return Path(_expand(home)) / "hub"
+
+
+def offline_from_env() -> bool:
+    return any(os.environ.get(name, "").upper() in _TRUE_VALUES for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def fetch(
+    repo_id: str,
+    revision: str | None = None,
+    *,
+    offline: bool = False,
+    token: str | None = None,
+    progress: bool = True,
+) -> Snapshot:
+    """Make sure the files squeeze needs from `repo_id` at `revision` are cached, and return them.
+
+    Offline (`offline=True` or HF_HUB_OFFLINE=1) makes no request at all and only accepts a complete
+    cached snapshot. Online, a pinned commit that is fully cached is returned without a request; a
+    branch or tag costs one metadata request (to learn its current commit) plus the missing files.
+    If the Hub cannot be reached, a complete cached snapshot of the revision is used instead.
+    """
+    repo_id = validate_repo_id(repo_id)
+    revision = validate_revision(revision if revision is not None else DEFAULT_REVISION)
+    cache_dir = hf_cache_dir()
+    if offline or offline_from_env():
+        return _cached_or_unreachable(repo_id, revision, cache_dir, "offline mode is on")
+    if _COMMIT_SHA.fullmatch(revision):
+        cached = cached_snapshot(repo_id, revision, cache_dir)
+        if cached is not None:
+            return cached
+    token = token or _token_from_env()
+    try:
+        with _progress_bars(progress):
+            return _download(repo_id, revision, cache_dir, token)
+    except _HubUnreachable as unreachable:
+        return _cached_or_unreachable(repo_id, revision, cache_dir, unreachable.reason, cause=unreachable.cause)
+    except _DownloadInterrupted as interrupted:
+        cached = cached_snapshot(repo_id, revision, cache_dir)
+        if cached is not None:
+            return cached
+        raise NetworkError(
+            f"the download of model '{repo_id}' was interrupted ({interrupted.reason})",
+            hint="run the command again: finished files are kept and the rest is downloaded again",
+        ) from interrupted.cause
+
+
+def cached_snapshot(repo_id: str, revision: str = DEFAULT_REVISION, cache_dir: Path | None = None) -> Snapshot | None:
+    """The complete cached snapshot of `repo_id` at `revision`, or None; reads the disk only.
+
+    "Complete" means the files `fetch` would download are all there: a weight format with every shard
+    its index names, a tokenizer vocabulary, and config.json, which `fetch` downloads last so that an
+    interrupted download never looks complete.
+    """
+    repo_id = validate_repo_id(repo_id)
+    revision = validate_revision(revision)
+    storage = (cache_dir or hf_cache_dir()) / _repo_folder_name(repo_id)
+    commit = revision if _COMMIT_SHA.fullmatch(revision) else _read_ref(storage, revision)
+    if commit is None:
+        return None
+    snapshot = storage / "snapshots" / commit
+    if not snapshot.is_dir():
+        return None
+    present = set(_files_under(snapshot))
+    files = _complete_selection(repo_id, present, snapshot)
+    if files is None:
+        return None
+    return Snapshot(repo_id, commit, snapshot, tuple(sorted(files)))
+
+
+# -- choosing files -------------------------------------------------------------------------------
+
+
+def _weights_entry(available: set[str]) -> str | None:
+    """The single weight file or sharded index to use, in order of preference."""
+    for single, index in WEIGHT_FORMATS:
+        if single in available:
+            return single
+        if index in available:
+            return index
+    return None
+
+
+def _companion_files(available: set[str]) -> list[str]:
+    """Tokenizer and sentence-transformers files the repo has, in a stable order."""
+    wanted = [name for name in (*TOKENIZER_FILES, *SENTENCE_TRANSFORMERS_FILES) if name in available]
+    wanted += sorted(name for name in available if _POOLING_CONFIG.fullmatch(name))
+    return wanted
+
+
+def _shards(index_path: Path, error: type[SqueezeError], repo_id: str) -> list[str]:
+    """The shard files a `*.index.json` maps weights to."""
+    try:
+        weight_map = json.loads(index_path.read_text(encoding="utf-8"))["weight_map"]
+        shards = sorted(set(weight_map.values()))
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise error(f"the weight index {index_path.name} of model '{repo_id}' is not valid") from exc
+    unsafe = [name for name in shards if not isinstance(name, str) or not _is_safe_relative_path(name)]
+    if unsafe or not shards:
+        raise error(f"the weight index {index_path.name} of model '{repo_id}' names no usable shard files")
+    return shards
+
+
+def _complete_selection(repo_id: str, present: set[str], snapshot: Path) -> list[str] | None:
+    weights = _weights_entry(present)
+    if CONFIG_FILE not in present or weights is None or not any(v in present for v in TOKENIZER_VOCABULARIES):
+        return None
+    files = [CONFIG_FILE, weights, *_companion_files(present)]
+    if weights.endswith(".index.json"):
+        shards = _shards(snapshot / weights, CacheError, repo_id)
+        if not all(shard in present for shard in shards):
+            return None
+        files += shards
+    return files
+
+
+# -- downloading ----------------------------------------------------------------------------------
+
+
+class _HubUnreachable(Exception):
+    def __init__(self, reason: str, cause: BaseException | None = None) -> None:
+        super().__init__(reason)
+        self.reason, self.cause = reason, cause
+
+
+class _DownloadInterrupted(Exception):
+    def __init__(self, reason: str, cause: BaseException) -> None:
+        super().__init__(reason)
+        self.reason, self.cause = reason, cause
+
+
+def _download(repo_id: str, revision: str, cache_dir: Path, token: str | None) -> Snapshot:
+    from huggingface_hub import HfApi, hf_hub_download
+
+    endpoint = _endpoint_from_env()
+    api = HfApi(endpoint=endpoint, token=token)
+    with _translated_errors(repo_id, revision, token, downloading=False):
+        info = api.model_info(repo_id, revision=revision)
+        commit = info.sha
+        available = {sibling.rfilename for sibling in info.siblings or []}
+        if not available:  # the Hub leaves `siblings` empty for very large repos
+            available = set(api.list_repo_files(repo_id, revision=commit))
+    if commit is None or not _COMMIT_SHA.fullmatch(commit):
+        raise NetworkError(f"the Hub at {endpoint} did not say which commit '{revision}' of model '{repo_id}' is")
+
+    weights, companions = _required_files(repo_id, available)
+    fetched: list[str] = []
+
+    def download(filename: str) -> Path:
+        with _translated_errors(repo_id, revision, token, downloading=True):
+            local = hf_hub_download(
+                repo_id, filename, revision=commit, cache_dir=str(cache_dir), endpoint=endpoint, token=token
+            )
+        fetched.append(filename)
+        return Path(local)
+
+    # Weights first and config.json last: `cached_snapshot` treats a snapshot without config.json as
+    # unfinished, so a download cut off anywhere before the end is never mistaken for a complete one.
+    index = download(weights)
+    if weights.endswith(".index.json"):
+        shards = _shards(index, ModelError, repo_id)
+        missing = [shard for shard in shards if shard not in available]
+        if missing:
+            raise ModelError(f"model '{repo_id}' is missing the weight shard {missing[0]} named in {weights}")
+        for shard in shards:
+            download(shard)
+    for filename in companions:
+        download(filename)
+    snapshot = download(CONFIG_FILE).parent
+
+    storage = cache_dir / _repo_folder_name(repo_id)
+    try:
+        _remember_ref(storage, revision, commit)
+    except OSError as exc:
+        raise CacheError(f"cannot write to the Hugging Face cache at {cache_dir}: {exc.strerror}") from exc
+    return Snapshot(repo_id, commit, snapshot, tuple(sorted(fetched)))
+
+
+def _required_files(repo_id: str, available: set[str]) -> tuple[str, list[str]]:
+    if CONFIG_FILE not in available:
+        raise ModelError(
+            f"model '{repo_id}' has no config.json",
+            hint="squeeze runs transformers encoder checkpoints (BERT, DistilBERT, RoBERTa, SqueezeBERT, MiniLM)",
+        )
+    weights = _weights_entry(available)
+    if weights is None:
+        raise ModelError(
+            f"model '{repo_id}' has no model.safetensors or pytorch_model.bin weights",
+            hint="squeeze reads PyTorch checkpoints; ONNX, TensorFlow or Flax-only repos are not supported",
+        )
+    if not any(name in available for name in TOKENIZER_VOCABULARIES):
+        raise ModelError(f"model '{repo_id}' has no tokenizer (tokenizer.json, vocab.txt or vocab.json)")
+    return weights, _companion_files(available)
+
+
+def _cached_or_unreachable(
+    repo_id: str, revision: str, cache_dir: Path, reason: str, cause: BaseException | None = None
+) -> Snapshot:
+    cached = cached_snapshot(repo_id, revision, cache_dir)
+    if cached is not None:
+        return cached
+    where = f"model '{repo_id}'" if revision == DEFAULT_REVISION else f"revision '{revision}' of model '{repo_id}'"
+    raise NetworkError(
+        f"{where} is not cached and the Hub is unreachable ({reason})",
+        hint=f"run it once while online (HF_HUB_OFFLINE unset) to download it into {cache_dir}",
+    ) from cause
+
+
+@contextmanager
+def _translated_errors(repo_id: str, revision: str, token: str | None, *, downloading: bool) -> Iterator[None]:
+    """Turn huggingface_hub / HTTP-client exceptions into SqueezeErrors, or into the internal
+    _HubUnreachable / _DownloadInterrupted that `fetch` answers from the cache when it can."""
+    from huggingface_hub import errors as hf
+
+    try:
+        yield
+    except hf.GatedRepoError as exc:
+        raise _access_refused(repo_id, exc.response.status_code, token) from exc
+    except hf.RepositoryNotFoundError as exc:
+        raise ModelError(
+            f"model '{repo_id}' was not found on the Hub",
+            hint="check the spelling of the 'owner/name' id or use a squeeze model alias;"
+            " a private model also needs HF_TOKEN",
+        ) from exc
+    except hf.RevisionNotFoundError as exc:
+        raise ModelError(
+            f"revision '{revision}' of model '{repo_id}' was not found on the Hub",
+            hint="give a branch, tag or full commit sha that exists for this model",
+        ) from exc
+    except (hf.LocalEntryNotFoundError, hf.OfflineModeIsEnabled) as exc:
+        # Raised by hf_hub_download when it could not reach the Hub for a file it does not have.
+        raise _HubUnreachable("no connection", exc) from exc
+    except hf.EntryNotFoundError as exc:
+        raise ModelError(f"model '{repo_id}' lists a file the Hub then could not find") from exc
+    except hf.HfHubHTTPError as exc:
+        status = exc.response.status_code if exc.response is not None else None
+        if status in (401, 403):
+            raise _access_refused(repo_id, status, token) from exc
+        raise _HubUnreachable(f"HTTP {status}", exc) from exc
+    except _transport_errors() as exc:
+        if downloading:
+            raise _DownloadInterrupted(f"connection lost: {type(exc).__name__}", exc) from exc
+        raise _HubUnreachable(f"no connection: {type(exc).__name__}", exc) from exc
+    except OSError as exc:
+        if exc.errno is None:  # huggingface_hub's size check: the body was shorter than announced
+            raise _DownloadInterrupted("the file arrived incomplete", exc) from exc
+        raise CacheError(f"cannot write to the Hugging Face cache: {exc.strerror}") from exc
+
+
+def _access_refused(repo_id: str, status: int | None, token: str | None) -> NetworkError:
+    if token:
+        return NetworkError(
+            f"the Hub refused access to model '{repo_id}' (HTTP {status}) with the token given in HF_TOKEN",
+            hint="check the token is valid and that its account accepted the model's conditions on its Hub page",
+        )
+    return NetworkError(
+        f"model '{repo_id}' is gated or private (HTTP {status}); set HF_TOKEN to an access token",
+        hint="accept the model's conditions on its Hub page, then export HF_TOKEN=<your token>",
+    )
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """The HTTP client's connection errors: requests under huggingface_hub 0.x, httpx under 1.x."""
+    kinds: list[type[BaseException]] = []
+    try:
+        import requests
+
+        kinds.append(requests.RequestException)
+    except ImportError:
+        pass
+    try:
+        import httpx
+
+        kinds.append(httpx.RequestError)
+    except ImportError:
+        pass
+    return tuple(kinds)
+
+
+@contextmanager
+def _progress_bars(enabled: bool) -> Iterator[None]:
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    if enabled or are_progress_bars_disabled():
+        yield
+        return
+    disable_progress_bars()
+    try:
+        yield
+    finally:
+        enable_progress_bars()
+
+
+# -- the cache layout -----------------------------------------------------------------------------
+
+
+def _repo_folder_name(repo_id: str) -> str:
+    return "models--" + repo_id.replace("/", "--")
+
+
+def _read_ref(storage: Path, revision: str) -> str | None:
+    try:
+        commit = (storage / "refs" / revision).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return commit if _COMMIT_SHA.fullmatch(commit) else None
+
+
+def _remember_ref(storage: Path, revision: str, commit: str) -> None:
+    """Record which commit a branch or tag pointed to, as huggingface_hub does, for offline runs."""
+    if revision == commit:
+        return
+    ref = storage / "refs" / revision
+    ref.parent.mkdir(parents=True, exist_ok=True)
+    ref.write_text(commit, encoding="utf-8")
+
+
+def _files_under(snapshot: Path) -> Iterable[str]:
+    """'/'-separated paths of the files in a snapshot whose blob is really there."""
+    for directory, _, filenames in os.walk(snapshot):
+        for filename in filenames:
+            path = Path(directory, filename)
+            if path.is_file():  # follows the symlink: a dangling link to a missing blob does not count
+                yield path.relative_to(snapshot).as_posix()
+
+
+# -- small helpers --------------------------------------------------------------------------------
+
+
+def _is_valid_repo_name(name: str) -> bool:
+    return (
+        len(name) <= MAX_REPO_NAME_LENGTH
+        and _REPO_NAME.fullmatch(name) is not None
+        and name[0] not in ".-"
+        and name[-1] not in ".-"
+        and ".." not in name
+        and "--" not in name  # would make the cache folder name models--a--b ambiguous
+    )
+
+
+def _is_safe_relative_path(name: str) -> bool:
+    parts = name.split("/")
+    return bool(name) and "\\" not in name and all(part not in ("", ".", "..") for part in parts)
+
+
+def _endpoint_from_env() -> str:
+    return (os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+
+
+def _token_from_env() -> str | None:
+    # None lets huggingface_hub fall back to the token saved by `hf auth login`.
+    token = (os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN") or "").strip()
+    return token or None
+
+
+def _expand(path: str) -> str:
+    return os.path.expandvars(os.path.expanduser(path))
