@@ -1,176 +1,24 @@
-"""The `squeeze` command line: the Click group, the options every task shares, and the one place where
-errors become exit statuses.
+"""The `squeeze` command line: the Click group, and the one place where errors become exit statuses.
 
-Task commands are thin: they take the option groups below as `inputs`, `output` and `model` objects, load
-their model, and hand `run_pipeline` a function that turns a batch of records into result dicts.
-Nothing imported here may import torch at module level: `squeeze --help` must stay fast.
+Task commands live in `commands.py`, the model store's in `model_commands.py`; both are thin layers over
+the library. Nothing imported here may import torch at module level: `squeeze --help` must stay fast.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import functools
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Literal
+from collections.abc import Sequence
+from typing import Any
 
 import click
 
 from . import __version__
 from .errors import ExitStatus, report
-from .output import FORMATS, Format, open_writer, row_for
-from .stream import (
-    DecodeErrors,
-    Record,
-    Unit,
-    check_paths,
-    progress_for,
-    read_records,
-    run_windows,
-)
-
-DEFAULT_BATCH_SIZE = 32
-# Records are read this many batches at a time and sorted by length, so each batch pads little.
-WINDOW_BATCHES = 8
-
-Precision = Literal["int8", "fp32"]
-
-
-@dataclasses.dataclass(frozen=True)
-class InputOptions:
-    """What to read: FILEs ("-" or none for stdin), as lines, JSON lines (text in `field`) or documents."""
-
-    files: tuple[str, ...]
-    unit: Unit
-    field: str | None
-    errors: DecodeErrors
-
-    def read(self, on_read: Callable[[int], None] | None = None) -> Iterator[Record]:
-        return read_records(self.files, self.unit, self.field, self.errors, on_read)
-
-
-@dataclasses.dataclass(frozen=True)
-class OutputOptions:
-    format: Format
-    quiet: bool
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelOptions:
-    """Which model to run and how; interpreted by the model loader, not here."""
-
-    model: str | None  # None: the task's default model
-    revision: str | None
-    batch_size: int
-    max_length: int | None  # None: the model's own limit
-    threads: int | None  # None: torch's default
-    precision: Precision
-    offline: bool
-
-
-def _with_options(command: Callable[..., Any], options: Sequence[Callable[[Any], Any]]) -> Callable[..., Any]:
-    # Applied last to first so --help lists them in the order written.
-    for option in reversed(options):
-        command = option(command)
-    return command
-
-
-batch_size_option = click.option(
-    "--batch-size",
-    type=click.IntRange(min=1),
-    default=DEFAULT_BATCH_SIZE,
-    show_default=True,
-    help="Records per model call; results are printed one batch at a time.",
-)
-
-
-def input_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """FILE... plus --jsonl/--field/--doc/--errors, passed to the command as `inputs: InputOptions`.
-
-    The paths are checked before the command body runs, so a typo fails before a model is loaded.
-    """
-
-    @functools.wraps(command)
-    def with_inputs(*args: Any, files: tuple[str, ...], jsonl: bool, field: str | None, doc: bool,
-                    errors: DecodeErrors, **kwargs: Any) -> Any:
-        if doc and (jsonl or field is not None):
-            raise click.UsageError("--doc reads whole files as text; it cannot be combined with --jsonl/--field")
-        unit: Unit = "doc" if doc else "jsonl" if jsonl or field is not None else "line"
-        check_paths(files)
-        return command(*args, inputs=InputOptions(files, unit, field, errors), **kwargs)
-
-    return _with_options(with_inputs, [
-        click.argument("files", nargs=-1, metavar="[FILE]..."),
-        click.option("--jsonl", is_flag=True,
-                     help="Read JSON lines: the text is in --field, other fields are copied to the output "
-                          "(unless a result field has the same name)."),
-        click.option("--field", metavar="NAME",
-                     help="The JSON field that holds the text (default: text). Implies --jsonl."),
-        click.option("--doc", is_flag=True, help="Treat each whole file as one text instead of one text per line."),
-        click.option("--errors", type=click.Choice(["strict", "replace"]), default="strict", show_default=True,
-                     help="On invalid UTF-8: stop with an error, or replace the bad bytes with U+FFFD."),
-    ])
-
-
-def output_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """--format and --quiet, passed to the command as `output: OutputOptions`."""
-
-    @functools.wraps(command)
-    def with_output(*args: Any, fmt: Format, quiet: bool, **kwargs: Any) -> Any:
-        return command(*args, output=OutputOptions(fmt, quiet), **kwargs)
-
-    return _with_options(with_output, [
-        click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True,
-                     help="auto is a table on a terminal and JSON lines in a pipe or file."),
-        click.option("-q", "--quiet", is_flag=True, help="No progress bar."),
-    ])
-
-
-def model_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """--model, --revision, --batch-size, --max-length, --threads, --precision, --offline, passed to the
-    command as `model: ModelOptions`."""
-
-    @functools.wraps(command)
-    def with_model(*args: Any, model: str | None, revision: str | None, batch_size: int, max_length: int | None,
-                   threads: int | None, precision: Precision, offline: bool, **kwargs: Any) -> Any:
-        options = ModelOptions(model, revision, batch_size, max_length, threads, precision, offline)
-        return command(*args, model=options, **kwargs)
-
-    return _with_options(with_model, [
-        click.option("-m", "--model", metavar="NAME", help="Hub model id or local directory (default: the task's)."),
-        click.option("--revision", metavar="REV", help="Hub branch, tag or commit of the model."),
-        batch_size_option,
-        click.option("--max-length", type=click.IntRange(min=1), metavar="TOKENS",
-                     help="Truncate texts to this many tokens (default: the model's limit)."),
-        click.option("--threads", type=click.IntRange(min=1), metavar="N",
-                     help="CPU threads for the model (default: torch's choice)."),
-        click.option("--precision", type=click.Choice(["int8", "fp32"]), default="int8", show_default=True,
-                     help="int8: dynamically quantized linear layers, faster and smaller; fp32: exact."),
-        click.option("--offline", is_flag=True, help="Use only the local cache; never contact the Hub."),
-    ])
-
-
-def run_pipeline(
-    inputs: InputOptions,
-    output: OutputOptions,
-    *,
-    batch_size: int,
-    length_of: Callable[[Record], int],
-    process_batch: Callable[[list[Record]], Sequence[dict[str, Any]]],
-    columns: Sequence[str] | None = None,
-) -> None:
-    """Read the inputs, run `process_batch` on length-sorted batches, write rows in input order.
-
-    `length_of` estimates a record's token count; `columns` picks the table's columns (see open_writer).
-    """
-    with progress_for(inputs.files, quiet=output.quiet) as progress:
-        records = inputs.read(on_read=progress.advance)
-        writer = open_writer(output.format, columns)
-        for window in run_windows(records, length_of, batch_size, WINDOW_BATCHES * batch_size, process_batch, live=True):
-            writer.write_batch([row_for(record, result) for record, result in window])
+from .options import InputOptions, OutputOptions, batch_size_option, input_options, output_options, run_pipeline
+from .stream import Record
 
 
 class _StdoutClosed(Exception):

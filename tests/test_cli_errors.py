@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 import squeezecli
-from squeezecli import cli
+from squeezecli import cli, options
 from squeezecli.errors import ExitStatus, ModelError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -133,7 +133,7 @@ def test_library_errors_keep_their_status_and_hint(monkeypatch):
     def fail(*args, **kwargs):
         raise ModelError("no model called 'nope'", hint="see `squeeze models list`")
 
-    monkeypatch.setattr(cli, "open_writer", fail)
+    monkeypatch.setattr(options, "open_writer", fail)
     result = run(["echo-lines"], input="a\n")
     assert result.exit_code == ExitStatus.MODEL
     assert result.stderr == "squeeze: error: no model called 'nope'\n  hint: see `squeeze models list`\n"
@@ -210,9 +210,9 @@ def test_option_groups_reach_the_command_as_objects(tmp_path):
     seen = {}
 
     @click.command()
-    @cli.input_options
-    @cli.output_options
-    @cli.model_options
+    @options.input_options
+    @options.output_options
+    @options.model_options
     @click.option("--question")
     def task(inputs, output, model, question):
         seen.update(inputs=inputs, output=output, model=model, question=question)
@@ -223,15 +223,15 @@ def test_option_groups_reach_the_command_as_objects(tmp_path):
             "--threads", "2", "--question", "why?"]
     result = CliRunner().invoke(task, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    assert seen["inputs"] == cli.InputOptions((str(path),), "jsonl", "body", "strict")
-    assert seen["output"] == cli.OutputOptions("tsv", True)
-    assert seen["model"] == cli.ModelOptions("org/model", None, 32, None, 2, "fp32", False)
+    assert seen["inputs"] == options.InputOptions((str(path),), "jsonl", "body", "strict")
+    assert seen["output"] == options.OutputOptions("tsv", True)
+    assert seen["model"] == options.ModelOptions("org/model", None, 32, None, 2, "fp32", False)
     assert seen["question"] == "why?"
 
     defaults = CliRunner().invoke(task, [], catch_exceptions=False)
     assert defaults.exit_code == 0
-    assert seen["inputs"] == cli.InputOptions((), "line", None, "strict")
-    assert seen["model"] == cli.ModelOptions(None, None, 32, None, None, "int8", False)
+    assert seen["inputs"] == options.InputOptions((), "line", None, "strict")
+    assert seen["model"] == options.ModelOptions(None, None, 32, None, None, "int8", False)
 
 
 # --- a real process with real pipes ------------------------------------------------------------------
