@@ -1,0 +1,243 @@
+"""Sentence embeddings, pooled and normalised as the model's sentence-transformers files say, and the
+nearest-neighbour search behind `squeeze similar`.
+
+A sentence-transformers checkpoint lists its pipeline in modules.json: the transformer, then a Pooling
+module (its directory's config.json picks CLS, mean, max, ... pooling), optionally Normalize (unit
+length). sentence_bert_config.json caps the input length (all-MiniLM-L6-v2 was trained on 256 tokens of
+its 512 positions) and may ask for lowercasing. A plain checkpoint without these files is embedded with
+mean pooling over the real tokens and no normalisation, the usual way to get a sentence vector out of
+a bare encoder.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+import torch
+import torch.nn.functional as F
+
+from squeezecli.errors import ModelError, SqueezeError
+
+if TYPE_CHECKING:
+    from squeezecli.runtime import Runtime
+
+# sentence-transformers' pooling modes, in the order it concatenates them when several are on, with the
+# legacy config.json flag of each.
+POOLING_MODES = {
+    "cls": "pooling_mode_cls_token",
+    "max": "pooling_mode_max_tokens",
+    "mean": "pooling_mode_mean_tokens",
+    "mean_sqrt_len_tokens": "pooling_mode_mean_sqrt_len_tokens",
+    "weightedmean": "pooling_mode_weightedmean_tokens",
+    "lasttoken": "pooling_mode_lasttoken",
+}
+# Names sentence-transformers has given the transformer module's config over the years, in its search order.
+_TRANSFORMER_CONFIGS = (
+    "sentence_bert_config.json",
+    "sentence_roberta_config.json",
+    "sentence_distilbert_config.json",
+    "sentence_camembert_config.json",
+    "sentence_xlm-roberta_config.json",
+)
+
+
+@dataclass(frozen=True)
+class SentencePipeline:
+    """What sentence-transformers does around the encoder: pooling, normalisation, input limits."""
+
+    pooling: tuple[str, ...] = ("mean",)  # concatenated in this order
+    normalize: bool = False
+    max_seq_length: int | None = None  # None: the model's own limit
+    lowercase: bool = False
+
+    @classmethod
+    def from_dir(cls, model_dir: Path, hidden_size: int) -> SentencePipeline:
+        transformer = _read_first_json(model_dir, _TRANSFORMER_CONFIGS)
+        max_seq_length = transformer.get("max_seq_length")
+        lowercase = bool(transformer.get("do_lower_case", False))
+        modules_path = model_dir / "modules.json"
+        if not modules_path.is_file():
+            return cls(max_seq_length=max_seq_length, lowercase=lowercase)
+        modules = _read_json(modules_path, list)
+        if not all(isinstance(module, dict) for module in modules):
+            raise ModelError(f"{modules_path} is not a list of modules", hint=f"the file at {modules_path} is damaged")
+        pooling, normalize = ("mean",), False
+        for module in modules:
+            kind = str(module.get("type", "")).rsplit(".", 1)[-1]
+            if kind == "Pooling":
+                pooling = _pooling_modes(_read_json(model_dir / module.get("path", "") / "config.json"), hidden_size)
+            elif kind == "Normalize":
+                normalize = True
+            elif kind != "Transformer":
+                raise ModelError(
+                    f"the model's sentence-transformers pipeline has a {kind or 'nameless'} module, "
+                    "which squeeze cannot run",
+                    hint="squeeze embeds with Transformer, Pooling and Normalize modules only",
+                )
+        return cls(pooling, normalize, max_seq_length, lowercase)
+
+
+class Embed:
+    """Result per text: `{"embedding": [floats]}`, `dimension` long.
+
+    Pooled and normalised as the model's sentence-transformers files say; a checkpoint without them
+    (or whose modules.json lists no Pooling module) gets mean pooling and no normalisation. Texts longer
+    than the input limit are truncated: `max_length` if given, else the model's sentence-transformers
+    max_seq_length, never beyond the model's position table.
+    """
+
+    head = "base"
+
+    def __init__(self, runtime: Runtime, *, max_length: int | None = None) -> None:
+        self.runtime = runtime
+        self.pipeline = SentencePipeline.from_dir(runtime.model_dir, runtime.config.hidden_size)
+        self.max_length = min(max_length or self.pipeline.max_seq_length or runtime.max_length, runtime.max_length)
+
+    @property
+    def dimension(self) -> int:
+        return self.runtime.config.hidden_size * len(self.pipeline.pooling)
+
+    def length_of(self, text: str) -> int:
+        # A real token count costs about as much as encoding the text once, a few percent of the forward
+        # pass, and buckets CJK text as well as English.
+        return len(self.runtime.tokenizer.backend.encode(text, add_special_tokens=False))
+
+    def __call__(self, texts: list[str]) -> list[dict[str, Any]]:
+        return [{"embedding": vector} for vector in self.vectors(texts).tolist()]
+
+    def vectors(self, texts: Sequence[str]) -> torch.Tensor:
+        """The embeddings of `texts` as one tensor [N, dimension]."""
+        if not texts:
+            return torch.empty(0, self.dimension)
+        if self.pipeline.lowercase:
+            texts = [text.lower() for text in texts]
+        encodings = self.runtime.tokenizer.encode(texts, max_length=self.max_length)
+        hidden = self.runtime.forward(encodings).float()  # [N, T, H]
+        lengths = torch.tensor([len(encoding.ids) for encoding in encodings])  # [N]
+        mask = torch.arange(hidden.shape[1])[None, :] < lengths[:, None]  # [N, T]: real tokens (right padding)
+        vectors = torch.cat([pool(hidden, mask, mode) for mode in self.pipeline.pooling], dim=-1)  # [N, D]
+        return F.normalize(vectors, dim=-1) if self.pipeline.normalize else vectors
+
+
+def pool(hidden: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor:
+    """One sentence vector [N, H] per row of token vectors `hidden` [N, T, H], over the tokens in `mask`
+    [N, T], as sentence-transformers' Pooling computes `mode`."""
+    weights = mask.unsqueeze(-1).to(hidden.dtype)  # [N, T, 1]
+    if mode == "cls":
+        return hidden[:, 0]
+    if mode == "lasttoken":
+        return hidden[torch.arange(hidden.shape[0]), mask.sum(dim=1) - 1]
+    if mode == "max":
+        return hidden.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(dim=1)
+    if mode == "weightedmean":
+        # Token i of a sentence weighs i + 1.
+        weights = weights * torch.arange(1, hidden.shape[1] + 1, dtype=hidden.dtype)[None, :, None]  # [N, T, 1]
+    total = (hidden * weights).sum(dim=1)  # [N, H]
+    count = weights.sum(dim=1).clamp(min=1e-9)  # [N, 1]
+    return total / count.sqrt() if mode == "mean_sqrt_len_tokens" else total / count
+
+
+def nearest(
+    embed: Embed, query: str, corpus_batches: Iterable[list[tuple[str, Any]]], k: int
+) -> list[dict[str, Any]]:
+    """The `k` corpus texts most similar to `query` by cosine similarity, best first.
+
+    The corpus arrives as batches of (text, source) and is embedded one batch at a time; only the best
+    `k` so far are kept, so the corpus can be any size. Each result is {"text", "score", "source"} with
+    the source as given. Equal scores rank in corpus order.
+    """
+    if k < 1:
+        raise SqueezeError(f"k must be at least 1, not {k}")
+    target = F.normalize(embed.vectors([query]), dim=-1)[0]  # [D]
+    # A min-heap of the best k so far: the root is the one to drop next, the lowest score and, among
+    # equal scores, the latest (hence -position).
+    best: list[tuple[float, int, str, Any]] = []
+    position = 0
+    for batch in corpus_batches:
+        if not batch:
+            continue
+        scores = F.normalize(embed.vectors([text for text, _ in batch]), dim=-1) @ target  # [B]
+        for (text, source), score in zip(batch, scores.tolist()):
+            entry = (score, -position, text, source)
+            if len(best) < k:
+                heapq.heappush(best, entry)
+            else:
+                heapq.heappushpop(best, entry)
+            position += 1
+    return [
+        {"text": text, "score": score, "source": source}
+        for score, _, text, source in sorted(best, key=lambda entry: (-entry[0], -entry[1]))
+    ]
+
+
+def vectors_to_npy(
+    vectors: Sequence[Sequence[float]], path: str | os.PathLike[str] | BinaryIO, *, dimension: int = 0
+) -> None:
+    """Write the vectors as one float32 array [N, dimension] in NumPy's .npy format to `path` (a file name,
+    written as given, or a binary file). `dimension` shapes the array when there are no vectors."""
+    try:
+        import numpy as np
+    except ImportError:
+        raise SqueezeError(
+            "writing .npy files needs numpy, which is not installed",
+            hint="pip install numpy, or write JSON lines instead",
+        ) from None
+    array = np.asarray(vectors, dtype=np.float32) if len(vectors) else np.zeros((0, dimension), dtype=np.float32)
+    if array.ndim != 2:
+        raise ValueError(f"vectors must all have the same length, got an array of shape {array.shape}")
+    if not isinstance(path, (str, os.PathLike)):
+        np.save(path, array)
+        return
+    try:
+        # An open file, not the name: np.save would append ".npy" to a name without it.
+        with open(path, "wb") as out:
+            np.save(out, array)
+    except OSError as error:
+        raise SqueezeError(f"cannot write {os.fspath(path)}: {error.strerror or error}") from None
+
+
+def _pooling_modes(config: dict[str, Any], hidden_size: int) -> tuple[str, ...]:
+    """The pooling modes of a Pooling module's config.json, in either sentence-transformers format."""
+    dimension = config.get("embedding_dimension", config.get("word_embedding_dimension", hidden_size))
+    if dimension != hidden_size:
+        raise ModelError(
+            f"the pooling module expects {dimension}-dimensional token vectors, the encoder gives {hidden_size}"
+        )
+    if "pooling_mode" in config:  # sentence-transformers >= 5: a name or a list of names
+        named = config["pooling_mode"]
+        modes = (named,) if isinstance(named, str) else tuple(named)
+    else:
+        modes = tuple(mode for mode, flag in POOLING_MODES.items() if config.get(flag)) or ("mean",)
+    if not modes:
+        raise ModelError("the model's pooling config names no pooling mode")
+    unknown = [mode for mode in modes if mode not in POOLING_MODES]
+    if unknown:
+        raise ModelError(f"unknown pooling mode {unknown[0]!r} in the model's pooling config")
+    return modes
+
+
+def _read_first_json(directory: Path, names: Sequence[str]) -> dict[str, Any]:
+    for name in names:
+        if (directory / name).is_file():
+            return _read_json(directory / name)
+    return {}
+
+
+def _read_json(path: Path, shape: type[dict] | type[list] = dict) -> Any:
+    """A JSON file whose top level must be a `shape` (object or array)."""
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelError(f"{path} is missing", hint="the model's sentence-transformers files are incomplete") from None
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise ModelError(f"cannot read {path}: {error}", hint=f"the file at {path} is damaged") from None
+    if not isinstance(payload, shape):
+        kind = "object" if shape is dict else "array"
+        raise ModelError(f"{path} is not a JSON {kind}", hint=f"the file at {path} is damaged")
+    return payload
