@@ -46,3 +46,15 @@ class Runtime:
         batch = collate(encodings, self.tokenizer.pad_id)
         with torch.inference_mode():
             return self.encoder(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+
+    def forward_each(self, encodings: Sequence[Encoding], batch_size: int) -> list[torch.Tensor]:
+        """Per encoding, its token-level output [T_i, ...] without padding. Encodings of similar length
+        share a forward pass of at most `batch_size` (QA windows and NER windows of long texts)."""
+        outputs: list[torch.Tensor] = [torch.empty(0)] * len(encodings)
+        by_length = sorted(range(len(encodings)), key=lambda i: len(encodings[i].ids))
+        for start in range(0, len(by_length), batch_size):
+            indices = by_length[start:start + batch_size]
+            batch = self.forward([encodings[i] for i in indices]).float()  # [B, T, ...]
+            for row, i in enumerate(indices):
+                outputs[i] = batch[row, : len(encodings[i].ids)]  # [T_i, ...]
+        return outputs

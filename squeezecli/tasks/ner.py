@@ -25,7 +25,6 @@ import torch
 from tokenizers import Encoding
 
 from squeezecli.errors import SqueezeError
-from squeezecli.stream import batched
 from squeezecli.tokenizer import flatten_windows
 
 if TYPE_CHECKING:
@@ -132,15 +131,8 @@ class TokenClassification:
         return results
 
     def _window_scores(self, encodings: list[Encoding]) -> list[torch.Tensor]:
-        """Label probabilities [T, labels] of each window, unpadded; windows of similar length share a
-        forward pass."""
-        scores: list[torch.Tensor] = [torch.empty(0)] * len(encodings)
-        by_length = sorted(range(len(encodings)), key=lambda i: len(encodings[i].ids))
-        for indices in batched(by_length, self.batch_size):
-            probs = self.runtime.forward([encodings[i] for i in indices]).float().softmax(dim=-1)  # [B, T, labels]
-            for row, i in enumerate(indices):
-                scores[i] = probs[row, : len(encodings[i].ids)]  # [T_i, labels]
-        return scores
+        """Label probabilities [T, labels] of each window, unpadded."""
+        return [logits.softmax(dim=-1) for logits in self.runtime.forward_each(encodings, self.batch_size)]
 
     def _tokens(self, text: str, encoding: Encoding, scores: torch.Tensor) -> list[_Token]:
         """transformers' gather_pre_entities."""

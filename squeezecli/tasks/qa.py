@@ -17,7 +17,6 @@ import torch
 from tokenizers import Encoding
 
 from squeezecli.errors import SqueezeError
-from squeezecli.stream import batched
 from squeezecli.tokenizer import flatten_windows
 
 if TYPE_CHECKING:
@@ -142,14 +141,8 @@ class QuestionAnswering:
         return question[: max(kept_ends)]
 
     def _window_logits(self, encodings: list[Encoding]) -> list[torch.Tensor]:
-        """Start/end logits [T, 2] of each window, unpadded; windows of similar length share a forward pass."""
-        logits: list[torch.Tensor] = [torch.empty(0)] * len(encodings)
-        by_length = sorted(range(len(encodings)), key=lambda i: len(encodings[i].ids))
-        for indices in batched(by_length, self.batch_size):
-            output = self.runtime.forward([encodings[i] for i in indices]).float()  # [B, T, 2]
-            for row, i in enumerate(indices):
-                logits[i] = output[row, : len(encodings[i].ids)]  # [T_i, 2]
-        return logits
+        """Start/end logits [T, 2] of each window, unpadded."""
+        return self.runtime.forward_each(encodings, self.batch_size)
 
     def _answer(self, context: str, windows: list[tuple[Encoding, torch.Tensor]]) -> list[_Answer]:
         """The top_k answers to one question over all windows of its context."""
