@@ -10,6 +10,7 @@ special-token handling match what the model was trained and evaluated with.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,6 +149,8 @@ class Tokenizer:
         if stride:
             self._check_windows_advance(texts, pairs, room=room, stride=stride)
         self._set_truncation(max_length=max_length, stride=stride, strategy=truncation)
+        if pairs is None and not overflow:
+            return self._encode_prefixes(texts, max_length)
         inputs: list[Any] = list(texts) if pairs is None else list(zip(texts, pairs))
         try:
             return self.backend.encode_batch(inputs, add_special_tokens=True)
@@ -156,6 +159,34 @@ class Tokenizer:
                 f"input does not fit in {max_length} tokens: {error}",
                 hint="the first text of a pair must leave room for the second within max_length",
             ) from error
+
+    def count(self, text: str, limit: int) -> int:
+        """Tokens in `text` without special tokens, counted exactly up to `limit` (the order is what length
+        bucketing needs; a 10 MB line must not be tokenized whole to learn that it is long)."""
+        budget = _prefix_budget(limit)
+        prefix = _whitespace_prefix(_shorten_giant_words(text, budget), budget)
+        return min(len(self.backend.encode(prefix, add_special_tokens=False)), limit)
+
+    def _encode_prefixes(self, texts: Sequence[str], max_length: int) -> list[Encoding]:
+        """Truncating encodings of single texts, tokenizing at most a prefix of each very long text.
+
+        The tokenizer would otherwise build every token of a 10 MB line (gigabytes of Encoding) only to keep
+        `max_length` of them. A prefix cut at whitespace tokenizes exactly like the start of the whole text
+        (normalisation and pre-tokenization never look across a space); it is used when it still fills the
+        window, and the whole text is tokenized when it does not. A giant word (a run without whitespace
+        longer than the prefix budget) is first shortened to that budget: WordPiece makes it one [UNK] at
+        any length, and in BPE its first tokens fill the window, so the ids do not change; only the offsets
+        of the tokens from that word on do (tokenizing a 2 MB word whole costs 150 MB, and no task reads the
+        offsets of a plain truncated text).
+        """
+        budget = _prefix_budget(max_length)
+        short = [_shorten_giant_words(text, budget) for text in texts]
+        cut = [_whitespace_prefix(text, budget) for text in short]
+        encodings = self.backend.encode_batch(cut, add_special_tokens=True)
+        for index, (text, prefix, encoding) in enumerate(zip(short, cut, encodings)):
+            if len(prefix) < len(text) and len(encoding.ids) < max_length:  # the prefix did not fill the window
+                encodings[index] = self.backend.encode(text, add_special_tokens=True)
+        return encodings
 
     def _check_windows_advance(
         self, texts: Sequence[str], pairs: Sequence[str] | None, *, room: int, stride: int
@@ -226,6 +257,30 @@ def collate(encodings: Sequence[Encoding], pad_id: int) -> dict[str, torch.Tenso
         "attention_mask": padded([encoding.attention_mask for encoding in encodings], 0),  # [B, T]
         "token_type_ids": padded([encoding.type_ids for encoding in encodings], 0),  # [B, T]
     }
+
+
+# A token covers a few characters; a prefix of 64 per token leaves ample room (whitespace runs, long words).
+_CHARS_PER_TOKEN_BOUND = 64
+
+
+def _prefix_budget(max_length: int) -> int:
+    """Characters of a long text worth tokenizing for `max_length` tokens (never fewer than 4096)."""
+    return max(max_length, 64) * _CHARS_PER_TOKEN_BOUND
+
+
+def _whitespace_prefix(text: str, budget: int) -> str:
+    """`text` itself when short; otherwise its first `budget` characters, ending at the last whitespace."""
+    if len(text) <= budget:
+        return text
+    space = max(text.rfind(" ", 0, budget), text.rfind("\n", 0, budget), text.rfind("\t", 0, budget))
+    return text[:space] if space > budget // 2 else text[:budget]
+
+
+def _shorten_giant_words(text: str, budget: int) -> str:
+    """`text` with every run of more than `budget` non-space characters cut to `budget` characters."""
+    if len(text) <= budget:
+        return text
+    return re.sub(r"\S{%d}\S+" % budget, lambda match: match.group()[:budget], text)
 
 
 def _read_json_if_present(path: Path) -> dict[str, Any]:

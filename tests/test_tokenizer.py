@@ -142,6 +142,28 @@ def test_truncated_single_texts_match(both, max_length):
     assert_same(encodings, reference_batch(reference, HOSTILE, truncation=True, max_length=max_length))
 
 
+@pytest.mark.parametrize("max_length", [3, 17, 128])
+def test_very_long_texts_truncate_like_the_whole_text(both, max_length):
+    """Only a prefix of a long text is tokenized (a 10 MB line must not become millions of tokens), which
+    must give exactly what tokenizing all of it gives: cut between words, and inside a giant word."""
+    tokenizer, reference = both
+    long_texts = [
+        " ".join(HOSTILE) * 40,
+        "x" * 30_000 + " after the giant word",
+        "words " * 3 + "y" * 30_000,
+        "a" * 3000 + " fits the smallest prefix budget",
+        "\n".join(HOSTILE) * 40,
+        "short " * 20_000,
+    ]
+    encodings = tokenizer.encode(long_texts, max_length=max_length)
+    batch = reference_batch(reference, long_texts, truncation=True, max_length=max_length)
+    for index, encoding in enumerate(encodings):
+        ours, theirs = fields(encoding), reference_fields(batch, index)
+        if index in (1, 2):  # giant words are shortened: same ids, offsets shift from that word on (see encode)
+            ours.pop("offsets"), theirs.pop("offsets")
+        assert ours == theirs, f"text {index}"
+
+
 @pytest.mark.parametrize("max_length", [7, 24, 512])
 def test_pairs_with_longest_first_match(both, max_length):
     tokenizer, reference = both

@@ -40,7 +40,7 @@ class Classify:
     def length_of(self, text: str) -> int:
         # A real token count costs about as much as encoding the text once (~50 us), a few percent of
         # the forward pass of even the smallest real model, and buckets CJK text as well as English.
-        return len(self.runtime.tokenizer.backend.encode(text, add_special_tokens=False))
+        return self.runtime.tokenizer.count(text, limit=self.max_length)
 
     def __call__(self, texts: list[str]) -> list[dict[str, Any]]:
         if not texts:

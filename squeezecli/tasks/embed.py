@@ -106,7 +106,7 @@ class Embed:
     def length_of(self, text: str) -> int:
         # A real token count costs about as much as encoding the text once, a few percent of the forward
         # pass, and buckets CJK text as well as English.
-        return len(self.runtime.tokenizer.backend.encode(text, add_special_tokens=False))
+        return self.runtime.tokenizer.count(text, limit=self.max_length)
 
     def __call__(self, texts: list[str]) -> list[dict[str, Any]]:
         return [{"embedding": vector} for vector in self.vectors(texts).tolist()]

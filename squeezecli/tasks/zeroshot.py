@@ -74,7 +74,7 @@ class ZeroShot:
 
     def length_of(self, text: str) -> int:
         # Every pair of a text shares the text's length; a real count buckets CJK text as well as English.
-        return len(self.runtime.tokenizer.backend.encode(text, add_special_tokens=False))
+        return self.runtime.tokenizer.count(text, limit=self.max_length)
 
     def __call__(self, texts: list[str]) -> list[dict[str, Any]]:
         if not texts:
