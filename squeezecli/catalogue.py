@@ -1,0 +1,139 @@
+"""Built-in model aliases: one default checkpoint per task, and what each checkpoint must look like.
+
+Each entry records the architecture (`model_type`), the head and the labels the checkpoint was checked to
+have on the Hub, so that a download that does not match (a renamed repo, a new commit with another head,
+a wrong `--revision`) is refused with a ModelError instead of producing confident nonsense. Where a
+checkpoint's config.json carries only placeholder labels (LABEL_0, LABEL_1, ...), the entry carries the
+real ones and the store writes them into the cached config.
+
+SqueezeBERT is the default wherever a credible fine-tuned checkpoint exists (zero-shot); elsewhere the
+default is the best small checkpoint with the labels the task needs, and a SqueezeBERT alternative is
+listed under its own alias where one exists.
+
+No torch here: `squeeze models list` and `--help` read this module.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .errors import ModelError
+
+TASKS = ("sentiment", "zero-shot", "qa", "ner", "embed")
+# `classify` runs any sequence classifier given with --model (and zero-shot with --labels); without either
+# it classifies sentiment, the one classifier squeeze ships.
+TASK_ALIASES = {"classify": "sentiment"}
+_PLACEHOLDER_LABEL = re.compile(r"LABEL_(\d+)")
+
+
+@dataclass(frozen=True)
+class CatalogueModel:
+    alias: str
+    repo_id: str
+    task: str
+    architecture: str  # config.json model_type
+    head: str  # encoder.HEADS: base, sequence, token, qa
+    labels: tuple[str, ...] = ()  # id2label in id order; empty for qa and embed heads
+    description: str = ""
+
+
+MODELS: tuple[CatalogueModel, ...] = (
+    # config.json: id2label {0: NEGATIVE, 1: POSITIVE}, DistilBertForSequenceClassification.
+    CatalogueModel(
+        "distilbert-sst2", "distilbert/distilbert-base-uncased-finetuned-sst-2-english", "sentiment",
+        "distilbert", "sequence", ("NEGATIVE", "POSITIVE"),
+        "DistilBERT fine-tuned on SST-2 (binary sentiment)",
+    ),
+    # config.json says only LABEL_0/1/2. The model card says it was fine-tuned on MNLI with transformers'
+    # GLUE recipe (examples/text-classification/run_glue.py), whose MnliProcessor.get_labels() is
+    # ["contradiction", "entailment", "neutral"] (transformers/data/processors/glue.py), so that is the
+    # id order of the classifier.
+    CatalogueModel(
+        "squeezebert-mnli", "squeezebert/squeezebert-mnli", "zero-shot",
+        "squeezebert", "sequence", ("contradiction", "entailment", "neutral"),
+        "SqueezeBERT fine-tuned on MNLI (natural-language inference, used for zero-shot labels)",
+    ),
+    # SQuAD 2.0, so it can answer "no answer"; BertForQuestionAnswering, MiniLM-L12-H384.
+    CatalogueModel(
+        "minilm-squad2", "deepset/minilm-uncased-squad2", "qa", "bert", "qa",
+        description="MiniLM fine-tuned on SQuAD 2.0 (extractive QA that can say there is no answer)",
+    ),
+    # SQuAD 1.1 only: always returns some span, even when the context holds no answer.
+    CatalogueModel(
+        "squeezebert-qa", "mrm8488/squeezebert-finetuned-squadv1", "qa", "squeezebert", "qa",
+        description="SqueezeBERT fine-tuned on SQuAD 1.1 (extractive QA; always answers)",
+    ),
+    # config.json id2label, CoNLL-2003 tags in this order.
+    CatalogueModel(
+        "bert-ner", "dslim/bert-base-NER", "ner", "bert", "token",
+        ("O", "B-MISC", "I-MISC", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC"),
+        "BERT-base (cased) fine-tuned on CoNLL-2003 named entities",
+    ),
+    # A BertModel with sentence-transformers mean pooling (1_Pooling/config.json).
+    CatalogueModel(
+        "minilm-embed", "sentence-transformers/all-MiniLM-L6-v2", "embed", "bert", "base",
+        description="all-MiniLM-L6-v2 sentence embeddings (384 dimensions)",
+    ),
+)
+
+DEFAULTS: dict[str, str] = {
+    "sentiment": "distilbert-sst2",
+    "zero-shot": "squeezebert-mnli",
+    "qa": "minilm-squad2",
+    "ner": "bert-ner",
+    "embed": "minilm-embed",
+}
+
+_BY_ALIAS = {model.alias: model for model in MODELS}
+_BY_REPO = {model.repo_id.lower(): model for model in MODELS}
+
+
+def default_for(task: str) -> str:
+    """The alias of the default model of `task` (one of TASKS, or "classify")."""
+    try:
+        return DEFAULTS[TASK_ALIASES.get(task, task)]
+    except KeyError:
+        raise ModelError(f"no default model for task {task!r}", hint=f"tasks: {', '.join(TASKS)}") from None
+
+
+def by_alias(name: str) -> CatalogueModel | None:
+    """The model an alias stands for; a task name stands for the task's default model."""
+    if name in DEFAULTS or name in TASK_ALIASES:
+        return _BY_ALIAS[default_for(name)]
+    return _BY_ALIAS.get(name)
+
+
+def by_repo_id(repo_id: str) -> CatalogueModel | None:
+    """The catalogue entry for a Hub id (Hub ids are case-insensitive), so a checkpoint pulled by its id
+    gets the same checks and labels as one pulled by its alias."""
+    return _BY_REPO.get(repo_id.lower())
+
+
+def checked_labels(model: CatalogueModel, architecture: str, head: str, id2label: dict[int, str]) -> dict[int, str]:
+    """Check a downloaded checkpoint against its catalogue entry; return the id2label to use.
+
+    `architecture` is config.json's model_type, `head` the head the checkpoint has, `id2label` its labels.
+    """
+    where = f"model '{model.repo_id}' (alias {model.alias})"
+    fix = "pin a --revision that matches the catalogue, or pull it by a different name with --model"
+    if architecture != model.architecture:
+        raise ModelError(f"{where} should be a {model.architecture} checkpoint but is {architecture or 'unknown'}", hint=fix)
+    if head != model.head:
+        raise ModelError(f"{where} should have a {model.head} head but has a {head} head", hint=fix)
+    if not model.labels:
+        return id2label
+    expected = dict(enumerate(model.labels))
+    if id2label == expected:
+        return expected
+    if _placeholders(id2label) and len(id2label) == len(expected):
+        return expected
+    found = ", ".join(id2label[i] for i in sorted(id2label)) or "none"
+    raise ModelError(f"{where} has labels [{found}], expected [{', '.join(model.labels)}]", hint=fix)
+
+
+def _placeholders(id2label: dict[int, str]) -> bool:
+    """transformers writes LABEL_<id> when a checkpoint was saved without label names."""
+    return bool(id2label) and all(
+        (m := _PLACEHOLDER_LABEL.fullmatch(label)) is not None and int(m[1]) == index for index, label in id2label.items()
+    )

@@ -1,0 +1,226 @@
+"""`squeeze models`: pull, list, inspect and remove the models in squeeze's cache.
+
+Only `pull` runs a model (to quantize it) and so imports torch; `list`, `info` and `rm` read manifests and
+file sizes, so they answer instantly. Output follows the rest of the CLI: a table on a terminal, JSON
+lines (or one JSON object for `info`) in a pipe, JSON always with `--json`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+import click
+
+from .stream import is_terminal
+
+
+@click.group("models")
+def models() -> None:
+    """Manage squeeze's model cache: pull, list, info, rm.
+
+    Models are downloaded into the standard Hugging Face cache (shared with transformers), quantized to
+    int8 once, and kept in squeeze's cache (SQUEEZE_CACHE_DIR, else the user cache directory). MODEL is a
+    Hub id (owner/name), a squeeze alias (see `squeeze models aliases`) or a local directory in Hub format.
+    """
+
+
+@models.command("pull")
+@click.argument("model")
+@click.option("--revision", metavar="REV", help="Hub branch, tag or commit (default: main).")
+@click.option("--force", is_flag=True, help="Quantize again even if the model is cached.")
+@click.option("--json", "as_json", is_flag=True, help="Print the entry as JSON.")
+def pull(model: str, revision: str | None, force: bool, as_json: bool) -> None:
+    """Download MODEL and quantize it to int8, unless it is cached already.
+
+    A branch or tag is looked up on the Hub, so pulling again picks up a new commit. With HF_HUB_OFFLINE=1
+    nothing is downloaded: a model in the Hugging Face cache is still quantized.
+    """
+    from . import store
+
+    entry = store.pull(model, revision, force=force, progress=is_terminal(sys.stderr))
+    summary = entry.summary()
+    if as_json or not is_terminal(sys.stdout):
+        _print_json(summary)
+    else:
+        click.echo(
+            f"{_display_name(summary)} @ {summary['commit'][:12]}: {summary['architecture']} "
+            f"({', '.join(summary['heads'])}), {_parameters(summary['parameters'])} parameters, "
+            f"{_size(summary['size_int8'])} int8 ({_size(summary['size_source'])} source)"
+        )
+
+
+@models.command("list")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines even on a terminal.")
+def list_models(as_json: bool) -> None:
+    """List cached models, most recently used first."""
+    from . import store
+
+    summaries = [entry.summary() for entry in store.list_entries()]
+    if as_json or not is_terminal(sys.stdout):
+        for summary in summaries:
+            _print_json(summary)
+        return
+    if not summaries:
+        click.echo("No models cached yet; `squeeze models pull MODEL` adds one.", err=True)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    # Only the model column folds when the terminal is narrow; `models info` shows every detail.
+    table.add_column("model", overflow="fold")
+    for column in ("commit", "arch", "head"):
+        table.add_column(column, no_wrap=True)
+    for column in ("params", "int8", "source"):
+        table.add_column(column, justify="right", no_wrap=True)
+    table.add_column("last used", no_wrap=True)
+    now = time.time()
+    for s in summaries:
+        table.add_row(
+            s["alias"] or s["id"], s["commit"][:8], s["architecture"], s["heads"][0], _parameters(s["parameters"]),
+            _size(s["size_int8"]), _size(s["size_source"]), _ago(now, s["last_used"]),
+        )
+    Console(highlight=False).print(table)
+
+
+@models.command("info")
+@click.argument("model")
+@click.option("--revision", metavar="REV", help="The cached revision to describe (default: main, else the latest).")
+@click.option("--verify", is_flag=True, help="Check the sha256 of every file (slower); a mismatch exits with status 6.")
+@click.option("--json", "as_json", is_flag=True, help="JSON even on a terminal.")
+def info(model: str, revision: str | None, verify: bool, as_json: bool) -> None:
+    """Describe a cached model: source, commit, heads, labels, quantization, sizes, files.
+
+    Every load checks that the files are complete (sizes and the weights header); --verify also checks
+    their checksums, which catches damage inside the weights.
+    """
+    from . import store
+
+    entry = store.info(model, revision, verify=verify)
+    record: dict[str, Any] = {
+        **entry.summary(),
+        "labels": _labels(entry),
+        "quantization": entry.manifest["quantization"],
+        "squeezecli": entry.manifest.get("squeezecli"),
+        "files": entry.manifest["files"],
+        "verified": "sha256" if verify else "sizes",
+    }
+    if as_json or not is_terminal(sys.stdout):
+        _print_json(record)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    rows = [
+        ("model", _display_name(record)), ("source", f"{record['kind']}: {record['id']}"),
+        ("revision", record["revision"] or "-"), ("commit", record["commit"]), ("architecture", record["architecture"]),
+        ("heads", ", ".join(record["heads"])), ("labels", ", ".join(record["labels"]) or "-"),
+        ("parameters", _parameters(record["parameters"])),
+        ("quantization", record["quantization"]["scheme"]),
+        ("size", f"{_size(record['size_int8'])} int8, {_size(record['size_source'])} source"),
+        ("created", record["created"]), ("last used", record["last_used"] or "-"),
+        ("checked", "all checksums match" if verify else "files complete (--verify checks checksums)"),
+        ("path", record["path"]),
+    ]
+    for name, value in rows:
+        table.add_row(name, str(value))
+    Console(highlight=False).print(table)
+
+
+@models.command("rm")
+@click.argument("names", nargs=-1, metavar="[MODEL]...")
+@click.option("--all", "remove_all", is_flag=True, help="Remove every cached model.")
+def rm(names: tuple[str, ...], remove_all: bool) -> None:
+    """Remove cached models (every cached commit of each MODEL).
+
+    MODEL is named as for `pull`, or by the key `models list --json` shows. The Hugging Face download
+    cache is left alone; `huggingface-cli delete-cache` cleans that.
+    """
+    from . import store
+
+    if remove_all == bool(names):
+        raise click.UsageError("give one or more MODELs, or --all")
+    for entry in store.remove(names, all=remove_all):
+        summary = entry.summary()
+        click.echo(f"removed {_display_name(summary)} @ {summary['commit'][:12]} ({_size(summary['size_int8'])})")
+
+
+@models.command("aliases")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines even on a terminal.")
+def aliases(as_json: bool) -> None:
+    """The built-in model aliases and each task's default."""
+    from . import catalogue
+
+    defaults = set(catalogue.DEFAULTS.values())
+    rows = [
+        {"alias": m.alias, "id": m.repo_id, "task": m.task, "default": m.alias in defaults,
+         "architecture": m.architecture, "head": m.head, "labels": list(m.labels), "description": m.description}
+        for m in catalogue.MODELS
+    ]
+    if as_json or not is_terminal(sys.stdout):
+        for row in rows:
+            _print_json(row)
+        return
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(box=None, header_style="bold", pad_edge=False, caption="* the task's default")
+    table.add_column("alias", no_wrap=True)
+    table.add_column("task", no_wrap=True)
+    table.add_column("model", overflow="fold")
+    for row in rows:
+        task = f"{row['task']}*" if row["default"] else row["task"]
+        table.add_row(row["alias"], task, f"{row['id']}\n[dim]{escape(row['description'])}[/dim]")
+    Console(highlight=False).print(table)
+
+
+# -- formatting ------------------------------------------------------------------------------------
+
+
+def _print_json(record: dict[str, Any]) -> None:
+    click.echo(json.dumps(record, ensure_ascii=False, separators=(",", ":")))
+
+
+def _display_name(summary: dict[str, Any]) -> str:
+    return f"{summary['alias']} ({summary['id']})" if summary.get("alias") else summary["id"]
+
+
+def _labels(entry: Any) -> list[str]:
+    path = entry.path / "config.json"
+    try:
+        id2label = json.loads(path.read_text(encoding="utf-8")).get("id2label") or {}
+        return [str(id2label[k]) for k in sorted(id2label, key=int)] if entry.head in ("sequence", "token") else []
+    except (OSError, ValueError, AttributeError):
+        return []
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "kB", "MB"):
+        if value < 1000:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} GB"
+
+
+def _parameters(n: int) -> str:
+    return f"{n / 1e6:.1f}M" if n >= 1e5 else f"{n / 1e3:.1f}k"
+
+
+def _ago(now: float, iso: str | None) -> str:
+    if not iso:
+        return "never"
+    from datetime import datetime
+
+    seconds = now - datetime.fromisoformat(iso).timestamp()
+    for limit, unit, size in ((120, "s", 1), (7200, "min", 60), (172800, "h", 3600)):
+        if seconds < limit:
+            return "just now" if seconds < 60 else f"{seconds / size:.0f} {unit} ago"
+    return f"{seconds / 86400:.0f} days ago"

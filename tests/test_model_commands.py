@@ -1,0 +1,166 @@
+"""`squeeze models pull|list|info|rm|aliases` through Click, against the loopback Hub.
+
+The group is mounted on squeeze's own SqueezeGroup, so errors come out as the CLI's one-line messages and
+exit statuses, exactly as `squeeze models ...` reports them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import factory
+import pytest
+from click.testing import CliRunner, Result
+from hubserver import HubServer, hub  # noqa: F401  (`hub` is a fixture)
+
+from squeezecli import model_commands
+from squeezecli.cli import SqueezeGroup
+from squeezecli.errors import ExitStatus
+from squeezecli.model_commands import models
+
+TOKEN = "hf_SecretTokenThatMustNeverBeShown42"
+
+
+@pytest.fixture(scope="module")
+def sst(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("checkpoints") / "sst"
+    factory.build(directory, "distilbert", "sequence", tokenizer="wordpiece_cased")
+    return directory
+
+
+def squeeze(*args: str) -> Result:
+    group = SqueezeGroup(name="squeeze")
+    group.add_command(models)
+    return CliRunner().invoke(group, ["models", *args])
+
+
+def json_lines(result: Result) -> list[dict]:
+    assert result.exit_code == 0, result.output
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def test_pull_list_info_rm(hub: HubServer, sst: Path) -> None:
+    commit = hub.add_repo("acme/sst", sst)
+
+    [pulled] = json_lines(squeeze("pull", "acme/sst"))
+    assert (pulled["id"], pulled["commit"], pulled["architecture"]) == ("acme/sst", commit, "distilbert")
+    assert pulled["heads"] == ["sequence", "base"]
+
+    [listed] = json_lines(squeeze("list"))
+    assert listed["id"] == "acme/sst" and listed["commit"] == commit
+    assert {"parameters", "size_int8", "size_source", "last_used"} <= set(listed)
+    assert 0 < listed["size_int8"] < listed["size_source"]
+
+    [described] = json_lines(squeeze("info", "acme/sst", "--verify"))
+    assert described["labels"] == ["NEGATIVE", "POSITIVE"]
+    assert described["verified"] == "sha256"
+    assert "model.safetensors" in described["files"]
+
+    removed = squeeze("rm", "acme/sst")
+    assert removed.exit_code == 0 and "acme/sst" in removed.stdout
+    assert json_lines(squeeze("list")) == []
+
+
+def test_list_is_a_table_on_a_terminal(hub: HubServer, sst: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    commit = hub.add_repo("acme/sst", sst)
+    squeeze("pull", "acme/sst")
+    monkeypatch.setattr(model_commands, "is_terminal", lambda stream: True)
+
+    table = squeeze("list")
+    assert table.exit_code == 0
+    assert "acme/sst" in table.stdout and commit[:8] in table.stdout and "{" not in table.stdout
+    [forced] = json_lines(squeeze("list", "--json"))
+    assert forced["commit"] == commit
+
+
+def test_unknown_model_exits_with_the_model_status(hub: HubServer) -> None:
+    result = squeeze("pull", "acme/nothing-here")
+    assert result.exit_code == ExitStatus.MODEL
+    assert result.stderr.startswith("squeeze: error: model 'acme/nothing-here' was not found")
+    assert "Traceback" not in result.output
+
+
+def test_gated_model_exits_with_the_network_status_and_hides_the_token(
+    hub: HubServer, sst: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hub.add_repo("acme/gated", sst, gated=True, token=TOKEN)
+    anonymous = squeeze("pull", "acme/gated")
+    assert anonymous.exit_code == ExitStatus.NETWORK and "HF_TOKEN" in anonymous.stderr
+
+    monkeypatch.setenv("HF_TOKEN", "hf_WrongButStillSecret")
+    wrong = squeeze("pull", "acme/gated")
+    assert wrong.exit_code == ExitStatus.NETWORK and "hf_WrongButStillSecret" not in wrong.output
+
+
+def test_damaged_entry_fails_verify_with_the_cache_status(hub: HubServer, sst: Path) -> None:
+    hub.add_repo("acme/sst", sst)
+    [pulled] = json_lines(squeeze("pull", "acme/sst"))
+    weights = Path(pulled["path"]) / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0x01
+    weights.write_bytes(bytes(data))
+
+    result = squeeze("info", "acme/sst", "--verify")
+    assert result.exit_code == ExitStatus.CACHE
+    assert "squeeze models pull --force acme/sst" in result.stderr
+
+    assert squeeze("pull", "--force", "acme/sst").exit_code == 0
+    assert squeeze("info", "acme/sst", "--verify").exit_code == 0
+
+
+def test_rm_needs_models_or_all_and_refuses_unknown_ones(hub: HubServer, sst: Path) -> None:
+    hub.add_repo("acme/sst", sst)
+    squeeze("pull", "acme/sst")
+
+    assert squeeze("rm").exit_code == ExitStatus.USAGE
+    assert squeeze("rm", "acme/sst", "--all").exit_code == ExitStatus.USAGE
+    unknown = squeeze("rm", "acme/sst", "acme/typo")
+    assert unknown.exit_code == ExitStatus.MODEL and "acme/typo" in unknown.stderr
+    assert len(json_lines(squeeze("list"))) == 1
+
+    assert squeeze("rm", "--all").exit_code == 0
+    assert json_lines(squeeze("list")) == []
+
+
+def test_info_of_a_model_not_cached(hub: HubServer) -> None:
+    result = squeeze("info", "distilbert-sst2")
+    assert result.exit_code == ExitStatus.MODEL and "not in squeeze's model cache" in result.stderr
+    assert hub.requests == []
+
+
+def test_aliases_name_one_default_per_task() -> None:
+    rows = json_lines(squeeze("aliases"))
+    defaults = {row["task"]: row["alias"] for row in rows if row["default"]}
+    assert defaults == {"sentiment": "distilbert-sst2", "zero-shot": "squeezebert-mnli", "qa": "minilm-squad2",
+                        "ner": "bert-ner", "embed": "minilm-embed"}
+    assert {row["alias"]: row["id"] for row in rows}["squeezebert-qa"] == "mrm8488/squeezebert-finetuned-squadv1"
+
+
+def test_list_info_rm_do_not_import_torch(hub: HubServer, sst: Path) -> None:
+    hub.add_repo("acme/sst", sst)
+    assert squeeze("pull", "acme/sst").exit_code == 0
+    script = textwrap.dedent("""
+        import sys
+        from click.testing import CliRunner
+        from squeezecli.cli import SqueezeGroup
+        from squeezecli.model_commands import models
+        group = SqueezeGroup(name="squeeze")
+        group.add_command(models)
+        for args in (["list"], ["info", "acme/sst", "--verify"], ["aliases"], ["rm", "acme/sst"], ["list"]):
+            result = CliRunner().invoke(group, ["models", *args])
+            assert result.exit_code == 0, (args, result.output)
+            print(result.stdout.strip() or "-")
+        print("torch imported" if "torch" in sys.modules else "no torch")
+    """)
+    child = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False,
+                           env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert child.returncode == 0, child.stderr
+    lines = child.stdout.splitlines()
+    assert lines[-1] == "no torch"
+    assert json.loads(lines[0])["id"] == "acme/sst"
+    assert lines[-2] == "-"  # the second list: removed
