@@ -73,6 +73,13 @@ batch_size_option = click.option(
 )
 
 
+def complete_file_names(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+    """Tab completion for FILE parameters: hand over to the shell's own file-name completion."""
+    from click.shell_completion import CompletionItem
+
+    return [CompletionItem(incomplete, type="file")]
+
+
 def input_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """FILE... plus --jsonl/--field/--doc/--errors, passed to the command as `inputs: InputOptions`.
 
@@ -89,7 +96,7 @@ def input_options(command: Callable[..., Any]) -> Callable[..., Any]:
         return command(*args, inputs=InputOptions(files, unit, field, errors), **kwargs)
 
     return _with_options(with_inputs, [
-        click.argument("files", nargs=-1, metavar="[FILE]..."),
+        click.argument("files", nargs=-1, metavar="[FILE]...", shell_complete=complete_file_names),
         click.option("--jsonl", is_flag=True,
                      help="Read JSON lines: the text is in --field, other fields are copied to the output "
                           "(unless a result field has the same name)."),
@@ -101,17 +108,22 @@ def input_options(command: Callable[..., Any]) -> Callable[..., Any]:
     ])
 
 
-def output_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """--format and --quiet, passed to the command as `output: OutputOptions`."""
+def output_options(command: Callable[..., Any] | None = None, *, extra_formats: Sequence[str] = ()) -> Any:
+    """--format and --quiet, passed to the command as `output: OutputOptions`.
+
+    `@output_options(extra_formats=["npy"])` adds formats a command writes itself.
+    """
+    if command is None:
+        return functools.partial(output_options, extra_formats=extra_formats)
 
     @functools.wraps(command)
     def with_output(*args: Any, fmt: Format, quiet: bool, **kwargs: Any) -> Any:
         return command(*args, output=OutputOptions(fmt, quiet), **kwargs)
 
     return _with_options(with_output, [
-        click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True,
+        click.option("--format", "fmt", type=click.Choice([*FORMATS, *extra_formats]), default="auto", show_default=True,
                      help="auto is a table on a terminal and JSON lines in a pipe or file."),
-        click.option("-q", "--quiet", is_flag=True, help="No progress bar."),
+        click.option("--quiet", is_flag=True, help="No progress bar."),
     ])
 
 

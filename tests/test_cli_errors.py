@@ -219,7 +219,7 @@ def test_option_groups_reach_the_command_as_objects(tmp_path):
 
     path = tmp_path / "a.jsonl"
     path.write_text("")
-    args = [str(path), "--field", "body", "--format", "tsv", "-q", "-m", "org/model", "--precision", "fp32",
+    args = [str(path), "--field", "body", "--format", "tsv", "--quiet", "-m", "org/model", "--precision", "fp32",
             "--threads", "2", "--question", "why?"]
     result = CliRunner().invoke(task, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output

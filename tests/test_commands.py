@@ -1,0 +1,208 @@
+"""Every task command end to end: input files -> model from the (loopback) Hub -> JSON lines.
+
+The task's numbers are checked against transformers in tests/test_tasks_*.py; here the CLI must give the
+same results as the Python API on the same inputs, name each record's source, pull default models on
+first use, and fail with one line and the right exit status.
+"""
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import factory
+import squeezecli
+from squeezecli import catalogue
+from squeezecli.cli import squeeze
+from squeezecli.errors import ExitStatus
+
+ROOT = Path(__file__).resolve().parent.parent
+TEXTS = ["I loved this film, truly wonderful.", "", "Dreadful service and cold food.", "Berlin is in Germany."]
+CONTEXT = "Ada Lovelace wrote the first program in 1843. She worked with Charles Babbage in London."
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """Random-weight checkpoints standing in for the catalogue's default models."""
+    root = tmp_path_factory.mktemp("models")
+    built = {}
+    for task, arch, head, kw in [
+        ("sentiment", "distilbert", "sequence", {}),
+        ("zero-shot", "squeezebert", "sequence", {"labels": ["LABEL_0", "LABEL_1", "LABEL_2"]}),
+        ("qa", "bert", "qa", {}),
+        ("ner", "bert", "token", {"labels": list(catalogue.by_alias("bert-ner").labels)}),
+        ("embed", "bert", "base", {}),
+    ]:
+        factory.build(root / task, arch, head, **kw)
+        built[task] = root / task
+    return built
+
+
+@pytest.fixture
+def served(hub, models):
+    """The catalogue's default model ids served by the loopback Hub."""
+    for task, directory in models.items():
+        hub.add_repo(catalogue.by_alias(catalogue.default_for(task)).repo_id, directory)
+    return hub
+
+
+@pytest.fixture
+def lines_file(tmp_path):
+    path = tmp_path / "input.txt"
+    path.write_text("\n".join(TEXTS) + "\n", encoding="utf-8")
+    return path
+
+
+def run(args, input=None):
+    return CliRunner().invoke(squeeze, args, input=input, catch_exceptions=False)
+
+
+def records(output: str) -> list[dict]:
+    return [json.loads(line) for line in output.splitlines()]
+
+
+def test_sentiment_pulls_the_default_model_once_and_matches_the_api(served, lines_file):
+    first = run(["sentiment", str(lines_file), "--precision", "fp32"])
+    assert first.exit_code == 0, first.stderr
+    assert "first time" in first.stderr or "download" in first.stderr.lower()
+    rows = records(first.stdout)
+    assert [(r["file"], r["line"]) for r in rows] == [(str(lines_file), 1), (str(lines_file), 3), (str(lines_file), 4)]
+    expected = squeezecli.load("sentiment", precision="fp32")([t for t in TEXTS if t])
+    assert [(r["label"], round(r["score"], 5)) for r in rows] == [(e["label"], round(e["score"], 5)) for e in expected]
+
+    served.clear_requests()
+    again = run(["sentiment", str(lines_file), "--precision", "fp32", "--offline"])
+    assert again.exit_code == 0 and records(again.stdout) == rows
+    assert served.requests == []
+
+
+def test_sentiment_int8_agrees_with_fp32_labels(served, lines_file):
+    int8 = records(run(["sentiment", str(lines_file)]).stdout)
+    fp32 = records(run(["sentiment", str(lines_file), "--precision", "fp32"]).stdout)
+    assert [r["label"] for r in int8] == [r["label"] for r in fp32]
+    assert all(abs(a["score"] - b["score"]) < 0.05 for a, b in zip(int8, fp32))
+
+
+def test_classify_needs_a_model_or_labels(served):
+    result = run(["classify"], input="text\n")
+    assert result.exit_code == ExitStatus.USAGE
+    assert "--model" in result.stderr and "--labels" in result.stderr
+
+
+def test_classify_with_a_model_and_top_k(served, models, lines_file):
+    result = run(["classify", "--model", str(models["sentiment"]), "--top-k", "2", "--precision", "fp32",
+                  str(lines_file)])
+    rows = records(result.stdout)
+    assert len(rows) == 3 and all(len(r["labels"]) == 2 for r in rows)
+    assert all(r["labels"][0]["score"] >= r["labels"][1]["score"] for r in rows)
+
+
+def test_zero_shot_uses_the_nli_label_map(served, lines_file):
+    result = run(["classify", "--labels", "sports,politics,tech", "--precision", "fp32", str(lines_file)])
+    assert result.exit_code == 0, result.stderr
+    rows = records(result.stdout)
+    assert all(sorted(r["labels"]) == ["politics", "sports", "tech"] for r in rows)
+    assert all(abs(sum(r["scores"]) - 1) < 1e-4 for r in rows)
+    multi = records(run(["classify", "--labels", "sports,politics", "--multi-label", "--precision", "fp32",
+                         str(lines_file)]).stdout)
+    assert any(abs(sum(r["scores"]) - 1) > 1e-3 for r in multi)  # independent scores
+
+
+def test_qa_reads_each_file_as_one_context_and_lines_with_lines(served, tmp_path):
+    doc = tmp_path / "doc.txt"
+    doc.write_text(CONTEXT + "\n" + CONTEXT + "\n", encoding="utf-8")
+    result = run(["qa", "-q", "Who wrote the first program?", "-q", "When?", "--precision", "fp32", str(doc)])
+    assert result.exit_code == 0, result.stderr
+    [row] = records(result.stdout)
+    assert row["file"] == str(doc)
+    assert [a["question"] for a in row["answers"]] == ["Who wrote the first program?", "When?"]
+    text = doc.read_text(encoding="utf-8")
+    for answer in row["answers"]:
+        if answer["answer"] is not None:
+            assert text[answer["start"]:answer["end"]] == answer["answer"]
+    per_line = records(run(["qa", "-q", "Who?", "--lines", "--precision", "fp32", str(doc)]).stdout)
+    assert [r["line"] for r in per_line] == [1, 2]
+
+
+def test_ner_offsets_point_into_the_line(served, lines_file):
+    result = run(["ner", "--aggregation", "first", "--precision", "fp32", str(lines_file)])
+    assert result.exit_code == 0, result.stderr
+    rows = records(result.stdout)
+    by_line = {i + 1: t for i, t in enumerate(TEXTS)}
+    assert sum(len(r["entities"]) for r in rows) > 0  # random weights tag plenty
+    for row in rows:
+        for entity in row["entities"]:
+            assert by_line[row["line"]][entity["start"]:entity["end"]] == entity["text"]
+
+
+def test_embed_jsonl_and_npy(served, lines_file):
+    rows = records(run(["embed", str(lines_file), "--precision", "fp32"]).stdout)
+    assert len(rows) == 3 and len({len(r["embedding"]) for r in rows}) == 1
+    result = CliRunner().invoke(squeeze, ["embed", str(lines_file), "--precision", "fp32", "--format", "npy"])
+    array = np.load(io.BytesIO(result.stdout_bytes))
+    assert array.shape == (3, len(rows[0]["embedding"]))
+    assert np.allclose(array, np.array([r["embedding"] for r in rows], dtype=np.float32), atol=1e-6)
+
+
+def test_similar_ranks_the_corpus(served, tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the cat sat\nstock prices fell\nthe cat sat on the mat\n\nrain tomorrow\n", encoding="utf-8")
+    result = run(["similar", "the cat sat", "--corpus", str(corpus), "-k", "2", "--precision", "fp32"])
+    assert result.exit_code == 0, result.stderr
+    rows = records(result.stdout)
+    assert [r["rank"] for r in rows] == [1, 2]
+    assert rows[0]["text"] == "the cat sat" and rows[0]["line"] == 1
+    assert rows[0]["score"] >= rows[1]["score"]
+
+
+def test_jsonl_input_carries_fields_through(served, tmp_path):
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"id": 7, "body": "great"}\n{"id": 8, "body": "awful"}\n', encoding="utf-8")
+    rows = records(run(["sentiment", "--field", "body", "--precision", "fp32", str(path)]).stdout)
+    assert [(r["id"], r["line"]) for r in rows] == [(7, 1), (8, 2)]
+    assert all("label" in r for r in rows)
+
+
+@pytest.mark.parametrize("args, status, words", [
+    (["sentiment", "--model", "nobody/no-such-model"], ExitStatus.MODEL, "not found"),
+    (["sentiment", "--model", "../no-such-dir"], ExitStatus.MODEL, ""),
+    (["ner", "--offline"], ExitStatus.NETWORK, "not cached"),
+    (["sentiment", "/no/such/file.txt"], ExitStatus.INPUT, "/no/such/file.txt"),
+])
+def test_errors_are_one_line_with_a_status(hub, args, status, words):
+    result = run(args, input="hello\n")
+    assert result.exit_code == status, result.stderr
+    assert result.stderr.startswith("squeeze: error: ") and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) <= 2  # the message and its hint
+    assert words in result.stderr
+
+
+def test_empty_input_prints_nothing(served):
+    result = run(["sentiment", "--precision", "fp32"], input="\n\n")
+    assert result.exit_code == 0 and result.stdout == ""
+
+
+def subprocess_env():
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return env
+
+
+def test_real_process_pipes_and_head(served, models, tmp_path):
+    big = tmp_path / "big.txt"
+    big.write_text("a fine day\n" * 3000, encoding="utf-8")
+    cmd = f"{sys.executable} -m squeezecli sentiment --model {models['sentiment']} --precision fp32 {big} | head -2"
+    done = subprocess.run(["bash", "-c", "set -o pipefail; " + cmd], capture_output=True, text=True,
+                          env=subprocess_env(), timeout=300)
+    assert len(done.stdout.splitlines()) == 2
+    assert "Traceback" not in done.stderr and "Error" not in done.stderr
+    piped = subprocess.run([sys.executable, "-m", "squeezecli", "embed", "--model", str(models["embed"]),
+                            "--precision", "fp32"], input="one\ntwo\n", capture_output=True, text=True,
+                           env=subprocess_env(), timeout=300)
+    assert piped.returncode == 0, piped.stderr
+    assert [r["line"] for r in records(piped.stdout)] == [1, 2]
