@@ -117,6 +117,21 @@ def echo_lines(inputs: InputOptions, output: OutputOptions, batch_size: int) -> 
                  process_batch=process_batch)
 
 
+def _register() -> None:
+    from .commands import COMMANDS
+    from .model_commands import models
+    from .tool_commands import completion, doctor
+
+    for command in COMMANDS:
+        squeeze.add_command(command)
+    squeeze.add_command(models)
+    squeeze.add_command(completion)
+    squeeze.add_command(doctor)
+
+
+_register()
+
+
 def main() -> None:
     """Console-script entry point."""
     status = squeeze.main(prog_name="squeeze", standalone_mode=False)

@@ -7,6 +7,7 @@ that does not exist, no network); `squeezecli.cli` is the only place that catche
 from __future__ import annotations
 
 import os
+import re
 import sys
 import traceback
 from enum import IntEnum
@@ -96,4 +97,24 @@ def _print_error(kind: str, message: str, hint: str | None) -> None:
 
 
 def _one_line(text: str) -> str:
-    return " ".join(text.splitlines())
+    return printable(" ".join(text.splitlines()))
+
+
+# C0 controls but tab, DEL, and C1 controls (U+009B is CSI to a terminal, like ESC [).
+_CONTROL_CHARACTERS = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """`text` with control characters shown as symbols (ESC as U+241B), for a terminal.
+
+    A file name or an input line can hold escape sequences that clear the screen, retitle the window or
+    write the clipboard; printed as they are, the text would drive the user's terminal.
+    """
+    return _CONTROL_CHARACTERS.sub(_symbol_for, text)
+
+
+def _symbol_for(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if code < 0x20:
+        return chr(0x2400 + code)  # the Unicode "control pictures": U+2400 NUL ... U+241F US
+    return "\u2421" if code == 0x7F else "\ufffd"

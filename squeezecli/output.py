@@ -13,6 +13,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, Protocol, TextIO
 
+from .errors import printable
 from .stream import Record, is_terminal
 
 Format = Literal["auto", "table", "jsonl", "csv", "tsv"]
@@ -174,5 +175,6 @@ def _cell(value: Any) -> str:
 def _table_cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4f}"
-    # A line of text with tabs or a document with newlines must stay on its table row.
-    return " ".join(_cell(value).split()) if isinstance(value, str) else _cell(value)
+    # A line of text with tabs or a document with newlines must stay on its table row, and the escape
+    # sequences a hostile line may hold must not reach the terminal.
+    return printable(" ".join(_cell(value).split()) if isinstance(value, str) else _cell(value))

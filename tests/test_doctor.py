@@ -1,0 +1,187 @@
+"""`squeeze doctor`: facts about this process and machine, the caches, whether the Hub answers (quickly
+either way), offline mode, and never the token."""
+
+import json
+import os
+import platform
+import pty
+import select
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from click.testing import CliRunner
+
+from squeezecli import __version__, quantize
+from squeezecli.cli import squeeze
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "hf_doctorSECRETtoken0123456789abcdef"
+
+
+def doctor(*args: str) -> dict:
+    result = CliRunner().invoke(squeeze, ["doctor", *args], catch_exceptions=False)
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr == ""
+    return json.loads(result.stdout)
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_reports_this_process_and_a_reachable_hub(hub):
+    report = doctor()  # not a terminal: JSON without asking
+    assert report["squeezecli"] == __version__
+    assert report["python"]["version"] == platform.python_version()
+    assert report["torch"]["version"] == torch.__version__
+    assert report["torch"]["threads"] == torch.get_num_threads()
+    assert report["int8"]["backend"] == quantize.int8_backend()
+    assert report["int8"]["engines"] == [e for e in torch.backends.quantized.supported_engines if e != "none"]
+    assert report["int8"]["problem"] is None
+    assert report["packages"]["torch"] is not None and report["packages"]["click"] is not None
+    assert report["hub"]["endpoint"] == hub.url
+    assert report["hub"]["reachable"] is True and isinstance(report["hub"]["status"], int)
+    [request] = hub.requests
+    assert request.method == "HEAD" and "authorization" not in request.headers
+    assert report["offline"] == {"enabled": False, "variables": {}}
+    assert report["token"] is None
+
+
+def test_the_int8_kernel_setting_is_reported(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("SQUEEZE_INT8_KERNEL", "none")
+    report = doctor()
+    assert report["int8"]["backend"] is None and report["int8"]["setting"] == "none"
+
+
+def test_a_bad_int8_kernel_setting_is_diagnosed_not_fatal(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("SQUEEZE_INT8_KERNEL", "avx9000")
+    report = doctor()
+    assert report["int8"]["backend"] is None
+    assert "SQUEEZE_INT8_KERNEL=avx9000" in report["int8"]["problem"]
+    assert report["torch"]["version"] == torch.__version__  # the rest of the report is still there
+
+
+def test_cache_sizes_count_files_once(tmp_path, monkeypatch):
+    cache = tmp_path / "squeeze-cache"
+    (cache / "entries" / "x").mkdir(parents=True)
+    (cache / "entries" / "x" / "weights").write_bytes(b"w" * 1234)
+    hf_hub = tmp_path / "hf-home" / "hub"
+    repo = hf_hub / "models--owner--name"
+    (repo / "blobs").mkdir(parents=True)
+    (repo / "snapshots" / "abc").mkdir(parents=True)
+    (repo / "blobs" / "deadbeef").write_bytes(b"b" * 1000)
+    # The HF cache links each snapshot file to its blob: the bytes are on disk once.
+    (repo / "snapshots" / "abc" / "model.safetensors").symlink_to(repo / "blobs" / "deadbeef")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    report = doctor("--json")
+    assert report["cache"]["path"] == str(cache)
+    assert report["cache"]["exists"] and report["cache"]["size"] == 1234
+    assert report["cache"]["models"] == 0  # a directory without a manifest is not a model
+    assert report["hf_cache"]["path"] == str(hf_hub)
+    assert report["hf_cache"]["size"] == 1000
+
+
+def test_a_missing_cache_is_reported_as_not_created(tmp_path, monkeypatch):
+    monkeypatch.setenv("SQUEEZE_CACHE_DIR", str(tmp_path / "not" / "yet"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    report = doctor()
+    assert report["cache"]["exists"] is False and report["cache"]["size"] == 0
+    assert report["cache"]["writable"] is True  # it would be created inside tmp_path
+    assert not (tmp_path / "not").exists()  # doctor only looks
+
+
+def test_a_closed_port_is_unreachable_at_once(monkeypatch):
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{closed_port()}")
+    started = time.monotonic()
+    report = doctor()
+    assert time.monotonic() - started < 3
+    assert report["hub"]["reachable"] is False
+    assert report["hub"]["status"] is None and report["hub"]["detail"]
+
+
+def test_a_server_that_never_answers_is_given_up_on_after_the_timeout(monkeypatch):
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()  # the kernel completes the handshake; nothing ever reads or answers
+        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{silent.getsockname()[1]}")
+        started = time.monotonic()
+        report = doctor()
+        elapsed = time.monotonic() - started
+    assert report["hub"]["reachable"] is False
+    assert "3 s" in report["hub"]["detail"]
+    assert 2.5 < elapsed < 8
+
+
+def test_offline_mode_makes_no_request(hub, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    report = doctor()
+    assert report["offline"] == {"enabled": True, "variables": {"HF_HUB_OFFLINE": "1"}}
+    assert report["hub"]["reachable"] is None
+    assert hub.requests == []
+
+
+def test_a_false_offline_value_is_online(hub, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    report = doctor()
+    assert report["offline"] == {"enabled": False, "variables": {"HF_HUB_OFFLINE": "0"}}
+    assert report["hub"]["reachable"] is True
+
+
+def test_the_token_is_never_printed_or_sent(hub, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", SECRET)
+    result = CliRunner().invoke(squeeze, ["doctor", "--json"], catch_exceptions=False)
+    assert SECRET not in result.stdout + result.stderr
+    assert json.loads(result.stdout)["token"] == "HF_TOKEN"
+    assert all("authorization" not in request.headers for request in hub.requests)
+
+
+def test_credentials_in_the_endpoint_are_not_printed(hub, monkeypatch):
+    monkeypatch.setenv("HF_ENDPOINT", hub.url.replace("http://", "http://mirror-user:mirrorPASSWORD@"))
+    result = CliRunner().invoke(squeeze, ["doctor"], catch_exceptions=False)
+    assert "mirrorPASSWORD" not in result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert report["hub"]["endpoint"] == hub.url and report["hub"]["reachable"] is True
+
+
+def test_a_terminal_gets_a_table_without_the_token(hub, tmp_path):
+    """A real process on a pseudo-terminal: the table, the facts in it, and no token anywhere."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), HF_TOKEN=SECRET, COLUMNS="160", TERM="xterm")
+    leader, follower = pty.openpty()
+    process = subprocess.Popen([sys.executable, "-m", "squeezecli", "doctor"], stdin=subprocess.DEVNULL,
+                               stdout=follower, stderr=follower, env=env, cwd=tmp_path)
+    os.close(follower)
+    chunks = []
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            if not select.select([leader], [], [], 1)[0]:
+                continue
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(leader)
+        if process.poll() is None and time.monotonic() >= deadline:
+            process.kill()
+        status = process.wait(timeout=10)
+    screen = b"".join(chunks).decode("utf-8", errors="replace")
+    assert status == 0, screen
+    assert SECRET not in screen
+    assert not screen.lstrip().startswith("{")  # a table, not JSON
+    for row in ("torch", "int8 kernels", "squeeze cache", "HF cache", "Hub", "offline", "token"):
+        assert row in screen
+    assert torch.__version__ in screen
+    assert f"{hub.url}: reachable" in screen
+    assert "set (HF_TOKEN)" in screen
