@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import click
@@ -24,7 +25,8 @@ from .options import (
     output_options,
     run_pipeline,
 )
-from .stream import batched
+from .output import resolved_format
+from .stream import Record, batched
 
 # Hub ids of SQuAD 2.0 fine-tunes say so; those models learned to point at [CLS] for "no answer".
 _SQUAD2 = re.compile(r"squad[-_]?v?2", re.IGNORECASE)
@@ -44,14 +46,64 @@ def _load(task: str, model: ModelOptions, output: OutputOptions | None = None, *
     )
 
 
+TableView = Callable[[dict[str, Any]], dict[str, Any]]
+
+
 def _run(pipeline: Any, inputs: InputOptions, output: OutputOptions, batch_size: int,
-         columns: list[str] | None = None) -> None:
+         columns: list[str] | None = None, table_view: TableView | None = None) -> None:
+    """Run `pipeline` over the inputs. In a table, each result is shown through `table_view` (nested
+    results as one line of text) next to its input's text; JSON lines and CSV get the results as they are
+    (named by file and line, not by their text)."""
+    table = resolved_format(output.format) == "table"
+
+    def process_batch(records: list[Record]) -> list[dict[str, Any]]:
+        results = pipeline.run_batch([record.text for record in records])
+        if not table:
+            return results
+        return [{**(table_view(result) if table_view else result), "text": record.text}
+                for record, result in zip(records, results)]
+
     run_pipeline(
         inputs, output, batch_size=batch_size,
         length_of=lambda record: pipeline.length_of(record.text),
-        process_batch=lambda records: pipeline.run_batch([record.text for record in records]),
+        process_batch=process_batch,
         columns=columns,
     )
+
+
+def _scored(pairs: Iterable[tuple[str, float]]) -> str:
+    return ", ".join(f"{label} {score:.4f}" for label, score in pairs)
+
+
+def _ranked_labels_view(result: dict[str, Any]) -> dict[str, Any]:
+    """classify --top-k/--all-scores: "POSITIVE 0.9900, NEGATIVE 0.0100"."""
+    return {"labels": _scored((entry["label"], entry["score"]) for entry in result["labels"])}
+
+
+def _zero_shot_view(result: dict[str, Any]) -> dict[str, Any]:
+    """classify --labels: "sports 0.7000, politics 0.3000"."""
+    return {"labels": _scored(zip(result["labels"], result["scores"]))}
+
+
+def _entities_view(result: dict[str, Any]) -> dict[str, Any]:
+    """Entities as "Ada Lovelace (PER), London (LOC)"."""
+    return {"entities": ", ".join(f"{entity['text']} ({entity['label']})" for entity in result["entities"])}
+
+
+def _answers_view(result: dict[str, Any]) -> dict[str, Any]:
+    """Each question followed by its answers as "text (score)", "-" for no answer."""
+    by_question: dict[str, list[str]] = {}
+    for answer in result["answers"]:
+        shown = "-" if answer["answer"] is None else answer["answer"]
+        by_question.setdefault(answer["question"], []).append(f"{shown} ({answer['score']:.4f})")
+    return {"answers": "; ".join(f"{question} {', '.join(answers)}" for question, answers in by_question.items())}
+
+
+def _run_classifier(pipeline: Any, inputs: InputOptions, output: OutputOptions, batch_size: int, ranked: bool) -> None:
+    if ranked:
+        _run(pipeline, inputs, output, batch_size, ["labels", "text"], _ranked_labels_view)
+    else:
+        _run(pipeline, inputs, output, batch_size, ["label", "score", "text"])
 
 
 def _classification_options(command: Any) -> Any:
@@ -69,7 +121,7 @@ def sentiment(inputs: InputOptions, output: OutputOptions, model: ModelOptions, 
               all_scores: bool) -> None:
     """Sentiment of each line: label and score (default model: DistilBERT SST-2)."""
     pipeline = _load("sentiment", model, output, top_k=top_k, all_scores=all_scores)
-    _run(pipeline, inputs, output, model.batch_size, ["label", "score", "text"])
+    _run_classifier(pipeline, inputs, output, model.batch_size, ranked=bool(top_k or all_scores))
 
 
 @click.command()
@@ -93,12 +145,12 @@ def classify(inputs: InputOptions, output: OutputOptions, model: ModelOptions, l
         if "{}" not in template:
             raise click.BadParameter("the template needs a {} where the label goes", param_hint="--template")
         pipeline = _load("zero-shot", model, output, labels=labels, template=template, multi_label=multi_label)
-        _run(pipeline, inputs, output, model.batch_size, ["labels", "scores", "text"])
+        _run(pipeline, inputs, output, model.batch_size, ["labels", "text"], _zero_shot_view)
         return
     if model.model is None:
         raise click.UsageError("give a classification model with --model, or candidate labels with --labels")
     pipeline = _load("classify", model, output, top_k=top_k, all_scores=all_scores)
-    _run(pipeline, inputs, output, model.batch_size, ["label", "score", "text"])
+    _run_classifier(pipeline, inputs, output, model.batch_size, ranked=bool(top_k or all_scores))
 
 
 @click.command()
@@ -128,7 +180,8 @@ def qa(inputs: InputOptions, output: OutputOptions, model: ModelOptions, questio
         no_answer = bool(_SQUAD2.search(entry.repo_id if entry else name))
     pipeline = _load("qa", model, output, questions=list(questions), top_k=top_k, stride=stride,
                      max_answer_len=max_answer_len, handle_impossible_answer=no_answer)
-    _run(pipeline, inputs, output, model.batch_size, ["answers"])
+    columns = ["file", "line", "answers", "text"] if lines else ["file", "answers"]
+    _run(pipeline, inputs, output, model.batch_size, columns, _answers_view)
 
 
 @click.command()
@@ -140,7 +193,7 @@ def qa(inputs: InputOptions, output: OutputOptions, model: ModelOptions, questio
 def ner(inputs: InputOptions, output: OutputOptions, model: ModelOptions, aggregation: str) -> None:
     """Named entities in each line: label, score, text and character offsets."""
     pipeline = _load("ner", model, output, aggregation=aggregation)
-    _run(pipeline, inputs, output, model.batch_size, ["entities", "text"])
+    _run(pipeline, inputs, output, model.batch_size, ["entities", "text"], _entities_view)
 
 
 @click.command()
@@ -154,7 +207,7 @@ def embed(inputs: InputOptions, output: OutputOptions, model: ModelOptions) -> N
     """
     pipeline = _load("embed", model, output)
     if output.format != "npy":
-        _run(pipeline, inputs, output, model.batch_size, ["embedding"])
+        _run(pipeline, inputs, output, model.batch_size, ["embedding", "text"])
         return
     from .tasks.embed import vectors_to_npy
 

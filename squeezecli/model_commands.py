@@ -116,7 +116,7 @@ def info(model: str, revision: str | None, verify: bool, as_json: bool) -> None:
 
     table = Table(box=None, show_header=False)
     table.add_column(style="bold")
-    table.add_column()
+    table.add_column(overflow="fold")  # the path is the detail worth copying: wrap it, never cut it
     rows = [
         ("model", _display_name(record)), ("source", f"{record['kind']}: {record['id']}"),
         ("revision", record["revision"] or "-"), ("commit", record["commit"]), ("architecture", record["architecture"]),

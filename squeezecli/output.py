@@ -47,8 +47,7 @@ def open_writer(fmt: Format, columns: Sequence[str] | None = None) -> Writer:
     and CSV/TSV always carry every field. By default the table shows the first row's fields.
     """
     stdout = sys.stdout  # looked up now, not at import, so test runners that swap it see the output
-    if fmt == "auto":
-        fmt = "table" if is_terminal(stdout) else "jsonl"
+    fmt = resolved_format(fmt)
     if fmt == "jsonl":
         return JsonLinesWriter(stdout)
     if fmt in ("csv", "tsv"):
@@ -56,6 +55,13 @@ def open_writer(fmt: Format, columns: Sequence[str] | None = None) -> Writer:
     if fmt == "table":
         return TableWriter(columns)
     raise ValueError(f"unknown output format {fmt!r}")
+
+
+def resolved_format(fmt: Format) -> Format:
+    """The format "auto" stands for here and now: a table on a terminal, JSON lines anywhere else."""
+    if fmt == "auto":
+        return "table" if is_terminal(sys.stdout) else "jsonl"
+    return fmt
 
 
 class JsonLinesWriter:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import itertools
 import json
 import os
@@ -202,13 +203,14 @@ class _RichProgress:
 
 @contextlib.contextmanager
 def progress_for(paths: Sequence[str], quiet: bool) -> Iterator[ReadProgress]:
-    """A progress bar on stderr while the inputs are read, when results go to a file or pipe and stderr is
-    a terminal (and not `quiet`). Results printed to the terminal are their own progress display, and a
-    live bar redrawn between table rows garbles both.
+    """A progress bar on stderr while the inputs are read, when results go to a file and stderr is a
+    terminal (and not `quiet`). Results printed to the terminal are their own progress display, and a
+    live bar redrawn between table rows garbles both; results piped on (`| head`, `| jq`) usually come
+    back to the same terminal, where the bar would be drawn through them.
 
     Pass the yielded object's `advance` as `read_records(on_read=...)`.
     """
-    if quiet or not is_terminal(sys.stderr) or is_terminal(sys.stdout):
+    if quiet or not is_terminal(sys.stderr) or is_terminal(sys.stdout) or _is_pipe(sys.stdout):
         yield _NoProgress()
         return
     # Rich is imported here, not at module level: piped runs never draw a progress bar.
@@ -262,6 +264,15 @@ def is_terminal(stream: Any) -> bool:
         return bool(stream.isatty())
     except (AttributeError, ValueError):
         return False
+
+
+def _is_pipe(stream: Any) -> bool:
+    """Whether `stream` is a pipe or socket (False for files, /dev/null and streams without a descriptor)."""
+    try:
+        mode = os.fstat(stream.fileno()).st_mode
+    except (AttributeError, ValueError, OSError, io.UnsupportedOperation):
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
 
 
 def _ignore(nbytes: int) -> None:

@@ -289,7 +289,7 @@ def _table_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     packages = ", ".join(f"{name} {version or 'missing'}" for name, version in report["packages"].items())
     return [
         ("squeeze", f"{report['squeezecli']} (Python {python['version']}, {report['platform']})"),
-        ("torch", f"{torch_['version']}, {torch_['threads']} threads ({torch_['interop_threads']} inter-op)"),
+        ("torch", f"{torch_['version']}, {_count(torch_['threads'], 'thread')} ({torch_['interop_threads']} inter-op)"),
         ("int8 kernels", _int8_line(report["int8"])),
         ("squeeze cache", _directory_line(cache, f", {cache['models']} models")),
         ("HF cache", _directory_line(hf_cache)),
@@ -331,3 +331,7 @@ def _human_size(n: int) -> str:
         if value < 1000:
             break
     return f"{value:.1f} {unit}"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

@@ -306,6 +306,8 @@ class _Handler(BaseHTTPRequestHandler):
             repo_id, revision = "/".join(segments[:at]), "/".join(segments[at + 1 : at + 2])
             filename = "/".join(segments[at + 2 :])
             return "resolve", filename, lambda: self._resolve(method, repo_id, revision, filename)
+        if segments == [""]:  # the front page, which huggingface.co answers with 200 (`squeeze doctor` asks)
+            return "front", None, lambda: self._json(method, {})
         return "unknown", None, lambda: self._error(method, 404, None, "Not Found")
 
     def _api_models(self, method: str, repo_id: str, action_args: list[str], query: dict[str, list[str]]) -> None:

@@ -332,13 +332,27 @@ def test_no_progress_when_quiet_or_stderr_is_not_a_terminal_or_results_go_to_it(
     assert stderr.getvalue() == ""
 
 
+def test_no_progress_when_results_go_into_a_pipe(tmp_path, monkeypatch):
+    """`squeeze sentiment big.txt | head` on a terminal: head prints there too, so a bar would cut into it."""
+    path = write(tmp_path, "a.txt", b"a\n")
+    stderr = FakeTerminal()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    read_end, write_end = os.pipe()
+    with open(read_end, "rb"), open(write_end, "w") as pipe:
+        monkeypatch.setattr(sys, "stdout", pipe)
+        with progress_for([path], quiet=False) as progress:
+            list(read_records([path], on_read=progress.advance))
+    assert stderr.getvalue() == ""
+
+
 @pytest.mark.parametrize(("use_stdin", "expected"), [(False, "1.0 MB"), (True, "lines read")])
 def test_progress_on_a_terminal_stderr(tmp_path, monkeypatch, use_stdin, expected):
     data = b"x" * 999 + b"\n"
     path = write(tmp_path, "big.txt", data * 1000)
     terminal = FakeTerminal()
     monkeypatch.setattr(sys, "stderr", terminal)
-    monkeypatch.setattr(sys, "stdout", io.StringIO())  # results go to a pipe
+    results = (tmp_path / "results.jsonl").open("w")  # results go to a file
+    monkeypatch.setattr(sys, "stdout", results)
     set_stdin(monkeypatch, data)
     paths = ["-"] if use_stdin else [path]
     with progress_for(paths, quiet=False) as progress:

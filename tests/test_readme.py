@@ -1,0 +1,143 @@
+"""The README's examples are squeeze's real output.
+
+Every ```console and ```pycon block of README.md is run, in order, in one session on a terminal, against
+the loopback Hub serving the catalogue's models (see tests/readme_examples.py for the session and for
+what is normalised), and must print what the README shows. When squeeze's output changes on purpose,
+`python tests/readme_examples.py --update` rewrites the README's examples.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+import readme_examples
+from readme_examples import Block, Step, parse_blocks, same_output, screen
+
+README_TEXT = readme_examples.README.read_text(encoding="utf-8")
+BLOCKS = parse_blocks(README_TEXT)
+
+
+@pytest.fixture(scope="module")
+def transcripts() -> list[str]:
+    from squeezecli import quantize
+
+    if quantize.int8_backend() is None:
+        pytest.skip("the examples show int8 runs; on a CPU without an int8 kernel squeeze runs fp32 and says so")
+    return [actual for _, actual in readme_examples.run_all(BLOCKS)]
+
+
+@pytest.mark.parametrize("index", range(len(BLOCKS)), ids=[block.name for block in BLOCKS])
+def test_example_shows_what_squeeze_prints(transcripts, index):
+    block, actual = BLOCKS[index], transcripts[index]
+    if not same_output(block, actual):
+        pytest.fail(readme_examples.explain(block, actual), pytrace=False)
+
+
+def _squeeze_commands() -> set[tuple[str, ...]]:
+    """The squeeze (sub)commands the README's console examples run, e.g. ("models", "pull")."""
+    used = set()
+    for block in BLOCKS:
+        if block.kind != "console":
+            continue
+        for step in block.steps:
+            words = shlex.split(step.source.replace("\\\n", " "))
+            for at, word in enumerate(words):
+                if word == "squeeze" and at + 1 < len(words):
+                    used.add(tuple(words[at + 1 : at + 3]) if words[at + 1] == "models" else (words[at + 1],))
+    return used
+
+
+# Needs a Ray cluster, which the examples' session does not have; "More than one machine" shows it.
+WITHOUT_EXAMPLES = {"run-distributed"}
+
+
+def test_every_command_has_an_example():
+    from squeezecli.cli import squeeze
+
+    commands = {
+        (name, sub) if hasattr(command, "commands") else (name,)
+        for name, command in squeeze.commands.items() if not command.hidden and name not in WITHOUT_EXAMPLES
+        for sub in (getattr(command, "commands", None) or [None])
+    }
+    missing = commands - _squeeze_commands()
+    assert not missing, f"README.md has no example of: {sorted(' '.join(c) for c in missing)}"
+
+
+def test_zero_shot_and_model_classification_both_have_examples():
+    steps = [step.source for block in BLOCKS for step in block.steps]
+    assert any(re.search(r"squeeze classify .*--labels", step) for step in steps)
+    assert any(re.search(r"squeeze classify .*(-m|--model) ", step) for step in steps)
+
+
+def test_the_test_command_is_what_ci_runs():
+    ci = (readme_examples.ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    shown = re.search(r"Test it .*?\n\n    ([^\n]+)\n", README_TEXT, re.DOTALL)
+    assert shown, "README.md's Set up section lost its 'Test it' command"
+    ci_commands = [line.strip().replace("pip install -q", "pip install") for line in ci.splitlines()
+                   if line.strip().startswith(("pip ", "python -m pytest"))]
+    assert shown[1].split(" && ") == ci_commands
+
+
+# -- the helper itself: how transcripts are read and compared ----------------------------------------
+
+
+def _block(kind: str, body: str) -> Block:
+    return Block(kind, body, 0, len(body), 1)
+
+
+def test_console_steps_and_continuations_are_read_as_typed():
+    steps = _block("console", "$ printf 'a\\n' \\\n  | squeeze sentiment\nPOSITIVE\n$ echo $?\n0\n").steps
+    assert steps == [
+        Step("printf 'a\\n' \\\n  | squeeze sentiment", "$ printf 'a\\n' \\\n  | squeeze sentiment\n", "POSITIVE\n"),
+        Step("echo $?", "$ echo $?\n", "0\n"),
+    ]
+
+
+def test_pycon_statements_span_their_continuation_lines():
+    steps = _block("pycon", ">>> def f():\n...     return 1\n>>> f()\n1\n").steps
+    assert [step.source for step in steps] == ["def f():\n    return 1", "f()"]
+    assert steps[1].output == "1\n"
+
+
+def test_numbers_may_differ_a_little_and_nothing_else_may():
+    block = _block("console", '$ squeeze x\n{"label":"POSITIVE","score":0.5123}\n')
+    assert same_output(block, '$ squeeze x\n{"label":"POSITIVE","score":0.5161}\n')
+    assert not same_output(block, '$ squeeze x\n{"label":"POSITIVE","score":0.5423}\n')
+    assert not same_output(block, '$ squeeze x\n{"label":"NEGATIVE","score":0.5123}\n')
+    assert not same_output(block, '$ squeeze x\n{"label":"POSITIVE","score":0.5123,"extra":1}\n')
+    assert not same_output(block, '$ squeeze y\n{"label":"POSITIVE","score":0.5123}\n')
+
+
+def test_sizes_and_times_are_not_compared_but_the_table_around_them_is():
+    block = _block("console", "$ squeeze models list\nmodel   int8    last used\nbert    2.4 MB  just now\n")
+    assert same_output(block, "$ squeeze models list\nmodel   int8      last used\nbert    251.1 kB  12 min ago\n")
+    assert not same_output(block, "$ squeeze models list\nmodel   int8    last used\nroberta 2.4 MB  just now\n")
+
+
+def test_of_doctor_only_the_row_names_are_compared():
+    block = _block("console", "$ squeeze doctor\ntorch   2.13.0, 2 threads\npackages  a 1,\n          b 2\n")
+    assert same_output(block, "$ squeeze doctor\ntorch   2.14.1, 8 threads\npackages  a 3, b 4\n")
+    assert not same_output(block, "$ squeeze doctor\ntorch   2.13.0, 2 threads\n")
+
+
+def test_the_screen_is_what_a_terminal_shows_after_a_progress_bar_is_erased():
+    # Rich draws a two-line display, then moves back up over it and erases it.
+    written = "results\r\n\x1b[?25l\x1b[1mreading\x1b[0m\r\n━━━━ 10%\r\x1b[2K\x1b[1A\x1b[2K\x1b[?25hdone\r\n"
+    assert screen(written) == "results\ndone\n"
+
+
+def test_a_failure_shows_the_diff_and_how_to_regenerate():
+    block = _block("console", "$ squeeze x\nold line\n")
+    message = readme_examples.explain(block, "$ squeeze x\nnew line\n")
+    assert "-old line" in message and "+new line" in message
+    assert readme_examples.UPDATE_COMMAND in message
+
+
+def test_update_rewrites_only_the_blocks(tmp_path: Path):
+    text = "intro\n```console\n$ squeeze a\nold\n```\nmiddle\n```pycon\n>>> 1\n2\n```\nend\n"
+    blocks = parse_blocks(text)
+    rewritten = readme_examples.updated(text, [(blocks[0], "$ squeeze a\nnew\n"), (blocks[1], ">>> 1\n1\n")])
+    assert rewritten == "intro\n```console\n$ squeeze a\nnew\n```\nmiddle\n```pycon\n>>> 1\n1\n```\nend\n"
