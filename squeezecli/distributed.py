@@ -1,0 +1,189 @@
+"""`squeeze run-distributed TASK`: a task command's work on a Ray cluster, results into a directory.
+
+One subcommand per task, with that task command's own options (the same Click parameters, so help and
+parsing match), the usual input and model options, and the run's: --output, --address, --format,
+--workers. The Ray side lives in `raydata.py`; this module imports neither Ray nor torch, since the CLI
+imports it at start-up. Without Ray installed the command stops with one line naming the extra.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import commands
+from .errors import SqueezeError
+from .options import WINDOW_BATCHES, InputOptions, ModelOptions, input_options, model_options
+
+INSTALL_HINT = "pip install 'squeezecli[ray]'"
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    output: Path
+    address: str | None  # None: a local cluster started for the run
+    format: str
+    workers: int | None  # None: as many as the cluster's CPUs allow
+    quiet: bool
+
+
+def loopback_only_ray() -> None:
+    """Make Ray, when next imported, start local clusters on 127.0.0.1 only (see raydata.start_local_cluster).
+
+    Ray replaces a loopback node address by the machine's routable one, and binds its servers to every
+    interface, unless multi-machine clusters are off, as they are on macOS and Windows; this turns them
+    off. Ray reads it once, on import, so it must come before the first `import ray`.
+    """
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+
+
+def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--output, --address, --format, --workers and --quiet, passed as `run: RunOptions`."""
+
+    @functools.wraps(command)
+    def with_run(*args: Any, output: Path, address: str | None, fmt: str, workers: int | None, quiet: bool,
+                 **kwargs: Any) -> Any:
+        return command(*args, run=RunOptions(output, address, fmt, workers, quiet), **kwargs)
+
+    options = [
+        click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), required=True, metavar="DIR",
+                     help="Directory for the results: DIR/results.jsonl or DIR/results.parquet (replaced)."),
+        click.option("--address", metavar="ADDRESS",
+                     help="Ray cluster to join: auto (the one started on this machine with `ray start`), or its "
+                          "address. Default: a local cluster for this run, one CPU per core, on loopback only."),
+        click.option("--format", "fmt", type=click.Choice(["jsonl", "parquet"]), default="jsonl", show_default=True,
+                     help="JSON lines exactly as the task command prints them, or Parquet."),
+        click.option("--workers", type=click.IntRange(min=1), metavar="N",
+                     help="Model workers, each loading the model once and taking --threads CPUs "
+                          "(default: as many as the cluster has CPUs for)."),
+        click.option("--quiet", is_flag=True, help="No progress bars and no summary line."),
+    ]
+    for option in reversed(options):
+        with_run = option(with_run)
+    return with_run
+
+
+@click.group("run-distributed")
+def run_distributed() -> None:
+    """Run a task over FILEs on a Ray cluster, results into a directory (needs squeezecli[ray]).
+
+    \b
+      squeeze run-distributed sentiment reviews/*.txt --output out/
+      squeeze run-distributed embed --jsonl docs.jsonl --output vectors/ --format parquet --address auto
+
+    The files are read here, the model runs on the cluster's workers (each loads it once, pulling it
+    once per machine), and the rows the task command would print are written, in input order, to
+    DIR/results.jsonl or DIR/results.parquet.
+    """
+
+
+def _task(name: str, command: click.Command | None = None, *names: str) -> Callable[[Callable[..., Any]], click.Command]:
+    """The subcommand `name`: the task `command`'s own parameters `names` (so both commands parse and
+    document them alike), then the model, input and run options, in the order --help lists them."""
+    params = [param for param in command.params if param.name in names] if command else []
+    if len(params) != len(names):
+        raise ValueError(f"the {name} command has no parameter among {names}")
+
+    def decorate(function: Callable[..., Any]) -> click.Command:
+        for decorator in (run_options, input_options, model_options):
+            function = decorator(function)
+        # Click lists the parameters that decorators collect in reverse order of collection.
+        function.__click_params__ = [*function.__click_params__, *reversed(params)]  # type: ignore[attr-defined]
+        return run_distributed.command(name)(function)
+
+    return decorate
+
+
+@_task("sentiment", commands.sentiment, "top_k", "all_scores")
+def sentiment(inputs: InputOptions, model: ModelOptions, run: RunOptions, top_k: int | None,
+              all_scores: bool) -> None:
+    """Sentiment of each line: label and score."""
+    _run("sentiment", inputs, model, run, top_k=top_k, all_scores=all_scores)
+
+
+@_task("classify", commands.classify, "labels", "template", "multi_label", "top_k", "all_scores")
+def classify(inputs: InputOptions, model: ModelOptions, run: RunOptions, labels: str | None, template: str,
+             multi_label: bool, top_k: int | None, all_scores: bool) -> None:
+    """Classify each line with a text-classification model (--model), or zero-shot into --labels."""
+    if labels is not None:
+        if "{}" not in template:
+            raise click.BadParameter("the template needs a {} where the label goes", param_hint="--template")
+        _run("zero-shot", inputs, model, run, labels=labels, template=template, multi_label=multi_label)
+        return
+    if model.model is None:
+        raise click.UsageError("give a classification model with --model, or candidate labels with --labels")
+    _run("classify", inputs, model, run, top_k=top_k, all_scores=all_scores)
+
+
+@_task("qa", commands.qa, "questions", "lines", "top_k", "stride", "max_answer_len", "no_answer")
+def qa(inputs: InputOptions, model: ModelOptions, run: RunOptions, questions: tuple[str, ...], lines: bool,
+       top_k: int, stride: int | None, max_answer_len: int, no_answer: bool | None) -> None:
+    """Answer questions from each context (each file, or each line with --lines)."""
+    from . import catalogue
+
+    if inputs.unit == "line" and not lines:
+        inputs = InputOptions(inputs.files, "doc", inputs.field, inputs.errors)
+    if no_answer is None:
+        name = model.model or catalogue.default_for("qa")
+        entry = catalogue.by_alias(name)
+        # The qa command's own rule, so both decide alike for the same model.
+        no_answer = bool(commands._SQUAD2.search(entry.repo_id if entry else name))
+    _run("qa", inputs, model, run, questions=list(questions), top_k=top_k, stride=stride,
+         max_answer_len=max_answer_len, handle_impossible_answer=no_answer)
+
+
+@_task("ner", commands.ner, "aggregation")
+def ner(inputs: InputOptions, model: ModelOptions, run: RunOptions, aggregation: str) -> None:
+    """Named entities in each line."""
+    _run("ner", inputs, model, run, aggregation=aggregation)
+
+
+@_task("embed")
+def embed(inputs: InputOptions, model: ModelOptions, run: RunOptions) -> None:
+    """Embedding vector of each line."""
+    _run("embed", inputs, model, run)
+
+
+def _run(task: str, inputs: InputOptions, model: ModelOptions, run: RunOptions, **task_options: Any) -> None:
+    if run.address is None:
+        loopback_only_ray()
+    _require_ray()
+    from . import raydata
+    from .api import load
+
+    load_options = dict(revision=model.revision, precision=model.precision, offline=model.offline,
+                        batch_size=model.batch_size, max_length=model.max_length, threads=model.threads,
+                        **task_options)
+    # Loaded here once before any cluster work: a wrong model or option fails with the task command's own
+    # message, and this machine's cache holds the int8 model before its workers ask for it.
+    load(task, model.model, progress=not run.quiet, notify=_notify, **load_options)
+    # Ray Data's INFO lines (plans, log paths, and progress when stderr is no terminal) are for Ray's
+    # developers; a terminal still gets its progress bars.
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    with raydata.connected(run.address, quiet=run.quiet):
+        path, count = raydata.run(
+            inputs.read(), task, model.model, load_options, run.output, run.format,  # type: ignore[arg-type]
+            rows_per_block=WINDOW_BATCHES * model.batch_size, workers=run.workers,
+            cpus_per_worker=model.threads or 1, quiet=run.quiet,
+        )
+    if not run.quiet:
+        _notify(f"{count:,} results in {path}")
+
+
+def _notify(message: str) -> None:
+    click.echo(f"squeeze: {message}", err=True)
+
+
+def _require_ray() -> None:
+    try:
+        import pyarrow  # noqa: F401
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise SqueezeError(f"run-distributed needs Ray Data, which is not installed: {INSTALL_HINT}") from None
