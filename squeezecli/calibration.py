@@ -1,16 +1,18 @@
-"""The built-in text sample int8 calibration runs on when a model is pulled.
+"""The built-in text sample int8 calibration runs on when a model is pulled, and the choice it makes:
+how each projection runs (int8 with activation ranges per kernel call or per token, or fp32).
 
 Real activations, not random ones, decide which projections survive int8: a transformer's hidden
 states carry a few outlier channels and delimiter tokens that only show up on real text. The sample is
 deliberately mixed -- short and long, questions and statements, reviews, news, science, instructions,
 dialogue, numbers, names, a little non-English -- so that the activation ranges it produces are
 representative of what squeeze sees in use. It is kept apart from the test sentences (tests/sentences.py)
-so that fidelity is never judged on the text it was tuned on.
+and the benchmark's (benchmarks/fidelity_sentences.py), so that fidelity is never judged on the text it
+was tuned on.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -145,6 +147,15 @@ CALIBRATION_TEXTS: tuple[str, ...] = (
 )
 
 
+# Per token costs about a third more CPU time per projection than per call: it must remove at least
+# this share of the all-int8 error (1 - cosine) to be used when the target is out of reach...
+PER_TOKEN_MIN_GAIN = 0.25
+# ...and then goes on as few projections as leave at most this much more error than all per token.
+# (On all-MiniLM-L6-v2 the per-token overhead sits in the feed-forward projections, which need it anyway:
+# the rest cost next to nothing, so aiming short of the best saves no time.)
+CLOSE_TO_BEST = 0.02
+WEIGHT_ONLY = "weight"  # quantize.WEIGHT_ONLY (not imported: this module must not import torch at load)
+
 # What the head reads from the last hidden states, which is where int8 damage is judged.
 METRICS = {
     "base": "cosine of mean-pooled last hidden states (sentence embeddings)",
@@ -156,11 +167,11 @@ METRICS = {
 
 @dataclass
 class Calibration:
-    keep_fp32: list[str]  # most damaging first
-    cosine_all_int8: float
-    cosine: float  # with keep_fp32 in fp32
+    plan: dict[str, str]  # projection -> "tensor" | "token" (int8, activation ranges per call or per token)
+    #                       | "weight" (int8 weights, fp32 activations) | "fp32"
+    cosines: dict[str, float]  # "all_int8_per_tensor", "all_int8_per_token" (if measured), "chosen"
     metric: str
-    damage: dict[str, float] = field(default_factory=dict)  # 1 - cosine with only that projection int8
+    damage: dict[str, float] = field(default_factory=dict)  # fp32 ones: 1 - cosine with only it int8
 
 
 def batches(tokenizer: Tokenizer, texts: Sequence[str], max_length: int, size: int = 16) -> list[dict[str, torch.Tensor]]:
@@ -171,28 +182,44 @@ def batches(tokenizer: Tokenizer, texts: Sequence[str], max_length: int, size: i
     return [collate(encodings[i : i + size], tokenizer.pad_id) for i in range(0, len(encodings), size)]
 
 
-def choose_fp32(
+def choose(
     encoder: Encoder,
-    candidates: dict[str, nn.Module],
+    candidates: dict[str, dict[str, nn.Module]],
     fixed: dict[str, nn.Module],
     batches: list[dict[str, torch.Tensor]],
     target: float,
+    floor: float,
 ) -> Calibration:
-    """Which of `candidates` (int8 stand-ins for the encoder's modules, by name) must stay fp32 for the
-    mean cosine between the fp32 and int8 models on `batches` to reach `target`. `fixed` modules are
-    int8 throughout. The encoder is left as it came.
+    """How each projection should run, as cheaply as the mean cosine between the fp32 and int8 models on
+    `batches` allows. `candidates` maps each projection (an encoder submodule name) to its int8 stand-ins
+    by activation granularity ("tensor", "token"); `fixed` modules are int8 throughout. The encoder is
+    left as it came.
 
-    Greedy: measure each candidate's damage alone, then, starting from everything int8, return the
-    most damaging to fp32 one by one until the target is met. Measuring a projection in block i reruns
-    only blocks i.. from the fp32 hidden states cached at their input.
+    Per token where it pays: everything per tensor if that reaches `target`; else as few projections
+    per token as reach the target, those whose own output per token corrects most first. If even
+    all per token falls short of it, per token is used only if it removes at least PER_TOKEN_MIN_GAIN of
+    the per-tensor error (outlier tokens, as in real checkpoints; random weights have none), and then on
+    as few as come within CLOSE_TO_BEST of its best. Before that, when neither granularity reaches the
+    target but int8 weights with fp32 activations do (candidates[name]["weight"]), that is the plan.
+    fp32 only where int8 cannot keep the model faithful:
+    if all per token (or all per tensor, whichever is better) stays below `floor`, as few as reach the
+    floor go back to fp32, those whose int8 does the most damage alone first.
+
+    Measuring one projection alone in block i reruns only blocks i.. from the fp32 hidden states cached
+    at their input; "as few as" is a bisection over the ranking, taking the cosine to rise with every
+    step down it. The per-token ranking is by each projection's own output error, one pass for all:
+    ranking by damage to the whole model, as fp32 is ranked, costs some 20 passes of the model.
     """
     import torch
 
     head = encoder.head_kind
+    names = list(candidates)
     with torch.inference_mode():
         references = [_trace(encoder, batch) for batch in batches]
 
-        def cosine(int8: dict[str, nn.Module], start: int = 0) -> float:
+        def cosine(plan: dict[str, str], start: int = 0) -> float:
+            """Projections not in `plan`, or planned "fp32", run the encoder's own fp32 modules."""
+            int8 = {name: candidates[name][mode] for name, mode in plan.items() if mode != "fp32"}
             scores = []
             with _swapped(encoder, {**fixed, **int8}):
                 for batch, (inputs, mask, reference) in zip(batches, references):
@@ -202,18 +229,88 @@ def choose_fp32(
                     scores.append(_agreement(reference, x, batch["attention_mask"], head))
             return torch.cat(scores).mean().item()
 
-        all_int8 = cosine(candidates)
-        result = Calibration([], all_int8, all_int8, METRICS[head])
-        if all_int8 >= target:
+        cosines = {"all_int8_per_tensor": cosine(dict.fromkeys(names, "tensor"))}
+        result = Calibration(dict.fromkeys(names, "tensor"), cosines, METRICS[head])
+        cosines["chosen"] = cosines["all_int8_per_tensor"]
+        if cosines["chosen"] >= target:
             return result
-        result.damage = {name: 1 - cosine({name: module}, start=_block_of(name)) for name, module in candidates.items()}
-        ranked = sorted(candidates, key=result.damage.__getitem__, reverse=True)
-        for name in ranked:
-            if result.cosine >= target:
-                break
-            result.keep_fp32.append(name)
-            result.cosine = cosine({n: m for n, m in candidates.items() if n not in result.keep_fp32})
+        cosines["all_int8_per_token"] = cosine(dict.fromkeys(names, "token"))
+        best = "token" if cosines["all_int8_per_token"] >= cosines["all_int8_per_tensor"] else "tensor"
+        if cosines[f"all_int8_per_{best}"] < target and all(WEIGHT_ONLY in modes for modes in candidates.values()):
+            # No int8-activation plan reaches the target; if rounding the weights alone does, the model's
+            # trouble is its activations: keep those fp32 everywhere (the artifact stays int8-sized).
+            cosines["weight_only"] = cosine(dict.fromkeys(names, WEIGHT_ONLY))
+            if cosines["weight_only"] >= target:
+                result.plan, cosines["chosen"] = dict.fromkeys(names, WEIGHT_ONLY), cosines["weight_only"]
+                return result
+        if cosines[f"all_int8_per_{best}"] < floor:
+            damage = {name: 1 - cosine({name: best}, start=_block_of(name)) for name in names}
+            ranked = sorted(names, key=damage.__getitem__, reverse=True)
+            k, cosines["chosen"] = _fewest(lambda k: cosine(_first(ranked, k, "fp32", best)), len(names), floor)
+            result.plan = _first(ranked, k, "fp32", best)
+            result.damage = {name: damage[name] for name in ranked[:k]}
+            return result
+        reachable = cosines["all_int8_per_token"]
+        if reachable < target and 1 - reachable > (1 - PER_TOKEN_MIN_GAIN) * (1 - cosines["all_int8_per_tensor"]):
+            return result  # per token is not the fix: the error is rounding, not outlier tokens
+        aim = target if reachable >= target else reachable - CLOSE_TO_BEST * (1 - reachable)
+        ranked = _ranked_by_per_token_gain(encoder, candidates, batches)
+        k, cosines["chosen"] = _fewest(lambda k: cosine(_first(ranked, k, "token", "tensor")), len(names), aim,
+                                       known=cosines["all_int8_per_token"])
+        result.plan = _first(ranked, k, "token", "tensor")
         return result
+
+
+def _first(ranked: list[str], k: int, mode: str, rest: str) -> dict[str, str]:
+    """The plan with the first k of `ranked` in `mode`, the others in `rest`."""
+    return {name: mode if i < k else rest for i, name in enumerate(ranked)}
+
+
+def _fewest(score: Callable[[int], float], n: int, target: float, known: float | None = None) -> tuple[int, float]:
+    """The smallest k in 1..n with score(k) >= target, and that score, by bisection (score(0) < target
+    is known; `known` is score(n) if it is); (n, score(n)) if even n falls short."""
+    best = score(n) if known is None else known
+    if best < target:
+        return n, best
+    low, high = 0, n
+    while high - low > 1:
+        middle = (low + high) // 2
+        reached = score(middle)
+        if reached >= target:
+            high, best = middle, reached
+        else:
+            low = middle
+    return high, best
+
+
+def _ranked_by_per_token_gain(
+    encoder: Encoder, candidates: dict[str, dict[str, nn.Module]], batches: list[dict[str, torch.Tensor]]
+) -> list[str]:
+    """The projections by how much per-token activation ranges cut their own output error against fp32
+    on `batches` (relative squared error, per call minus per token), most first."""
+    errors = {name: dict.fromkeys(candidates[name], 0.0) for name in candidates}
+    energy = dict.fromkeys(candidates, 0.0)
+
+    def measure(name: str):
+        def hook(module: nn.Module, args: tuple) -> None:
+            x = args[0]
+            # forward, not the call: no hooks again, and the plain product, where the encoder's call may
+            # fuse a residual or an activation into it.
+            reference = module.forward(x)
+            energy[name] += reference.square().sum().item()
+            for mode, candidate in candidates[name].items():
+                errors[name][mode] += (candidate(x) - reference).square().sum().item()
+        return hook
+
+    hooks = [encoder.get_submodule(name).register_forward_pre_hook(measure(name)) for name in candidates]
+    try:
+        for batch in batches:
+            encoder(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+    finally:
+        for hook in hooks:
+            hook.remove()
+    gain = {name: (e["tensor"] - e["token"]) / max(energy[name], 1e-30) for name, e in errors.items()}
+    return sorted(candidates, key=gain.__getitem__, reverse=True)
 
 
 def _block_of(name: str) -> int:

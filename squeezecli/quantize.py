@@ -3,19 +3,28 @@
 The format (after gpt-fast's quantize.py) is kernel-independent: each quantized projection is its int8
 weight in the projection's own layout ([out, in], or [groups, out/g, in/g] for SqueezeBERT's grouped
 ones) plus one fp32 scale per output channel; the word-embedding table is int8 with one scale per row;
-everything else stays fp32. Which projections are int8 is written in the metadata, never inferred.
+everything else stays fp32. Which projections are int8, and how each quantizes its activations, is
+written in the metadata, never inferred.
 
-Scheme "squeeze-int8" v1, chosen by measurement on all-MiniLM-L6-v2's real weights (mean cosine of
-fp32 vs int8 sentence embeddings; random weights have no outliers and hide all of this):
+Scheme "squeeze-int8" v2, chosen by measurement on all-MiniLM-L6-v2's real weights (fp32 vs int8
+sentence embeddings over benchmarks/fidelity_sentences.py; random weights have no outliers and hide all
+of this):
 
-* Weights: symmetric, per output channel. Weight-only rounding alone costs 0.9996.
-* Activations: quantized per batch by the kernel (fbgemm's dynamic linear: asymmetric uint8 over the
-  whole input of one call; per group for grouped projections), fused into the matrix product, so no
-  extra pass over the activations. With all 8 bits (fbgemm's default reduce_range=True keeps 7) the
-  whole model reaches 0.993; per-token scales would reach 0.997-0.999 but cost separate quantize and
-  rescale passes that made torch._int_mm slower than fp32 here.
-* Calibration (calibration.py): on a built-in text sample, the projections whose int8 error hurts
-  the output most are kept fp32 until the sample's cosine clears CALIBRATION_TARGET.
+* Weights: symmetric, per output channel. Weight rounding alone costs 0.9996 mean cosine.
+* Activations: quantized per call by the kernel (fbgemm's dynamic linear: one asymmetric uint8 range
+  over the whole input of the call; per group for grouped projections), fused into the matrix product.
+  Real encoders give a few tokens ([CLS], full stops) activations 4-10x larger than most, so one
+  range per call leaves ordinary tokens a few levels: 0.992 for the whole model. A projection may
+  therefore run "per token": each token's activations are first mapped affinely onto [0, 1], so the
+  kernel's one range fits every token, and the output is mapped back (0.9988; on MiniLM about a third
+  more CPU time than per call, and half of fp32's).
+* Calibration (calibration.py): on a built-in text sample, per token goes where it corrects most, on
+  as few projections as reach CALIBRATION_TARGET (or come close to int8's best, when that falls short
+  and per token is what helps). When neither granularity reaches the target but int8 weights with
+  fp32 activations do, every projection is stored int8 and run "weight"-only (dequantized at load):
+  all-MiniLM-L6-v2 lands here, because per token (0.9988) still reorders near-tied nearest neighbours
+  (95.9% the same) where weight rounding alone (0.9996) keeps 98.6%. Only if int8 at its best stays
+  below CALIBRATION_FLOOR do the most damaging projections stay fp32.
 
 Kernels (`int8_backend`): fbgemm through torch.ops.quantized, found by probing, not assumed; torch is
 deprecating quantized tensors, and without a kernel the int8 tensors are dequantized once at load.
@@ -39,11 +48,22 @@ from .encoder import Encoder, GroupedProjection
 from .errors import CacheError, SqueezeError
 
 SCHEME = "squeeze-int8"
-SCHEME_VERSION = 1
+SCHEME_VERSION = 2
 KERNEL_ENV = "SQUEEZE_INT8_KERNEL"
-# Mean cosine (fp32 vs int8) the calibration sample must reach; the promise to users is 0.99 on their
-# text, and the sample tracks held-out text to about +-0.001 (benchmarks/int8_fidelity.py).
-CALIBRATION_TARGET = 0.995
+# Mean cosine (fp32 vs int8) on the calibration sample, which tracks held-out text to about +-0.001
+# (benchmarks/int8_fidelity.py). The target is what per-token activations are spent on: nearest-neighbour
+# search needs it (a sentence's nearest neighbour is sometimes only 0.001 nearer than the next). Below
+# the floor, projections go back to fp32: the promise to users is 0.99 on their text. Between the two,
+# int8 stays int8, and stays small: a 12-layer model with random weights lands there on rounding alone.
+CALIBRATION_TARGET = 0.999
+CALIBRATION_FLOOR = 0.995
+# How an int8 projection quantizes its input: one range per kernel call, or one per token.
+ACTIVATIONS = ("tensor", "token")  # run by the int8 kernel
+# Weight-only: int8 weights dequantized once at load, fp32 activations and matmul. Chosen by calibration
+# only when no int8-activation plan reaches the target (real MiniLM: nearest-neighbour rankings break
+# on activation rounding), so such a model keeps the small artifact but not the int8 speed.
+WEIGHT_ONLY = "weight"
+MODES = (*ACTIVATIONS, WEIGHT_ONLY)
 PROJECTIONS = ("query", "key", "value", "attn_out", "ffn_in", "ffn_out")
 WORD_EMBEDDING = "embed.word"
 
@@ -141,24 +161,28 @@ class Int8Projection(nn.Module):
 
     State (the artifact's tensors): weight int8 in GroupedProjection's layout, weight_scale fp32 per
     output channel (weight.shape[:-1]), bias fp32 [out]. `prepack` builds the kernel's form of it,
-    once, after the state is loaded.
+    once, after the state is loaded. `activations` is "tensor" (one range per kernel call) or "token".
     """
 
-    def __init__(self, in_features: int, out_features: int, groups: int = 1, backend: str = "fbgemm"):
+    def __init__(self, in_features: int, out_features: int, groups: int = 1, backend: str = "fbgemm",
+                 activations: str = "tensor"):
         super().__init__()
         assert in_features % groups == 0 and out_features % groups == 0, (in_features, out_features, groups)
+        assert activations in ACTIVATIONS, activations
         self.in_features, self.out_features, self.groups = in_features, out_features, groups
         self.reduce_range = BACKENDS[backend]
+        self.activations = activations
         shape = (out_features, in_features) if groups == 1 else (groups, out_features // groups, in_features // groups)
         self.register_buffer("weight", torch.empty(shape, dtype=torch.int8))
         self.register_buffer("weight_scale", torch.empty(shape[:-1]))
         self.register_buffer("bias", torch.zeros(out_features))
         self.packed: list[torch.ScriptObject] = []
+        self.correction = torch.empty(0)  # per token only: [2, out], see forward_per_token
 
     @classmethod
-    def from_float(cls, proj: GroupedProjection, backend: str) -> "Int8Projection":
+    def from_float(cls, proj: GroupedProjection, backend: str, activations: str = "tensor") -> "Int8Projection":
         q, scale = quantize_per_channel(proj.weight)
-        module = cls(proj.in_features, proj.out_features, proj.groups, backend)
+        module = cls(proj.in_features, proj.out_features, proj.groups, backend, activations)
         module.load_state_dict({"weight": q, "weight_scale": scale, "bias": proj.bias.detach().clone()})
         return module.prepack()
 
@@ -166,11 +190,21 @@ class Int8Projection(nn.Module):
         g = self.groups
         weights = self.weight.view(g, self.out_features // g, self.in_features // g)  # [G, out/G, in/G]
         scales = self.weight_scale.view(g, -1)  # [G, out/G]
-        biases = self.bias.view(g, -1)  # [G, out/G]
+        if self.activations == "token":
+            # The kernel computes W x' for the normalised input x' alone; forward_per_token adds the rest.
+            row_sums = (weights.sum(-1, dtype=torch.int32).float() * scales).reshape(-1)  # [out]: W 1
+            self.correction = torch.stack([row_sums, self.bias])  # [2, out]
+            biases = [None] * g
+        else:
+            biases = list(self.bias.view(g, -1))  # G x [out/G]
         self.packed = [_prepack(weights[i], scales[i], biases[i]) for i in range(g)]
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_per_token(x) if self.activations == "token" else self.matmul(x)
+
+    def matmul(self, x: torch.Tensor) -> torch.Tensor:
+        """The kernel's product (plus bias when packed with it), one activation range per call (per group)."""
         if self.groups == 1:
             return torch.ops.quantized.linear_dynamic(x, self.packed[0], self.reduce_range)
         *lead, c = x.shape
@@ -180,13 +214,31 @@ class Int8Projection(nn.Module):
         ys = [torch.ops.quantized.linear_dynamic(xg[:, i], p, self.reduce_range) for i, p in enumerate(self.packed)]
         return torch.cat(ys, dim=-1).view(*lead, self.out_features)  # [..., out]
 
+    def forward_per_token(self, x: torch.Tensor) -> torch.Tensor:
+        """W x + b with each token's activations quantized over their own range.
+
+        Each token x is mapped onto [0, 1] as x' = (x - lo) / span, with lo <= 0 <= lo + span its range,
+        so the kernel's one range per call is [0, 1] for every token; then W x + b = span W x' + lo W 1 + b.
+        """
+        # amin and amax rather than aminmax: along a dimension the latter is 40x slower on CPU (torch 2.13).
+        lo = x.amin(-1, keepdim=True).clamp_(max=0)  # [..., 1]
+        span = x.amax(-1, keepdim=True).clamp_(min=0).sub_(lo).clamp_(min=1e-12)  # [..., 1]
+        inverse = span.reciprocal()  # [..., 1]
+        y = self.matmul(torch.addcmul(-lo * inverse, x, inverse))  # [..., out]: W x'
+        rows = y.view(-1, self.out_features)  # [N, out], y is fresh and contiguous
+        rows.mul_(span.view(-1, 1))
+        offsets = torch.cat([lo.view(-1, 1), torch.ones_like(lo.view(-1, 1))], dim=1)  # [N, 2]: [lo, 1]
+        rows.addmm_(offsets, self.correction)  # + [lo, 1] @ [W 1; b]
+        return y
+
     def dequantized(self) -> GroupedProjection:
         proj = GroupedProjection(self.in_features, self.out_features, self.groups)
         proj.load_state_dict({"weight": dequantize_per_channel(self.weight, self.weight_scale), "bias": self.bias})
         return proj
 
     def extra_repr(self) -> str:
-        return f"in={self.in_features}, out={self.out_features}, groups={self.groups}, int8"
+        return (f"in={self.in_features}, out={self.out_features}, groups={self.groups}, int8, "
+                f"activations per {self.activations}")
 
 
 class Int8Embedding(nn.Module):
@@ -225,7 +277,8 @@ def quantize(runtime, texts: list[str] | None = None) -> tuple[dict[str, torch.T
     """The int8 artifact of an fp32 `Runtime`: (tensors by our state-dict names, JSON-able metadata).
 
     Calibrates on `texts` (default: calibration.CALIBRATION_TEXTS) with this machine's kernel; with no
-    kernel there is nothing to calibrate against and every projection is stored int8.
+    kernel there is nothing to calibrate against, and every projection is stored int8 to run per token,
+    the more faithful granularity.
     """
     from . import calibration
 
@@ -234,32 +287,41 @@ def quantize(runtime, texts: list[str] | None = None) -> tuple[dict[str, torch.T
     backend = int8_backend()
     embedding = Int8Embedding.from_float(encoder.embed.word)
     if backend is None:
+        activations = dict.fromkeys(names, "token")
         keep_fp32: dict[str, str] = {}
-        report = {"skipped": "no int8 kernel on the machine that quantized: every projection is int8"}
+        report: dict = {"skipped": "no int8 kernel on the machine that quantized: every projection is int8, per token"}
     else:
-        candidates = {name: Int8Projection.from_float(encoder.get_submodule(name), backend) for name in names}
+        candidates = {
+            name: {
+                **{mode: Int8Projection.from_float(encoder.get_submodule(name), backend, mode) for mode in ACTIVATIONS},
+                WEIGHT_ONLY: _weight_only(encoder.get_submodule(name)),
+            }
+            for name in names
+        }
         batches = calibration.batches(runtime.tokenizer, texts or calibration.CALIBRATION_TEXTS, runtime.max_length)
         started = time.perf_counter()
-        result = calibration.choose_fp32(encoder, candidates, {WORD_EMBEDDING: embedding}, batches, CALIBRATION_TARGET)
+        result = calibration.choose(encoder, candidates, {WORD_EMBEDDING: embedding}, batches, CALIBRATION_TARGET,
+                                    CALIBRATION_FLOOR)
+        activations = {name: mode for name, mode in result.plan.items() if mode != "fp32"}
         keep_fp32 = {
-            name: f"calibration: int8 alone lowers the sample's cosine by {result.damage[name]:.1e}"
-            for name in result.keep_fp32
+            name: f"calibration: int8 stayed below {CALIBRATION_FLOOR}; "
+            f"this projection alone lowers it by {result.damage[name]:.1e}"
+            for name, mode in result.plan.items() if mode == "fp32"
         }
         report = {
             "kernel": backend,
             "texts": sum(len(b["input_ids"]) for b in batches),
             "metric": result.metric,
             "target": CALIBRATION_TARGET,
-            "cosine_all_int8": round(result.cosine_all_int8, 5),
-            "cosine": round(result.cosine, 5),
+            "floor": CALIBRATION_FLOOR,
+            **{f"cosine_{key}": round(value, 5) for key, value in result.cosines.items()},
             "seconds": round(time.perf_counter() - started, 2),
         }
 
     tensors = {name: t.detach().contiguous() for name, t in encoder.state_dict().items()}
     tensors[f"{WORD_EMBEDDING}.weight"] = embedding.weight
     tensors[f"{WORD_EMBEDDING}.weight_scale"] = embedding.weight_scale
-    int8 = [name for name in names if name not in keep_fp32]
-    for name in int8:
+    for name in activations:
         q, scale = quantize_per_channel(tensors[f"{name}.weight"])
         tensors[f"{name}.weight"], tensors[f"{name}.weight_scale"] = q, scale
     meta = {
@@ -268,9 +330,13 @@ def quantize(runtime, texts: list[str] | None = None) -> tuple[dict[str, torch.T
         "arch": encoder.cfg.arch,
         "head": encoder.head_kind,
         "weights": "int8 symmetric per output channel, fp32 scales (<name>.weight_scale)",
-        "activations": "quantized per call by the kernel (dynamic, per tensor; per group when grouped)",
+        "activations": {
+            "tensor": "quantized by the kernel, one asymmetric uint8 range per call (per group when grouped)",
+            "token": "each token mapped affinely onto [0, 1] first, so the kernel's one range fits every token",
+            WEIGHT_ONLY: "not quantized: the int8 weights are dequantized once at load and run in fp32",
+        },
         "embedding": {"name": WORD_EMBEDDING, "storage": "int8 per row", "lookup": "rows dequantized on lookup"},
-        "int8": int8,
+        "int8": activations,  # projection -> activation granularity
         "fp32": {
             **keep_fp32,
             "other": "position and token-type embeddings, LayerNorms, biases and the task head: small, "
@@ -281,29 +347,40 @@ def quantize(runtime, texts: list[str] | None = None) -> tuple[dict[str, torch.T
     return tensors, meta
 
 
-def load_quantized(cfg: EncoderConfig, head: str, tensors: dict[str, torch.Tensor], meta: dict, backend: str | None) -> Encoder:
+def _weight_only(proj: GroupedProjection) -> GroupedProjection:
+    """`proj` with its weights rounded to int8 per channel and back: what a weight-only projection runs."""
+    rounded = GroupedProjection(proj.in_features, proj.out_features, proj.groups)
+    rounded.load_state_dict({"weight": dequantize_per_channel(*quantize_per_channel(proj.weight)), "bias": proj.bias})
+    return rounded
+
+
+def load_quantized(
+    cfg: EncoderConfig, head: str, tensors: dict[str, torch.Tensor], meta: dict, backend: str | None
+) -> Encoder:
     """The Encoder of an int8 artifact: Int8Projections run by `backend`, or, with backend None,
     GroupedProjections holding the dequantized weights. No quantization happens here."""
     _check_meta(meta, cfg, head)
-    int8 = list(meta["int8"])
+    int8: dict[str, str] = meta["int8"]
     embedding = meta["embedding"]["name"]
     _check_dtypes(tensors, [*int8, embedding])
     tensors = dict(tensors)
-    if backend is None:
-        for name in int8:
+    for name, mode in int8.items():
+        if backend is None or mode == WEIGHT_ONLY:
             q, scale = tensors[f"{name}.weight"], tensors.pop(f"{name}.weight_scale")
             tensors[f"{name}.weight"] = dequantize_per_channel(q, scale)
     with torch.device("meta"):
         model = Encoder(cfg, head)
         model.embed.word = Int8Embedding(cfg.vocab_size, cfg.hidden_size)
         if backend is not None:
-            for name in int8:
+            for name, activations in int8.items():
+                if activations == WEIGHT_ONLY:
+                    continue
                 proj: GroupedProjection = model.get_submodule(name)
                 parent, attr = name.rsplit(".", 1)
                 setattr(model.get_submodule(parent), attr,
-                        Int8Projection(proj.in_features, proj.out_features, proj.groups, backend))
-    from .weights import check_state
+                        Int8Projection(proj.in_features, proj.out_features, proj.groups, backend, activations))
     from .errors import ModelError
+    from .weights import check_state
 
     try:
         check_state(model, tensors)
@@ -327,8 +404,15 @@ def _check_meta(meta: dict, cfg: EncoderConfig, head: str) -> None:
         raise CacheError(
             f"int8 weights are for a {meta.get('arch')} {meta.get('head')} model, not {cfg.arch} {head}",
         )
-    if not isinstance(meta.get("int8"), list) or not isinstance(meta.get("embedding"), dict):
+    int8, embedding = meta.get("int8"), meta.get("embedding")
+    if not isinstance(int8, dict) or not isinstance(embedding, dict) or embedding.get("name") != WORD_EMBEDDING:
         raise CacheError("int8 metadata lacks the list of quantized tensors")
+    unknown = [name for name in int8 if name not in projection_names(cfg)]
+    if unknown:
+        raise CacheError(f"int8 metadata names projections the model does not have: {', '.join(unknown[:3])}")
+    odd = [f"{name}: {mode!r}" for name, mode in int8.items() if mode not in MODES]
+    if odd:
+        raise CacheError(f"int8 metadata gives unknown activation granularities: {', '.join(odd[:3])}")
 
 
 def _check_dtypes(tensors: dict[str, torch.Tensor], quantized: list[str]) -> None:
@@ -341,3 +425,7 @@ def _check_dtypes(tensors: dict[str, torch.Tensor], quantized: list[str]) -> Non
                 f"{name} should be int8 with fp32 scales of shape {tuple(weight.shape[:-1])}, "
                 f"not {weight.dtype} with {scale.dtype} {tuple(scale.shape)}"
             )
+    int8_weights = {f"{name}.weight" for name in quantized}
+    wrong = [f"{key} ({t.dtype})" for key, t in tensors.items() if key not in int8_weights and t.dtype != torch.float32]
+    if wrong:
+        raise CacheError(f"int8 artifact tensors should otherwise be fp32: {', '.join(wrong[:3])}")

