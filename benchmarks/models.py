@@ -1,0 +1,42 @@
+"""Full-size random-weight sequence classifiers in Hub format, built once and cached under benchmarks/out/.
+
+Speed does not depend on what the weights are, only on their shapes, so random weights in the real
+configurations (tests/factory.py) measure what the real checkpoints would, without the network. Each
+directory holds config.json (2 labels), model.safetensors and the real uncased BERT vocabulary.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "benchmarks" / "out"
+MODELS_DIR = OUT / "models"
+
+# name -> (architecture, factory config attribute). All three are 512-position models, as on the Hub.
+MODELS = {
+    "squeezebert": ("squeezebert", "SQUEEZEBERT_UNCASED"),
+    "bert-base": ("bert", "BERT_BASE"),
+    "distilbert": ("distilbert", "DISTILBERT_BASE"),
+}
+
+
+def model_dir(name: str) -> Path:
+    return MODELS_DIR / name
+
+
+def build_missing(names: list[str]) -> None:
+    """Build the checkpoints of `names` that are not yet on disk (a minute each, once)."""
+    for name in names:
+        directory = model_dir(name)
+        if (directory / "config.json").is_file() and (directory / "model.safetensors").is_file():
+            continue
+        sys.path.insert(0, str(ROOT / "tests"))
+        import factory  # tests/factory.py, which needs the test extra (transformers)
+
+        arch, attribute = MODELS[name]
+        config = dict(getattr(factory, attribute), max_position_embeddings=512)
+        config.pop("vocab_size")  # build() sizes the vocabulary to the tokenizer files it writes
+        print(f"building {name} in {directory} ...", file=sys.stderr, flush=True)
+        factory.build(directory, arch, "sequence", **config)
