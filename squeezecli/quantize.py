@@ -398,7 +398,7 @@ def _check_meta(meta: dict, cfg: EncoderConfig, head: str) -> None:
         raise CacheError(
             f"int8 weights are in format {meta.get('scheme')!r} v{meta.get('version')}, "
             f"this squeeze reads {SCHEME!r} v{SCHEME_VERSION}",
-            hint="pull the model again to re-quantize it",
+            hint="re-quantize it: squeeze models pull --force MODEL",
         )
     if meta.get("arch") != cfg.arch or meta.get("head") != head:
         raise CacheError(
