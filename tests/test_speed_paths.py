@@ -1,0 +1,125 @@
+"""The speed and memory paths compute what the plain ones do: fused projection epilogues, attention
+without a mask on unpadded batches, batches run in slices of TOKENS_PER_PASS tokens; and loading a
+model never imports torch._dynamo (over a second of start-up)."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import factory
+from squeezecli import encoder, runtime
+from squeezecli.encoder import ACTIVATIONS, GroupedProjection
+from squeezecli.runtime import Runtime
+
+
+def projection(groups: int, seed: int = 0) -> GroupedProjection:
+    gen = torch.Generator().manual_seed(seed)
+    proj = GroupedProjection(64, 128, groups)
+    with torch.no_grad():
+        proj.weight.copy_(torch.randn(proj.weight.shape, generator=gen) * 0.1)
+        proj.bias.copy_(torch.randn(128, generator=gen))
+    return proj
+
+
+def dense(proj: GroupedProjection, x: torch.Tensor) -> torch.Tensor:
+    """The reference product: groups as one block-diagonal dense weight."""
+    weight = torch.block_diag(*proj.weight) if proj.groups > 1 else proj.weight  # [out, in]
+    return F.linear(x, weight, proj.bias)
+
+
+@pytest.fixture(params=["fused", "plain"])
+def kernels(request, monkeypatch):
+    """Every test runs with oneDNN's fused epilogues and with the F.conv2d fallback used without them."""
+    if request.param == "plain":
+        monkeypatch.setattr(encoder, "_fused_convolution", lambda: None)
+    elif encoder._fused_convolution() is None:
+        pytest.skip("this torch has no fused oneDNN convolution")
+    return request.param
+
+
+@pytest.mark.parametrize("groups", [1, 4])
+@pytest.mark.parametrize("activation", list(ACTIVATIONS))
+def test_activation_epilogue(kernels, groups, activation):
+    proj, x = projection(groups), torch.randn(3, 7, 64)
+    with torch.inference_mode():
+        expected = ACTIVATIONS[activation](dense(proj, x))
+        torch.testing.assert_close(proj(x, activation=activation), expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("groups", [1, 4])
+@pytest.mark.parametrize("in_place", [False, True])
+def test_residual_epilogue(kernels, groups, in_place):
+    proj, x, residual = projection(groups), torch.randn(3, 7, 64), torch.randn(3, 7, 128)
+    kept = residual.clone()
+    with torch.inference_mode():
+        expected = dense(proj, x) + residual
+        got = proj(x, residual=residual, in_place=in_place)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    if not in_place:
+        assert torch.equal(residual, kept), "an out-of-place residual must not be touched"
+
+
+def test_in_place_residual_that_is_not_contiguous_still_adds(kernels):
+    proj, x = projection(4), torch.randn(3, 7, 64)
+    residual = torch.randn(7, 3, 128).transpose(0, 1)  # [3, 7, 128], not contiguous
+    with torch.inference_mode():
+        expected = dense(proj, x) + residual
+        torch.testing.assert_close(proj(x, residual=residual, in_place=True), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_empty_input(kernels):
+    with torch.inference_mode():
+        assert projection(4)(torch.randn(2, 0, 64), activation="gelu").shape == (2, 0, 128)
+
+
+@pytest.fixture(scope="module")
+def squeezebert_dir(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("squeezebert")
+    factory.build(directory, "squeezebert", "sequence", **factory.TINY)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def squeezebert_base_dir(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("squeezebert-base")
+    factory.build(directory, "squeezebert", "base", **factory.TINY)
+    return directory
+
+
+def test_unpadded_batch_runs_attention_without_mask_with_the_same_result(squeezebert_dir):
+    """All-real rows skip the mask; the encoder's output must equal the same rows computed with it."""
+    model = Runtime.from_dir(squeezebert_dir, "sequence").encoder
+    ids = torch.randint(5, model.cfg.vocab_size, (3, 9))  # [B, T]
+    with torch.inference_mode():
+        unmasked = model(ids, torch.ones_like(ids))
+        x = model.embed(ids, None)
+        mask = torch.ones(3, 1, 1, 9, dtype=torch.bool)
+        for block in model.blocks:
+            x = block(x, mask)
+        torch.testing.assert_close(unmasked, model.head(x))
+
+
+def test_runtime_runs_long_batches_in_slices_with_the_same_output(squeezebert_base_dir, monkeypatch):
+    model = Runtime.from_dir(squeezebert_base_dir, "base")
+    texts = [" ".join(["word"] * n) + " end" for n in (3, 40, 17, 25, 8)]
+    encodings = model.tokenizer.encode(texts, max_length=64)
+    whole = model.forward(encodings)  # [5, T, H]
+    passes = []
+    monkeypatch.setattr(runtime, "TOKENS_PER_PASS", 2 * whole.shape[1])  # two rows a pass
+    real_encoder = model.encoder
+    model.encoder = lambda *batch: passes.append(batch[0].shape) or real_encoder(*batch)
+    sliced = model.forward(encodings)
+    assert passes == [(2, whole.shape[1])] * 2 + [(1, whole.shape[1])]
+    torch.testing.assert_close(sliced, whole)
+
+
+def test_loading_a_model_does_not_import_dynamo(squeezebert_dir):
+    code = (
+        "import sys; from squeezecli.weights import load_encoder; load_encoder(sys.argv[1], 'sequence'); "
+        "print('torch._dynamo' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(squeezebert_dir)], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
