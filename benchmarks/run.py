@@ -51,6 +51,8 @@ def main() -> None:
     report = render(names, lines, rounds, throughput, forward, startup, int8_errors, load_before, os.getloadavg()[0])
     print(report)
     (models.OUT / "results.md").write_text(report, encoding="utf-8")
+    raw = {"throughput": {f"{n} {k}": rows for (n, k), rows in throughput.items()}, "forward": forward, "startup": startup}
+    (models.OUT / "results.json").write_text(json.dumps(raw, indent=1), encoding="utf-8")
 
 
 def parse_args() -> argparse.Namespace:
@@ -152,6 +154,13 @@ def med(rows: list[dict], key: str) -> float:
     return statistics.median(row[key] for row in rows)
 
 
+FORWARD_LABELS = {
+    "squeeze_fp32": "squeeze fp32, one encoder pass",
+    "squeeze_fp32_runtime": "squeeze fp32, as its tasks run it (Runtime.forward: 1,024-token passes)",
+    "transformers_fp32": "transformers fp32, one pass",
+}
+
+
 def render(names, lines, rounds, throughput, forward, startup, int8_errors, load_before, load_after) -> str:
     import torch
     import transformers
@@ -170,21 +179,22 @@ def render(names, lines, rounds, throughput, forward, startup, int8_errors, load
         "",
         "Random-weight checkpoints in the real configurations (speed depends on shapes, not values); each run",
         "is a fresh process that loads the model, classifies one batch untimed, then the whole corpus.",
+        "\"others' CPU\" is the median number of cores other processes kept busy during the runs (of 2).",
         "",
-        "| model | contender | lines/s | vs transformers | peak RSS (MB) | RSS vs transformers | load (s) |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| model | contender | lines/s | vs transformers | peak RSS (MB) | RSS vs transformers | load (s) | others' CPU |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name in names:
         base = throughput[(name, BASELINE)]
         for kind in CONTENDERS:
             rows = throughput[(name, kind)]
             if not rows:
-                out.append(f"| {name} | {kind} | n/a: {int8_errors.get(name, 'not run')} | | | | |")
+                out.append(f"| {name} | {kind} | n/a: {int8_errors.get(name, 'not run')} | | | | | |")
                 continue
             speed, rss = med(rows, "lines_per_s"), med(rows, "peak_rss_mb")
             out.append(
                 f"| {name} | {kind} | {speed:.1f} | {speed / med(base, 'lines_per_s'):.2f}x | {rss:.0f} | "
-                f"{rss / med(base, 'peak_rss_mb'):.0%} | {med(rows, 'load_s'):.1f} |"
+                f"{rss / med(base, 'peak_rss_mb'):.0%} | {med(rows, 'load_s'):.1f} | {med(rows, 'others_cores'):.2f} |"
             )
     if forward:
         g, f = forward["gflops"], forward["fraction_of_peak"]
@@ -200,8 +210,9 @@ def render(names, lines, rounds, throughput, forward, startup, int8_errors, load
             "|---|---:|---:|",
         ]
         for name, value in g.items():
-            label = name.replace("peak_mkl_", "fp32 matmul, MKL, ").replace("peak_onednn_", "fp32 matmul, oneDNN, ")
-            out.append(f"| {label.replace('_fp32', ' fp32 forward')} | {value:.0f} | {f[name]:.0%} |")
+            label = FORWARD_LABELS.get(name) or name.replace("peak_mkl_", "fp32 matmul, MKL, ").replace(
+                "peak_onednn_", "fp32 matmul, oneDNN, ")
+            out.append(f"| {label} | {value:.0f} | {f[name]:.0%} |")
     if startup:
         out += [
             "",
@@ -239,8 +250,10 @@ def render_goals(throughput, forward, startup, names) -> list[str]:
         r = ratio(speed("squeezebert", "squeeze-int8"), speed("bert-base", BASELINE))
         goals.append(("squeeze int8 SqueezeBERT vs transformers pipeline on BERT-base", r, ">= 4x", r is not None and r >= 4))
     if forward:
-        r = forward["fraction_of_peak"]["squeeze_fp32"]
-        goals.append(("squeeze fp32 SqueezeBERT forward at 32x128, of fp32 matmul peak", r, ">= 80%", r >= 0.8))
+        for key, how in (("squeeze_fp32", "one encoder pass"), ("squeeze_fp32_runtime", "Runtime.forward")):
+            r = forward["fraction_of_peak"][key]
+            goals.append((f"squeeze fp32 SqueezeBERT forward at 32x128 ({how}), of fp32 matmul peak", r, ">= 80%",
+                          r >= 0.8))
     if startup:
         times = startup["median_s"]
         help_ms = times["squeeze --help"] * 1000
