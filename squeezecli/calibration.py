@@ -291,9 +291,11 @@ def _ranked_by_per_token_gain(
     errors = {name: dict.fromkeys(candidates[name], 0.0) for name in candidates}
     energy = dict.fromkeys(candidates, 0.0)
 
+    from .encoder import whole
+
     def measure(name: str):
         def hook(module: nn.Module, args: tuple) -> None:
-            x = args[0]
+            x = whole(args[0])  # an int8 projection upstream may hand on its groups' pieces
             # forward, not the call: no hooks again, and the plain product, where the encoder's call may
             # fuse a residual or an activation into it.
             reference = module.forward(x)

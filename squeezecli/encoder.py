@@ -138,23 +138,53 @@ class GroupedProjection(nn.Module):
         return f"in={self.in_features}, out={self.out_features}, groups={self.groups}"
 
 
+# A grouped int8 projection computes each group apart (quantize.py), and gluing the groups' outputs
+# back together is a copy as costly as the int8 products themselves ([tokens, 3072] for the
+# feed-forward). So a projection may hand on its output as the list of its groups' pieces, which the
+# next projection takes as its groups' inputs: act(FfnIn x) never exists as one tensor.
+Pieces = list[torch.Tensor]
+
+
+def whole(x: torch.Tensor | Pieces) -> torch.Tensor:
+    """A projection output in one tensor: pieces [..., C/G] glued along channels into [..., C]."""
+    return torch.cat(x, dim=-1) if isinstance(x, list) else x
+
+
 def project(
     proj: nn.Module,
-    x: torch.Tensor,
+    x: torch.Tensor | Pieces,
     residual: torch.Tensor | None = None,
     activation: str | None = None,
     in_place: bool = False,
-) -> torch.Tensor:
+    pieces: bool = False,
+) -> torch.Tensor | Pieces:
     """proj(x) + residual, or activation(proj(x)), for any projection module: fused into the product by
     a GroupedProjection, applied in place on the fresh output of others (int8 projections). With
-    `in_place`, `residual` may be overwritten with the result."""
+    `in_place`, `residual` may be overwritten with the result. With `pieces`, the result may be the
+    groups' pieces (see Pieces); `x` may be pieces."""
     if isinstance(proj, GroupedProjection):
-        return proj(x, residual, activation, in_place)
-    return finish(proj(x), residual, activation)
+        return proj(whole(x), residual, activation, in_place)
+    y = proj(x, pieces=True) if getattr(proj, "hands_on_pieces", False) else proj(whole(x))
+    return finish(y, residual, activation, in_place, pieces)
 
 
-def finish(y: torch.Tensor, residual: torch.Tensor | None, activation: str | None) -> torch.Tensor:
-    """The epilogue of a projection, in place on its fresh output `y`."""
+def finish(
+    y: torch.Tensor | Pieces,
+    residual: torch.Tensor | None,
+    activation: str | None,
+    in_place: bool = False,
+    pieces: bool = False,
+) -> torch.Tensor | Pieces:
+    """The epilogue of a projection, in place on its fresh output `y` (a tensor, or pieces)."""
+    if isinstance(y, list):
+        if residual is not None and in_place and residual.is_contiguous():
+            slots = residual.view(-1, len(y), residual.shape[-1] // len(y))  # [N, G, C/G]
+            for group, piece in enumerate(y):  # each group's output into its own channels: nothing glued
+                slots[:, group].add_(piece.view(slots.shape[0], -1))
+            return residual
+        if activation is not None and pieces:
+            return [ACTIVATIONS[activation](piece) for piece in y]
+        y = whole(y)
     if residual is not None:
         y = y.add_(residual)
     return ACTIVATIONS[activation](y) if activation is not None else y
@@ -274,7 +304,7 @@ class Block(nn.Module):
         a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # [B, nh, T, hd]
         a = a.transpose(1, 2).reshape(b, t, h)  # [B, T, H], a view: SDPA's output is [B, T, nh, hd] in memory
         x = self.attn_norm(project(self.attn_out, a, residual=x))  # [B, T, H]
-        inner = project(self.ffn_in, x, activation=self.activation)  # [B, T, I]
+        inner = project(self.ffn_in, x, activation=self.activation, pieces=True)  # [B, T, I], or G x [B, T, I/G]
         # x is this block's own tensor now (attn_norm's output), so the sum may overwrite it.
         return self.ffn_norm(project(self.ffn_out, inner, residual=x, in_place=True))  # [B, T, H]
 

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from sentences import HANDWRITTEN, varied
 
-from squeezecli import calibration, quantize, store
+from squeezecli import calibration, encoder, quantize, store
 from squeezecli.encoder import GroupedProjection
 from squeezecli.errors import CacheError, SqueezeError
 from squeezecli.runtime import Runtime
@@ -128,6 +128,30 @@ def test_int8_projection_matches_fp32_on_its_dequantized_weights(groups: int, ac
     bound = span / levels(BACKEND) / 2 * dense  # [B, T, 96]
     assert ((got - expected).abs() <= bound * 1.01 + 1e-4).all()
     assert relative_error(got, expected) < 0.02
+
+
+@needs_kernel
+@pytest.mark.parametrize("activations", quantize.ACTIVATIONS)
+def test_grouped_projections_handing_on_pieces_compute_what_whole_tensors_do(activations: str) -> None:
+    """A grouped feed-forward whose groups' outputs go on as pieces (never glued into one tensor): the
+    activation, the next projection and the in-place residual give what the same steps on whole tensors
+    give, exactly, since each group sees the same numbers either way."""
+    torch.manual_seed(7)
+    ffn_in, ffn_out = GroupedProjection(64, 128, 4), GroupedProjection(128, 64, 4)
+    for proj in (ffn_in, ffn_out):
+        torch.nn.init.normal_(proj.weight, std=0.1)
+        torch.nn.init.normal_(proj.bias, std=0.1)
+    first = quantize.Int8Projection.from_float(ffn_in, BACKEND, activations)
+    second = quantize.Int8Projection.from_float(ffn_out, BACKEND, activations)
+    x, residual = torch.randn(3, 20, 64), torch.randn(3, 20, 64)  # [B, T, in], [B, T, out]
+    with torch.inference_mode():
+        inner = encoder.project(first, x, activation="gelu", pieces=True)
+        if activations == "tensor":  # per token runs whole: its ranges span the groups
+            assert isinstance(inner, list) and [p.shape for p in inner] == [(3, 20, 32)] * 4
+        got = encoder.project(second, inner, residual=residual.clone(), in_place=True)  # [B, T, 64]
+        expected = second(F.gelu(first(x))) + residual
+        assert torch.equal(encoder.whole(inner), F.gelu(first(x)))
+    torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)
 
 
 @needs_kernel
