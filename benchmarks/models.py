@@ -7,6 +7,7 @@ directory holds config.json (2 labels), model.safetensors and the real uncased B
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -40,3 +41,15 @@ def build_missing(names: list[str]) -> None:
         config.pop("vocab_size")  # build() sizes the vocabulary to the tokenizer files it writes
         print(f"building {name} in {directory} ...", file=sys.stderr, flush=True)
         factory.build(directory, arch, "sequence", **config)
+    for name in names:
+        _tokenizer_class_as_on_the_hub(model_dir(name), MODELS[name][0])
+
+
+def _tokenizer_class_as_on_the_hub(directory: Path, arch: str) -> None:
+    """DistilBERT's checkpoints name DistilBertTokenizer, which gives no token_type_ids: its model takes none,
+    and the transformers pipeline passes on whatever the tokenizer gives."""
+    path = directory / "tokenizer_config.json"
+    settings = json.loads(path.read_text(encoding="utf-8"))
+    wanted = "DistilBertTokenizer" if arch == "distilbert" else settings["tokenizer_class"]
+    if settings["tokenizer_class"] != wanted:
+        path.write_text(json.dumps({**settings, "tokenizer_class": wanted}, indent=2), encoding="utf-8")
