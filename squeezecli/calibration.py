@@ -154,7 +154,7 @@ PER_TOKEN_MIN_GAIN = 0.25
 # (On all-MiniLM-L6-v2 the per-token overhead sits in the feed-forward projections, which need it anyway:
 # the rest cost next to nothing, so aiming short of the best saves no time.)
 CLOSE_TO_BEST = 0.02
-WEIGHT_ONLY = "weight"  # quantize.WEIGHT_ONLY (not imported: this module must not import torch at load)
+WEIGHT_ONLY = "weight"  # the plan's name for quantize.py's weight-only projections (defined here: no torch)
 
 # What the head reads from the last hidden states, which is where int8 damage is judged.
 METRICS = {
@@ -288,10 +288,10 @@ def _ranked_by_per_token_gain(
 ) -> list[str]:
     """The projections by how much per-token activation ranges cut their own output error against fp32
     on `batches` (relative squared error, per call minus per token), most first."""
+    from .encoder import whole
+
     errors = {name: dict.fromkeys(candidates[name], 0.0) for name in candidates}
     energy = dict.fromkeys(candidates, 0.0)
-
-    from .encoder import whole
 
     def measure(name: str):
         def hook(module: nn.Module, args: tuple) -> None:

@@ -106,6 +106,32 @@ def _run_classifier(pipeline: Any, inputs: InputOptions, output: OutputOptions, 
         _run(pipeline, inputs, output, batch_size, ["label", "score", "text"])
 
 
+def classify_task(model: ModelOptions, labels: str | None, template: str) -> str:
+    """The task `classify` runs: "zero-shot" into --labels, else "classify" with --model's own labels."""
+    if labels is not None:
+        if "{}" not in template:
+            raise click.BadParameter("the template needs a {} where the label goes", param_hint="--template")
+        return "zero-shot"
+    if model.model is None:
+        raise click.UsageError("give a classification model with --model, or candidate labels with --labels")
+    return "classify"
+
+
+def qa_settings(inputs: InputOptions, model: ModelOptions, lines: bool, no_answer: bool | None
+                ) -> tuple[InputOptions, bool]:
+    """What `qa` reads as one context (each file, or each line with --lines), and whether the model may
+    answer "no answer" (by default, if it is a SQuAD 2.0 fine-tune)."""
+    from . import catalogue
+
+    if inputs.unit == "line" and not lines:
+        inputs = InputOptions(inputs.files, "doc", inputs.field, inputs.errors)
+    if no_answer is None:
+        name = model.model or catalogue.default_for("qa")
+        entry = catalogue.by_alias(name)
+        no_answer = bool(_SQUAD2.search(entry.repo_id if entry else name))
+    return inputs, no_answer
+
+
 def _classification_options(command: Any) -> Any:
     command = click.option("--all-scores", is_flag=True, help="Every label with its score.")(command)
     return click.option("--top-k", type=click.IntRange(min=1), metavar="N",
@@ -141,14 +167,10 @@ def classify(inputs: InputOptions, output: OutputOptions, model: ModelOptions, l
       squeeze classify --model textattack/bert-base-uncased-ag-news news.txt
       squeeze classify --labels "sports,politics,tech" headlines.txt
     """
-    if labels is not None:
-        if "{}" not in template:
-            raise click.BadParameter("the template needs a {} where the label goes", param_hint="--template")
+    if classify_task(model, labels, template) == "zero-shot":
         pipeline = _load("zero-shot", model, output, labels=labels, template=template, multi_label=multi_label)
         _run(pipeline, inputs, output, model.batch_size, ["labels", "text"], _zero_shot_view)
         return
-    if model.model is None:
-        raise click.UsageError("give a classification model with --model, or candidate labels with --labels")
     pipeline = _load("classify", model, output, top_k=top_k, all_scores=all_scores)
     _run_classifier(pipeline, inputs, output, model.batch_size, ranked=bool(top_k or all_scores))
 
@@ -170,14 +192,7 @@ def classify(inputs: InputOptions, output: OutputOptions, model: ModelOptions, l
 def qa(inputs: InputOptions, output: OutputOptions, model: ModelOptions, questions: tuple[str, ...], lines: bool,
        top_k: int, stride: int | None, max_answer_len: int, no_answer: bool | None) -> None:
     """Answer questions from each context with a span of its text and the span's character offsets."""
-    if inputs.unit == "line" and not lines:
-        inputs = InputOptions(inputs.files, "doc", inputs.field, inputs.errors)
-    from . import catalogue
-
-    name = model.model or catalogue.default_for("qa")
-    entry = catalogue.by_alias(name)
-    if no_answer is None:
-        no_answer = bool(_SQUAD2.search(entry.repo_id if entry else name))
+    inputs, no_answer = qa_settings(inputs, model, lines, no_answer)
     pipeline = _load("qa", model, output, questions=list(questions), top_k=top_k, stride=stride,
                      max_answer_len=max_answer_len, handle_impossible_answer=no_answer)
     columns = ["file", "line", "answers", "text"] if lines else ["file", "answers"]

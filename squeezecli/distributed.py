@@ -112,29 +112,17 @@ def sentiment(inputs: InputOptions, model: ModelOptions, run: RunOptions, top_k:
 def classify(inputs: InputOptions, model: ModelOptions, run: RunOptions, labels: str | None, template: str,
              multi_label: bool, top_k: int | None, all_scores: bool) -> None:
     """Classify each line with a text-classification model (--model), or zero-shot into --labels."""
-    if labels is not None:
-        if "{}" not in template:
-            raise click.BadParameter("the template needs a {} where the label goes", param_hint="--template")
+    if commands.classify_task(model, labels, template) == "zero-shot":
         _run("zero-shot", inputs, model, run, labels=labels, template=template, multi_label=multi_label)
-        return
-    if model.model is None:
-        raise click.UsageError("give a classification model with --model, or candidate labels with --labels")
-    _run("classify", inputs, model, run, top_k=top_k, all_scores=all_scores)
+    else:
+        _run("classify", inputs, model, run, top_k=top_k, all_scores=all_scores)
 
 
 @_task("qa", commands.qa, "questions", "lines", "top_k", "stride", "max_answer_len", "no_answer")
 def qa(inputs: InputOptions, model: ModelOptions, run: RunOptions, questions: tuple[str, ...], lines: bool,
        top_k: int, stride: int | None, max_answer_len: int, no_answer: bool | None) -> None:
     """Answer questions from each context (each file, or each line with --lines)."""
-    from . import catalogue
-
-    if inputs.unit == "line" and not lines:
-        inputs = InputOptions(inputs.files, "doc", inputs.field, inputs.errors)
-    if no_answer is None:
-        name = model.model or catalogue.default_for("qa")
-        entry = catalogue.by_alias(name)
-        # The qa command's own rule, so both decide alike for the same model.
-        no_answer = bool(commands._SQUAD2.search(entry.repo_id if entry else name))
+    inputs, no_answer = commands.qa_settings(inputs, model, lines, no_answer)
     _run("qa", inputs, model, run, questions=list(questions), top_k=top_k, stride=stride,
          max_answer_len=max_answer_len, handle_impossible_answer=no_answer)
 

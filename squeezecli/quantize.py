@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .calibration import WEIGHT_ONLY
 from .config import EncoderConfig
 from .encoder import Encoder, GroupedProjection, Pieces, whole
 from .errors import CacheError, SqueezeError
@@ -59,10 +60,10 @@ CALIBRATION_TARGET = 0.999
 CALIBRATION_FLOOR = 0.995
 # How an int8 projection quantizes its input: one range per kernel call, or one per token.
 ACTIVATIONS = ("tensor", "token")  # run by the int8 kernel
-# Weight-only: int8 weights dequantized once at load, fp32 activations and matmul. Chosen by calibration
-# only when no int8-activation plan reaches the target (real MiniLM: nearest-neighbour rankings break
-# on activation rounding), so such a model keeps the small artifact but not the int8 speed.
-WEIGHT_ONLY = "weight"
+# WEIGHT_ONLY (named in calibration.py): int8 weights dequantized once at load, fp32 activations and
+# matmul. Chosen by calibration only when no int8-activation plan reaches the target (real MiniLM:
+# nearest-neighbour rankings break on activation rounding), so such a model keeps the small artifact
+# but not the int8 speed.
 MODES = (*ACTIVATIONS, WEIGHT_ONLY)
 PROJECTIONS = ("query", "key", "value", "attn_out", "ffn_in", "ffn_out")
 WORD_EMBEDDING = "embed.word"
