@@ -16,9 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import corpus
@@ -51,7 +49,7 @@ def main() -> None:
             "ray": (ray + [str(root / "out"), str(lines_file)], ""),
             "ray, empty input": (ray + [str(root / "out-empty"), str(empty_file)], ""),
         }
-        log(f"{args.rounds} rounds of {', '.join(commands)} ({args.lines:,} lines, {args.model}), one untimed first")
+        processes.log(f"{args.rounds} rounds of {', '.join(commands)} ({args.lines:,} lines, {args.model}), one untimed first")
         runs = processes.interleaved(commands, env, args.rounds)
         written = (root / "out" / "results.jsonl").read_text(encoding="utf-8").count("\n")
         if written != args.lines:
@@ -73,9 +71,6 @@ def render(median: dict[str, float], args: argparse.Namespace) -> str:
              f"load average {os.getloadavg()[0]:.1f} at the end:")
     return "\n".join([title, "", *rows])
 
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import models
+import processes
 from fidelity_sentences import SENTENCES
 
 sys.path.insert(0, str(models.ROOT))  # this checkout's squeezecli, installed or not
@@ -92,27 +93,23 @@ def main() -> None:
     print(render(report, len(texts)))
 
 
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
 def pull(name: str, model_dir: Path) -> store.Entry:
-    log(f"pulling {name} into squeeze's cache (quantize + calibrate)")
+    processes.log(f"pulling {name} into squeeze's cache (quantize + calibrate)")
     started = time.perf_counter()
     entry = store.pull(str(model_dir), progress=False)
-    log(f"  done in {time.perf_counter() - started:.1f} s")
+    processes.log(f"  done in {time.perf_counter() - started:.1f} s")
     return entry
 
 
 def int8_runtime(model_dir: Path, head: str) -> Runtime:
-    runtime = store.load_runtime(str(model_dir), head, progress=False, notify=log)
+    runtime = store.load_runtime(str(model_dir), head, progress=False, notify=processes.log)
     if not any(isinstance(module, (Int8Projection, Int8Embedding)) for module in runtime.encoder.modules()):
         raise SystemExit(f"{model_dir.name} did not load as int8 (no int8 kernel on this machine?)")
     return runtime
 
 
 def fp32_runtime(model_dir: Path, head: str) -> Runtime:
-    return store.load_runtime(str(model_dir), head, precision="fp32", progress=False, notify=log)
+    return store.load_runtime(str(model_dir), head, precision="fp32", progress=False, notify=processes.log)
 
 
 def add_size(report: Report, name: str, entry: store.Entry, model_dir: Path) -> None:
@@ -129,7 +126,7 @@ def add_size(report: Report, name: str, entry: store.Entry, model_dir: Path) -> 
 def measure_minilm(report: Report, model_dir: Path, texts: list[str]) -> None:
     entry = pull(MINILM, model_dir)
     report.choices[MINILM] = entry.manifest["quantization"]["meta"]
-    log(f"embedding {len(texts)} sentences with {MINILM}, int8 and fp32")
+    processes.log(f"embedding {len(texts)} sentences with {MINILM}, int8 and fp32")
     int8 = Embed(int8_runtime(model_dir, "base")).vectors(texts)  # [N, 384]
     fp32 = Embed(fp32_runtime(model_dir, "base")).vectors(texts)  # [N, 384]
 
@@ -172,7 +169,7 @@ def similarities(vectors: torch.Tensor) -> torch.Tensor:
 def measure_classifier(report: Report, name: str, model_dir: Path, texts: list[str]) -> None:
     entry = pull(name, model_dir)
     report.choices[name] = entry.manifest["quantization"]["meta"]
-    log(f"running {name} on {len(texts)} inputs, int8 and fp32")
+    processes.log(f"running {name} on {len(texts)} inputs, int8 and fp32")
     int8_hidden = hidden_states(int8_runtime(model_dir, "base"), texts)
     fp32_hidden = hidden_states(fp32_runtime(model_dir, "base"), texts)
     cosine = torch.stack([F.cosine_similarity(a, b, dim=-1).mean() for a, b in zip(int8_hidden, fp32_hidden)])  # [N]
@@ -205,7 +202,7 @@ def logits(runtime: Runtime, texts: list[str]) -> torch.Tensor:
 
 def measure_load_time(report: Report, model_dir: Path, rounds: int) -> None:
     """store.load_runtime of the cached artifact, as every squeeze run after the first does it."""
-    log(f"timing {rounds} loads of the {model_dir.name} int8 artifact")
+    processes.log(f"timing {rounds} loads of the {model_dir.name} int8 artifact")
     int8_runtime(model_dir, "sequence")  # untimed: first-use costs of the process (imports, kernel set-up)
     seconds = []
     for _ in range(rounds):

@@ -53,3 +53,7 @@ def _tokenizer_class_as_on_the_hub(directory: Path, arch: str) -> None:
     wanted = "DistilBertTokenizer" if arch == "distilbert" else settings["tokenizer_class"]
     if settings["tokenizer_class"] != wanted:
         path.write_text(json.dumps({**settings, "tokenizer_class": wanted}, indent=2), encoding="utf-8")
+
+
+if __name__ == "__main__":  # run.py builds in a child, so that its own memory stays small (see processes.py)
+    build_missing(sys.argv[1:])

@@ -1,6 +1,9 @@
-"""Whole processes, timed from spawn to exit, with the child's own peak RSS (wait4's rusage).
+"""Whole processes, timed from spawn to exit, with the process's own peak RSS (wait4's rusage).
 
 Output goes to files rather than pipes, so a chatty child can never block on a full pipe while we wait.
+Each command runs as the child of a small launcher, not of this process: Linux starts a forked child's
+ru_maxrss at its parent's RSS and keeps it across exec, so a direct child would report at least this
+process's size (hundreds of MB once a model is built in it).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ class Finished:
     status: int
     stdout: str
     stderr: str
-    others_cores: float  # CPU used by other processes while this one ran, in cores (2.0: both cores, all along)
+    others_cores: float  # CPU used by other processes while this one ran, in cores (2.0: two cores, all along)
 
     def check(self, what: str) -> "Finished":
         if self.status != 0:
@@ -43,21 +46,43 @@ def child_env(cache_dir: Path) -> dict[str, str]:
     return env
 
 
+# Runs argv[2:] as its child; writes the child's peak RSS (KiB) and wall time from fork to exit to argv[1].
+_LAUNCHER = """
+import os, sys, time
+start = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+seconds = time.perf_counter() - start
+with open(sys.argv[1], "w") as report:
+    report.write(f"{usage.ru_maxrss} {seconds}")
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def run(command: Sequence[str], env: dict[str, str], stdin_text: str = "") -> Finished:
     with tempfile.TemporaryFile("w+") as stdin, tempfile.TemporaryFile("w+") as out, \
-            tempfile.TemporaryFile("w+") as err:
+            tempfile.TemporaryFile("w+") as err, tempfile.NamedTemporaryFile("r") as report:
         stdin.write(stdin_text)
         stdin.seek(0)
         busy_before = cpu_busy_seconds()
         start = time.perf_counter()
-        process = subprocess.Popen(list(command), stdin=stdin, stdout=out, stderr=err, env=env, cwd=ROOT)
-        _, status, usage = os.wait4(process.pid, 0)
-        seconds = time.perf_counter() - start
-        others = max(0.0, cpu_busy_seconds() - busy_before - usage.ru_utime - usage.ru_stime) / seconds
+        process = subprocess.Popen([PYTHON, "-c", _LAUNCHER, report.name, *command], stdin=stdin, stdout=out,
+                                   stderr=err, env=env, cwd=ROOT)
+        _, status, usage = os.wait4(process.pid, 0)  # the launcher's times include its child's
+        others = max(0.0, cpu_busy_seconds() - busy_before - usage.ru_utime - usage.ru_stime) / (
+            time.perf_counter() - start)
         process.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+        peak_kib, seconds = report.read().split()
         out.seek(0)
         err.seek(0)
-        return Finished(seconds, usage.ru_maxrss / 1024, process.returncode, out.read(), err.read(), others)
+        return Finished(float(seconds), int(peak_kib) / 1024, process.returncode, out.read(), err.read(), others)
+
+
+def log(message: str) -> None:
+    """Progress, on stderr, with the time of day."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def cpu_busy_seconds() -> float:
@@ -69,22 +94,22 @@ def cpu_busy_seconds() -> float:
     return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # minus idle and iowait
 
 
-def wait_for_quiet(max_seconds: float, below_cores: float = 0.25) -> float:
-    """Wait (at most `max_seconds`) until other processes use less than `below_cores` over one second.
+DISTURBED_CORES = 0.25  # a run during which other processes kept more than this busy is run once more
+
+
+def wait_for_quiet(max_seconds: float) -> None:
+    """Wait (at most `max_seconds`) until other processes use less than DISTURBED_CORES over one second.
 
     Two cores shared with other work make every figure noisy; a measurement that starts in a quiet
-    moment usually stays cleaner. Returns the cores the last second saw in use.
+    moment usually stays cleaner.
     """
     deadline = time.monotonic() + max_seconds
     while True:
         busy, start = cpu_busy_seconds(), time.monotonic()
         time.sleep(1.0)
         used = (cpu_busy_seconds() - busy) / (time.monotonic() - start)
-        if used < below_cores or time.monotonic() >= deadline:
-            return used
-
-
-DISTURBED_CORES = 0.25  # a run during which other processes kept more than this busy is run once more
+        if used < DISTURBED_CORES or time.monotonic() >= deadline:
+            return
 
 
 def measure(command: Sequence[str], env: dict[str, str], stdin_text: str = "", quiet_wait: float = 0.0) -> Finished:

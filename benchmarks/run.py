@@ -1,6 +1,6 @@
 """squeeze against transformers on this machine: throughput, memory, forward efficiency, start-up.
 
-    python benchmarks/run.py            # everything: 3 models x 4 contenders x 3 rounds (about an hour on 2 cores)
+    python benchmarks/run.py            # everything: 3 models x 4 contenders x 3 rounds (about 50 minutes on 2 cores)
     python benchmarks/run.py --quick    # 200 lines, SqueezeBERT only, 2 rounds (a few minutes)
     python benchmarks/run.py --quiet-wait 60   # before each measurement, wait up to 60 s for an idle CPU
 
@@ -17,9 +17,7 @@ import json
 import os
 import platform
 import statistics
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import corpus
@@ -36,14 +34,17 @@ def main() -> None:
     names = args.models.split(",") if args.models else (["squeezebert"] if args.quick else list(models.MODELS))
     lines = args.lines or (200 if args.quick else corpus.LINES)
     rounds = args.rounds or (2 if args.quick else 3)
-    models.build_missing(names)
+    # The forward and whole-process measurements run SqueezeBERT, whatever --models says.
+    needed = sorted(set(names) | ({"squeezebert"} if not (args.skip_forward and args.skip_startup) else set()))
+    processes.run([processes.PYTHON, str(Path(__file__).with_name("models.py")), *needed], os.environ).check(
+        "building the models")
     corpus_file = corpus.write(models.OUT / "corpus.txt", lines)
     load_before = os.getloadavg()[0]
 
     wait = args.quiet_wait
     with tempfile.TemporaryDirectory(prefix="squeeze-bench-cache-") as cache:
         env = processes.child_env(Path(cache))
-        int8_errors = pull_int8(names, env)
+        int8_errors = pull_int8(needed, env)
         throughput = measure_throughput(names, corpus_file, lines, rounds, env, int8_errors, wait)
         forward = None if args.skip_forward else measure_forward(env, max(rounds, 3), wait)
         startup = None if args.skip_startup else measure_startup(env, int8_errors, max(2 * rounds, 5), wait)
@@ -60,7 +61,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="200 lines, SqueezeBERT only, 2 rounds.")
     parser.add_argument("--models", help=f"Comma-separated, from: {', '.join(models.MODELS)}.")
     parser.add_argument("--lines", type=int, help=f"Corpus lines (default {corpus.LINES}; --quick 200).")
-    parser.add_argument("--rounds", type=int, help="Rounds of every measurement (default 3; --quick 2).")
+    parser.add_argument("--rounds", type=int, help="Rounds of the sentiment runs (default 3; --quick 2); the forward pass takes at "
+                        "least 3, the whole processes at least 5.")
     parser.add_argument("--skip-forward", action="store_true", help="No forward-alone GFLOP/s measurement.")
     parser.add_argument("--skip-startup", action="store_true", help="No whole-process start-up timings.")
     parser.add_argument("--quiet-wait", type=float, default=0.0, metavar="SECONDS",
@@ -68,21 +70,25 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+# Without an int8 kernel squeeze runs an int8 entry dequantized (fp32 speed) with only a notice: here
+# that is a failure, so that no fp32 figure is reported as int8.
+PULL_INT8 = (
+    "import sys, squeezecli; from squeezecli import quantize; "
+    "assert quantize.int8_backend(), 'no int8 kernel in this torch'; "
+    "squeezecli.load('sentiment', model=sys.argv[1])"
+)
 
 
 def pull_int8(names: list[str], env: dict[str, str]) -> dict[str, str]:
     """Quantize each model into squeeze's (temporary) cache before anything is timed; model -> error."""
     errors = {}
     for name in names:
-        log(f"pulling {name} into squeeze's cache (int8, untimed)")
+        processes.log(f"pulling {name} into squeeze's cache (int8, untimed)")
         finished = processes.run(
-            [processes.PYTHON, "-c", "import sys, squeezecli; squeezecli.load('sentiment', model=sys.argv[1])",
-             str(models.model_dir(name))], env)
+            [processes.PYTHON, "-c", PULL_INT8, str(models.model_dir(name))], env)
         if finished.status != 0:
             errors[name] = finished.stderr.strip().splitlines()[-1] if finished.stderr.strip() else "failed"
-            log(f"  squeeze int8 unavailable for {name}: {errors[name]}")
+            processes.log(f"  squeeze int8 unavailable for {name}: {errors[name]}")
     return errors
 
 
@@ -100,7 +106,7 @@ def measure_throughput(
             for kind in order:
                 if kind == "squeeze-int8" and name in int8_errors:
                     continue
-                log(f"round {round_index + 1}/{rounds}: {name} {kind}")
+                processes.log(f"round {round_index + 1}/{rounds}: {name} {kind}")
                 finished = processes.measure(
                     [processes.PYTHON, script, kind, str(models.model_dir(name)), str(corpus_file), "--lines", str(lines)],
                     env, quiet_wait=quiet_wait,
@@ -112,7 +118,7 @@ def measure_throughput(
 
 
 def measure_forward(env: dict[str, str], rounds: int, quiet_wait: float) -> dict:
-    log("forward alone at 32 x 128 tokens against the fp32 matmul peak")
+    processes.log("forward alone at 32 x 128 tokens against the fp32 matmul peak")
     finished = processes.run(
         [processes.PYTHON, str(Path(__file__).with_name("forward.py")), str(models.model_dir("squeezebert")),
          "--rounds", str(rounds), "--quiet-wait", str(quiet_wait)], env,
@@ -125,7 +131,7 @@ HF_ONE_LINE = "transformers pipeline script, one line"
 
 
 def measure_startup(env: dict[str, str], int8_errors: dict[str, str], rounds: int, quiet_wait: float) -> dict:
-    log("whole processes: --help, and one line through squeeze sentiment and a transformers script")
+    processes.log("whole processes: --help, and one line through squeeze sentiment and a transformers script")
     model = str(models.model_dir("squeezebert"))
     precisions = ["fp32"] if "squeezebert" in int8_errors else ["int8", "fp32"]
     one_line = {p: processes.SQUEEZE + ["sentiment", "--model", model, "--precision", p] for p in precisions}
@@ -156,7 +162,7 @@ def med(rows: list[dict], key: str) -> float:
 
 FORWARD_LABELS = {
     "squeeze_fp32": "squeeze fp32, one encoder pass",
-    "squeeze_fp32_runtime": "squeeze fp32, as its tasks run it (Runtime.forward: 1,024-token passes)",
+    "squeeze_fp32_runtime": "squeeze fp32, as its tasks run it (Runtime.forward: {:,}-token passes)",
     "transformers_fp32": "transformers fp32, one pass",
 }
 
@@ -179,7 +185,7 @@ def render(names, lines, rounds, throughput, forward, startup, int8_errors, load
         "",
         "Random-weight checkpoints in the real configurations (speed depends on shapes, not values); each run",
         "is a fresh process that loads the model, classifies one batch untimed, then the whole corpus.",
-        "\"others' CPU\" is the median number of cores other processes kept busy during the runs (of 2).",
+        f"\"others' CPU\" is the median number of cores other processes kept busy during the runs (of {os.cpu_count()}).",
         "",
         "| model | contender | lines/s | vs transformers | peak RSS (MB) | RSS vs transformers | load (s) | others' CPU |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
@@ -210,7 +216,7 @@ def render(names, lines, rounds, throughput, forward, startup, int8_errors, load
             "|---|---:|---:|",
         ]
         for name, value in g.items():
-            label = FORWARD_LABELS.get(name) or name.replace("peak_mkl_", "fp32 matmul, MKL, ").replace(
+            label = FORWARD_LABELS.get(name, "").format(forward["tokens_per_pass"]) or name.replace("peak_mkl_", "fp32 matmul, MKL, ").replace(
                 "peak_onednn_", "fp32 matmul, oneDNN, ")
             out.append(f"| {label} | {value:.0f} | {f[name]:.0%} |")
     if startup:
