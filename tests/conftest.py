@@ -21,3 +21,21 @@ def isolated_caches(tmp_path, monkeypatch):
     monkeypatch.delenv("SQUEEZE_DEBUG", raising=False)
 
 from hubserver import hub  # noqa: E402,F401  (the loopback Hub fixture, for every test file)
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """`checkpoint(name, arch, head, tokenizer="wordpiece_cased", **kw)`: a tiny random Hub-format
+    directory (tests/factory.py), built once per test module and name."""
+    import factory
+
+    built = {}
+    root = tmp_path_factory.mktemp("checkpoints")
+
+    def checkpoint(name, arch, head, *, tokenizer="wordpiece_cased", **kw):
+        if name not in built:
+            factory.build(root / name, arch, head, tokenizer=tokenizer, **kw)
+            built[name] = root / name
+        return built[name]
+
+    return checkpoint

@@ -47,10 +47,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from hubserver import HubServer
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent

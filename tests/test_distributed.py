@@ -145,7 +145,7 @@ def test_embed_over_json_lines_keeps_their_fields_in_jsonl_and_parquet(cluster, 
                                           "id": row["id"], "tag": row.get("tag")} for row in expected])
 
 
-def test_a_model_a_worker_cannot_load_is_reported_in_one_line(cluster, text_files, tmp_path):
+def test_a_model_a_worker_cannot_load_arrives_as_squeezes_own_error(cluster, text_files, tmp_path):
     # The command checks the model on this machine first; a worker on a machine without it must still
     # fail with squeeze's own error, not a Ray traceback.
     from squeezecli import raydata

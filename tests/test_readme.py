@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import shlex
-from pathlib import Path
 
 import pytest
 import readme_examples
@@ -136,7 +135,7 @@ def test_a_failure_shows_the_diff_and_how_to_regenerate():
     assert readme_examples.UPDATE_COMMAND in message
 
 
-def test_update_rewrites_only_the_blocks(tmp_path: Path):
+def test_update_rewrites_only_the_blocks():
     text = "intro\n```console\n$ squeeze a\nold\n```\nmiddle\n```pycon\n>>> 1\n2\n```\nend\n"
     blocks = parse_blocks(text)
     rewritten = readme_examples.updated(text, [(blocks[0], "$ squeeze a\nnew\n"), (blocks[1], ">>> 1\n1\n")])

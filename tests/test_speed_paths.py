@@ -9,7 +9,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import factory
 from squeezecli import encoder, runtime
 from squeezecli.encoder import ACTIVATIONS, GroupedProjection
 from squeezecli.runtime import Runtime
@@ -76,17 +75,13 @@ def test_empty_input(kernels):
 
 
 @pytest.fixture(scope="module")
-def squeezebert_dir(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("squeezebert")
-    factory.build(directory, "squeezebert", "sequence", **factory.TINY)
-    return directory
+def squeezebert_dir(checkpoints):
+    return checkpoints("squeezebert-sequence", "squeezebert", "sequence", tokenizer=None)  # factory's default
 
 
 @pytest.fixture(scope="module")
-def squeezebert_base_dir(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("squeezebert-base")
-    factory.build(directory, "squeezebert", "base", **factory.TINY)
-    return directory
+def squeezebert_base_dir(checkpoints):
+    return checkpoints("squeezebert-base", "squeezebert", "base", tokenizer=None)
 
 
 def test_unpadded_batch_runs_attention_without_mask_with_the_same_result(squeezebert_dir):

@@ -15,7 +15,6 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import factory
@@ -33,21 +32,6 @@ SMALL = "wordpiece_cased"
 TEXTS = HANDWRITTEN[:8]
 TOKEN = "hf_SecretTokenThatMustNeverBeShown42"
 MNLI_LABELS = {0: "contradiction", 1: "entailment", 2: "neutral"}
-
-
-@pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
-    """`checkpoint(name, arch, head, **kw)`: a Hub-format directory, built once per module and name."""
-    built: dict[str, Path] = {}
-    root = tmp_path_factory.mktemp("checkpoints")
-
-    def checkpoint(name: str, arch: str, head: str, *, tokenizer: str = SMALL, **kw) -> Path:
-        if name not in built:
-            factory.build(root / name, arch, head, tokenizer=tokenizer, **kw)
-            built[name] = root / name
-        return built[name]
-
-    return checkpoint
 
 
 @pytest.fixture
@@ -139,6 +123,8 @@ def test_int8_artifact_is_at_most_35_percent_of_the_fp32_checkpoint(hub: HubServ
     int8_weights = (entry.path / "model.safetensors").stat().st_size
     assert int8_weights <= 0.35 * (source / "model.safetensors").stat().st_size
     assert entry.manifest["size"]["int8"] <= 0.35 * entry.manifest["size"]["source"]
+    kept = [name for name in entry.manifest["quantization"]["meta"]["fp32"] if name != "other"]
+    assert not kept, "calibration kept fp32: the size would mislead"
 
 
 def test_int8_model_agrees_with_fp32(hub: HubServer, checkpoints) -> None:

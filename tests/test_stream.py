@@ -351,12 +351,12 @@ def test_progress_on_a_terminal_stderr(tmp_path, monkeypatch, use_stdin, expecte
     path = write(tmp_path, "big.txt", data * 1000)
     terminal = FakeTerminal()
     monkeypatch.setattr(sys, "stderr", terminal)
-    results = (tmp_path / "results.jsonl").open("w")  # results go to a file
-    monkeypatch.setattr(sys, "stdout", results)
     set_stdin(monkeypatch, data)
     paths = ["-"] if use_stdin else [path]
-    with progress_for(paths, quiet=False) as progress:
-        records = list(read_records(paths, on_read=progress.advance))
+    with (tmp_path / "results.jsonl").open("w") as results:  # results go to a file
+        monkeypatch.setattr(sys, "stdout", results)
+        with progress_for(paths, quiet=False) as progress:
+            records = list(read_records(paths, on_read=progress.advance))
     assert records
     assert expected in terminal.getvalue()
 
