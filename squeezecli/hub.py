@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -188,7 +189,7 @@ def _companion_files(available: set[str]) -> list[str]:
     return wanted
 
 
-def _shards(index_path: Path, error: type[SqueezeError], repo_id: str) -> list[str]:
+def shard_names(index_path: Path, error: type[SqueezeError], repo_id: str) -> list[str]:
     """The shard files a `*.index.json` maps weights to."""
     try:
         weight_map = json.loads(index_path.read_text(encoding="utf-8"))["weight_map"]
@@ -207,7 +208,7 @@ def _complete_selection(repo_id: str, present: set[str], snapshot: Path) -> list
         return None
     files = [CONFIG_FILE, weights, *_companion_files(present)]
     if weights.endswith(".index.json"):
-        shards = _shards(snapshot / weights, CacheError, repo_id)
+        shards = shard_names(snapshot / weights, CacheError, repo_id)
         if not all(shard in present for shard in shards):
             return None
         files += shards
@@ -258,7 +259,7 @@ def _download(repo_id: str, revision: str, cache_dir: Path, token: str | None) -
     # unfinished, so a download cut off anywhere before the end is never mistaken for a complete one.
     index = download(weights)
     if weights.endswith(".index.json"):
-        shards = _shards(index, ModelError, repo_id)
+        shards = shard_names(index, ModelError, repo_id)
         missing = [shard for shard in shards if shard not in available]
         if missing:
             raise ModelError(f"model '{repo_id}' is missing the weight shard {missing[0]} named in {weights}")
@@ -300,10 +301,11 @@ def _cached_or_unreachable(
     if cached is not None:
         return cached
     where = f"model '{repo_id}'" if revision == DEFAULT_REVISION else f"revision '{revision}' of model '{repo_id}'"
-    raise NetworkError(
-        f"{where} is not cached and the Hub is unreachable ({reason})",
-        hint=f"run it once while online (HF_HUB_OFFLINE unset) to download it into {cache_dir}",
-    ) from cause
+    if cause is None:  # offline mode
+        hint = f"run it once while online (HF_HUB_OFFLINE unset) to download it into {cache_dir}"
+    else:
+        hint = f"check the network connection to {_endpoint_from_env()} (HF_ENDPOINT); once downloaded, it runs offline"
+    raise NetworkError(f"{where} is not cached and the Hub is unreachable ({reason})", hint=hint) from cause
 
 
 @contextmanager
@@ -337,14 +339,20 @@ def _translated_errors(repo_id: str, revision: str, token: str | None, *, downlo
         if status in (401, 403):
             raise _access_refused(repo_id, status, token) from exc
         raise _HubUnreachable(f"HTTP {status}", exc) from exc
-    except _transport_errors() as exc:
-        if downloading:
-            raise _DownloadInterrupted(f"connection lost: {type(exc).__name__}", exc) from exc
-        raise _HubUnreachable(f"no connection: {type(exc).__name__}", exc) from exc
-    except OSError as exc:
+    except Exception as exc:
+        if _is_transport_error(exc):
+            if downloading:
+                raise _DownloadInterrupted(f"connection lost: {type(exc).__name__}", exc) from exc
+            raise _HubUnreachable(f"no connection: {type(exc).__name__}", exc) from exc
+        if not isinstance(exc, OSError):
+            raise
         if exc.errno is None:  # huggingface_hub's size check: the body was shorter than announced
             raise _DownloadInterrupted("the file arrived incomplete", exc) from exc
-        raise CacheError(f"cannot write to the Hugging Face cache: {exc.strerror}") from exc
+        raise CacheError(f"cannot write to the Hugging Face cache at {hf_cache_dir()}: {exc.strerror}",
+                         hint=_WRITABLE_HINT) from exc
+
+
+_WRITABLE_HINT = "free some space or make it writable, or point HF_HUB_CACHE at a writable directory"
 
 
 def _access_refused(repo_id: str, status: int | None, token: str | None) -> NetworkError:
@@ -359,22 +367,20 @@ def _access_refused(repo_id: str, status: int | None, token: str | None) -> Netw
     )
 
 
-def _transport_errors() -> tuple[type[BaseException], ...]:
-    """The HTTP client's connection errors: requests under huggingface_hub 0.x, httpx under 1.x."""
-    kinds: list[type[BaseException]] = []
-    try:
-        import requests
+# The HTTP clients huggingface_hub has used: requests (0.x), httpx (1.x), httpx2 (2.x). Their connection
+# errors share no base class; a client not listed yet is recognised by the module its errors come from.
+_HTTP_CLIENTS = (("requests", "RequestException"), ("httpx", "RequestError"), ("httpx2", "RequestError"))
+_HTTP_CLIENT_MODULES = ("requests", "urllib3", "httpx", "httpx2", "httpcore", "httpcore2", "h11")
 
-        kinds.append(requests.RequestException)
-    except ImportError:
-        pass
-    try:
-        import httpx
 
-        kinds.append(httpx.RequestError)
-    except ImportError:
-        pass
-    return tuple(kinds)
+def _is_transport_error(exc: BaseException) -> bool:
+    """Whether `exc` is an HTTP client's connection failure (refused, reset, timed out, cut off)."""
+    for module_name, class_name in _HTTP_CLIENTS:
+        module = sys.modules.get(module_name)
+        kind = getattr(module, class_name, None) if module is not None else None
+        if isinstance(kind, type) and isinstance(exc, kind):
+            return True
+    return any(klass.__module__.split(".")[0] in _HTTP_CLIENT_MODULES for klass in type(exc).__mro__)
 
 
 @contextmanager
