@@ -56,63 +56,159 @@ class EncoderConfig:
         """Longest input in tokens the position table allows."""
         return self.max_positions - self.position_offset
 
+    @property
+    def parameters(self) -> int:
+        """Parameters of the encoder this config describes (embeddings and blocks; heads are small)."""
+        h, i, g = self.hidden_size, self.intermediate_size, self.groups
+        embeddings = (self.vocab_size + self.max_positions + self.type_vocab_size) * h + 2 * h
+        projections = h * h // g.query + h * h // g.key + h * h // g.value + h * h // g.attn_out
+        projections += h * i // g.ffn_in + i * h // g.ffn_out
+        per_block = projections + 6 * h + i + 4 * h  # biases and two LayerNorms
+        return embeddings + self.num_layers * per_block
+
     @classmethod
     def from_hf(cls, cfg: dict) -> "EncoderConfig":
+        """Ours from a config.json's dict; every value is type- and range-checked (a hostile or broken
+        config must fail here, with its field named, not inside torch or by exhausting memory)."""
+        if not isinstance(cfg, dict):
+            raise ModelError("config.json is not a JSON object")
         model_type = cfg.get("model_type", "")
-        arch = ALIASES.get(model_type, model_type)
+        arch = ALIASES.get(model_type, model_type) if isinstance(model_type, str) else model_type
         if arch not in ARCHITECTURES:
             raise ModelError(
                 f"unsupported model_type {model_type!r}",
                 hint="squeeze runs bert, squeezebert, distilbert, roberta and xlm-roberta checkpoints",
             )
-        id2label = {int(k): str(v) for k, v in (cfg.get("id2label") or {}).items()}
-        try:
-            if arch == "distilbert":
-                return cls(
-                    arch=arch,
-                    vocab_size=cfg["vocab_size"],
-                    hidden_size=cfg["dim"],
-                    num_layers=cfg["n_layers"],
-                    num_heads=cfg["n_heads"],
-                    intermediate_size=cfg["hidden_dim"],
-                    max_positions=cfg["max_position_embeddings"],
-                    type_vocab_size=0,
-                    layer_norm_eps=1e-12,  # hard-coded in transformers' DistilBERT
-                    activation=cfg.get("activation", "gelu"),
-                    pad_token_id=cfg.get("pad_token_id", 0),
-                    id2label=id2label,
-                )
+        read = _Reader(cfg, str(model_type))
+        id2label = read.labels()
+        if arch == "distilbert":
+            config = cls(
+                arch=arch,
+                vocab_size=read.int("vocab_size"),
+                hidden_size=read.int("dim"),
+                num_layers=read.int("n_layers"),
+                num_heads=read.int("n_heads"),
+                intermediate_size=read.int("hidden_dim"),
+                max_positions=read.int("max_position_embeddings"),
+                type_vocab_size=0,
+                layer_norm_eps=1e-12,  # hard-coded in transformers' DistilBERT
+                activation=read.str("activation", "gelu"),
+                pad_token_id=read.int("pad_token_id", 0, minimum=0),
+                id2label=id2label,
+            )
+        else:
             groups = Groups()
             if arch == "squeezebert":
-                if cfg.get("embedding_size", cfg["hidden_size"]) != cfg["hidden_size"]:
+                if read.int("embedding_size", read.int("hidden_size")) != read.int("hidden_size"):
                     raise ModelError("squeezebert checkpoints with embedding_size != hidden_size are not supported")
                 groups = Groups(
-                    query=cfg.get("q_groups", 4),
-                    key=cfg.get("k_groups", 4),
-                    value=cfg.get("v_groups", 4),
-                    attn_out=cfg.get("post_attention_groups", 1),
-                    ffn_in=cfg.get("intermediate_groups", 4),
-                    ffn_out=cfg.get("output_groups", 4),
+                    query=read.int("q_groups", 4),
+                    key=read.int("k_groups", 4),
+                    value=read.int("v_groups", 4),
+                    attn_out=read.int("post_attention_groups", 1),
+                    ffn_in=read.int("intermediate_groups", 4),
+                    ffn_out=read.int("output_groups", 4),
                 )
-            pad = cfg.get("pad_token_id", 1 if arch == "roberta" else 0)
-            return cls(
+            pad = read.int("pad_token_id", 1 if arch == "roberta" else 0, minimum=0)
+            config = cls(
                 arch=arch,
-                vocab_size=cfg["vocab_size"],
-                hidden_size=cfg["hidden_size"],
-                num_layers=cfg["num_hidden_layers"],
-                num_heads=cfg["num_attention_heads"],
-                intermediate_size=cfg["intermediate_size"],
-                max_positions=cfg["max_position_embeddings"],
-                type_vocab_size=cfg.get("type_vocab_size", 2),
-                layer_norm_eps=cfg.get("layer_norm_eps", 1e-12),
-                activation=cfg.get("hidden_act", "gelu"),
+                vocab_size=read.int("vocab_size"),
+                hidden_size=read.int("hidden_size"),
+                num_layers=read.int("num_hidden_layers"),
+                num_heads=read.int("num_attention_heads"),
+                intermediate_size=read.int("intermediate_size"),
+                max_positions=read.int("max_position_embeddings"),
+                type_vocab_size=read.int("type_vocab_size", 2, minimum=0),
+                layer_norm_eps=read.float("layer_norm_eps", 1e-12),
+                activation=read.str("hidden_act", "gelu"),
                 pad_token_id=pad,
                 position_offset=pad + 1 if arch == "roberta" else 0,
                 groups=groups,
                 id2label=id2label,
             )
-        except KeyError as missing:
-            raise ModelError(f"config.json for a {model_type} model lacks {missing}") from None
+        config.check()
+        return config
+
+    def check(self) -> None:
+        """The shapes fit together, and the model is of a size squeeze runs (MAX_PARAMETERS)."""
+        problems = []
+        if self.hidden_size % self.num_heads:
+            problems.append(f"hidden size {self.hidden_size} is not a multiple of {self.num_heads} attention heads")
+        for name, groups in vars(self.groups).items():
+            width_in = self.intermediate_size if name == "ffn_out" else self.hidden_size
+            width_out = self.intermediate_size if name == "ffn_in" else self.hidden_size
+            if width_in % groups or width_out % groups:
+                problems.append(f"{groups} groups do not divide the {name} projection ({width_in} -> {width_out})")
+        if self.pad_token_id >= self.vocab_size:
+            problems.append(f"pad_token_id {self.pad_token_id} is outside the vocabulary of {self.vocab_size}")
+        if self.num_layers > MAX_LAYERS:
+            problems.append(f"{self.num_layers} layers, more than the {MAX_LAYERS} squeeze builds")
+        if self.max_length < 1:
+            problems.append(f"max_position_embeddings {self.max_positions} leaves no position for a token")
+        if problems:
+            raise ModelError(f"config.json does not describe a model squeeze can build: {problems[0]}")
+        if self.parameters > MAX_PARAMETERS:
+            raise ModelError(
+                f"config.json describes a model of {self.parameters:,} parameters; squeeze runs encoders of up to "
+                f"{MAX_PARAMETERS:,}",
+                hint="squeeze is for compact encoders (SqueezeBERT, BERT, DistilBERT, MiniLM, RoBERTa)",
+            )
+
+
+# Larger than any encoder squeeze is for (BERT-large and XLM-R large are 335M and 560M) and small enough
+# that a config.json with absurd sizes fails before anything is allocated for it.
+MAX_PARAMETERS = 2_000_000_000
+# Far more layers than any encoder has (BERT-large: 24); each is a module object, whatever its size.
+MAX_LAYERS = 256
+# Sizes a config.json may state, each on its own (their product is bounded by MAX_PARAMETERS).
+_MAX_DIMENSION = 1 << 24
+
+
+class _Reader:
+    """Typed access to a config.json's values, naming the field when one is missing or of the wrong type."""
+
+    def __init__(self, cfg: dict, model_type: str) -> None:
+        self.cfg, self.model_type = cfg, model_type
+
+    def _value(self, key: str, default: object) -> object:
+        if key in self.cfg and self.cfg[key] is not None:
+            return self.cfg[key]
+        if default is _REQUIRED:
+            raise ModelError(f"config.json for a {self.model_type} model lacks {key!r}")
+        return default
+
+    def _wrong(self, key: str, value: object, expected: str) -> ModelError:
+        return ModelError(f"config.json's {key!r} is {json.dumps(value)[:40]}, not {expected}")
+
+    def int(self, key: str, default: object = None, *, minimum: int = 1) -> int:
+        value = self._value(key, _REQUIRED if default is None else default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self._wrong(key, value, "an integer")
+        if not minimum <= value <= _MAX_DIMENSION:
+            raise self._wrong(key, value, f"an integer from {minimum} to {_MAX_DIMENSION:,}")
+        return value
+
+    def float(self, key: str, default: float) -> float:
+        value = self._value(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+            raise self._wrong(key, value, "a small positive number")
+        return float(value)
+
+    def str(self, key: str, default: str) -> str:
+        value = self._value(key, default)
+        if not isinstance(value, str):
+            raise self._wrong(key, value, "a string")
+        return value
+
+    def labels(self) -> dict[int, str]:
+        raw = self.cfg.get("id2label") or {}
+        try:
+            return {int(k): str(v) for k, v in raw.items()}
+        except (AttributeError, TypeError, ValueError):
+            raise ModelError("config.json's id2label is not a map from class ids to names") from None
+
+
+_REQUIRED = object()
 
 
 def read_config(model_dir: str | Path) -> tuple[EncoderConfig, dict]:

@@ -103,6 +103,10 @@ class Tokenizer:
                 f"no tokenizer files in {directory}",
                 hint="expected tokenizer.json, vocab.txt, or vocab.json with merges.txt",
             )
+        try:  # a vocabulary without its [UNK] (an empty vocab.txt) fails only when text is encoded
+            backend.encode("squeeze", add_special_tokens=True)
+        except Exception as error:  # tokenizers raises plain Exception
+            raise ModelError(f"the tokenizer in {directory} cannot encode text: {error}", hint=_INCOMPLETE_HINT) from None
         return cls(backend, specials, _model_max_length(config))
 
     def _required_id(self, specials: SpecialTokens, key: str) -> int:
@@ -433,9 +437,12 @@ def _apply_config_overrides(backend: BackendTokenizer, config: dict[str, Any]) -
 
 def _bert_normalizer_options(config: dict[str, Any]) -> dict[str, Any]:
     # BertTokenizerFast defaults. strip_accents=None means "strip when lowercasing", as in original BERT.
+    strip_accents = config.get("strip_accents")
+    if strip_accents is not None and not isinstance(strip_accents, bool):
+        raise ModelError(f"tokenizer_config.json's strip_accents is {strip_accents!r}, not true, false or null")
     return {
         "lowercase": bool(config.get("do_lower_case", True)),
-        "strip_accents": config.get("strip_accents"),
+        "strip_accents": strip_accents,
         "handle_chinese_chars": bool(config.get("tokenize_chinese_chars", True)),
     }
 

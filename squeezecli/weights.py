@@ -8,7 +8,6 @@ has must be either used or knowingly ignored (pooler, LM heads), or loading fail
 
 from __future__ import annotations
 
-import json
 import pickle
 import re
 from pathlib import Path
@@ -162,18 +161,38 @@ def check_state(model: Encoder, tensors: dict[str, torch.Tensor]) -> None:
 
 
 def weight_files(model_dir: Path) -> list[Path]:
-    """The weight files of a Hub-format directory, safetensors preferred, shards resolved by their index."""
-    for single, index in (("model.safetensors", "model.safetensors.index.json"),
-                          ("pytorch_model.bin", "pytorch_model.bin.index.json")):
+    """The weight files of a Hub-format directory, safetensors preferred, shards resolved by their index
+    (whose shard names must be plain relative paths inside the directory)."""
+    from .hub import WEIGHT_FORMATS, shard_names
+
+    for single, index in WEIGHT_FORMATS:
         if (model_dir / single).is_file():
             return [model_dir / single]
         if (model_dir / index).is_file():
-            try:
-                shards = sorted(set(json.loads((model_dir / index).read_text())["weight_map"].values()))
-            except (ValueError, KeyError) as exc:
-                raise ModelError(f"{model_dir / index} is not a valid shard index: {exc}") from None
-            return [model_dir / s for s in shards]
+            return [model_dir / s for s in shard_names(model_dir / index, ModelError, str(model_dir))]
     raise ModelError(f"no model.safetensors or pytorch_model.bin in {model_dir}")
+
+
+def check_size(cfg: EncoderConfig, files: list[Path], bytes_per_parameter: int) -> None:
+    """Refuse a config.json that describes more parameters than its weight files can hold, before a
+    model of that size is built: at least `bytes_per_parameter` bytes each (2 for fp16 checkpoints)."""
+    try:
+        stored = sum(path.stat().st_size for path in files)
+    except OSError as exc:
+        raise ModelError(f"cannot read the weights: {exc.strerror or exc}") from None
+    if cfg.parameters * bytes_per_parameter > stored:
+        raise ModelError(
+            f"config.json describes {cfg.parameters:,} parameters, but the weight files hold only {stored:,} bytes",
+            hint="config.json does not belong to these weights, or the weights are incomplete",
+        )
+
+
+def check_finite(tensors: dict[str, torch.Tensor]) -> None:
+    """Refuse weights holding NaN or infinity: every output would be NaN, and int8 cannot scale them."""
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ModelError(f"the checkpoint's tensor {name} holds NaN or infinite values",
+                             hint="the weights are damaged; download or export them again")
 
 
 def read_checkpoint(model_dir: str | Path) -> dict[str, torch.Tensor]:
@@ -206,9 +225,12 @@ def load_encoder(model_dir: str | Path, head: str = "base") -> Encoder:
     cfg, _ = read_config(model_dir)
     if head in ("sequence", "token") and cfg.num_labels == 0:
         raise ModelError(f"{model_dir} has no id2label in config.json, so no {head}-classification head")
+    checkpoint = read_checkpoint(model_dir)  # as large as its files, whatever config.json says
+    check_size(cfg, weight_files(Path(model_dir)), bytes_per_parameter=2)
+    check_finite(checkpoint)
     with torch.device("meta"):
         model = Encoder(cfg, head)
-    tensors = to_model_layout(model, map_names(cfg, head, read_checkpoint(model_dir)))
+    tensors = to_model_layout(model, map_names(cfg, head, checkpoint))
     check_state(model, tensors)
     model.load_state_dict(tensors, assign=True)
     return model.eval()
