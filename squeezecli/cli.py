@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from . import __version__
-from .errors import ExitStatus, report
+from .errors import ExitStatus, OutputError, report
 from .options import InputOptions, OutputOptions, batch_size_option, input_options, output_options, run_pipeline
 from .stream import Record
 
@@ -71,6 +71,44 @@ def exit_status_for(exc: BaseException) -> int:
     return report(exc)
 
 
+STDOUT_FD = 1
+
+
+def _reopen_closed_descriptors() -> set[int]:
+    """Put /dev/null on whichever of descriptors 0-2 the process was started without (`<&-`, `>&-`,
+    `2>&-`), and return those. Otherwise the next file opened (a model, a cache entry being written)
+    would get that number, and whatever a library writes to "stderr" would land in it."""
+    closed = set()
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            closed.add(fd)
+    for fd in sorted(closed):
+        null = os.open(os.devnull, os.O_RDWR)
+        if null != fd:
+            os.dup2(null, fd)
+            os.close(null)
+    return closed
+
+
+def _flush_stdout(status: int) -> int:
+    """Flush what is left for stdout now, while a failure can still get its message and status (at exit,
+    Python would print "Exception ignored" and exit 120)."""
+    if sys.stdout is None:
+        return status
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+        return ExitStatus.BROKEN_PIPE if status == ExitStatus.OK else status
+    except (OSError, ValueError) as exc:
+        _silence_stdout()
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        return report(OutputError(f"cannot write to stdout: {detail}")) if status == ExitStatus.OK else status
+    return status
+
+
 def _silence_stdout() -> None:
     # Python flushes stdout once more at exit; if anything is still buffered for the closed pipe, that flush
     # prints "Exception ignored ... BrokenPipeError" (the fix the Python docs give for SIGPIPE).
@@ -87,7 +125,7 @@ def _silence_stdout() -> None:
     cls=SqueezeGroup,
     name="squeeze",
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-    epilog="Exit status: 0 ok, 1 error, 2 usage, 3 input, 4 model, 5 network, 6 cache, "
+    epilog="Exit status: 0 ok, 1 error, 2 usage, 3 input, 4 model, 5 network, 6 cache, 7 output, "
            "130 interrupted, 141 output closed. SQUEEZE_DEBUG=1 prints tracebacks.",
 )
 @click.version_option(__version__, "--version", prog_name="squeeze", message="%(prog)s %(version)s")
@@ -140,7 +178,12 @@ def main() -> None:
     # runs, spinners steal the cores the other threads wait for (a pull took 160 s instead of 16 s at load
     # 7 on 2 cores). Sleeping workers cost little when idle. libgomp reads this once, when torch loads.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    closed = _reopen_closed_descriptors()
+    if STDOUT_FD in closed:
+        # Every command prints its results, and nothing can read them.
+        sys.exit(report(OutputError("stdout is closed", hint="redirect it to a file or /dev/null instead")))
     status = squeeze.main(prog_name="squeeze", standalone_mode=False)
+    status = _flush_stdout(status)
     if any(t.name == "squeeze-reader" and t.is_alive() for t in threading.enumerate()):
         # A reader thread blocked on stdin (Ctrl-C during `tail -f | squeeze`) holds stdin's lock, and
         # interpreter shutdown would abort on it: flush what we wrote and leave without finalising.

@@ -24,6 +24,7 @@ class ExitStatus(IntEnum):
     MODEL = 4
     NETWORK = 5
     CACHE = 6
+    OUTPUT = 7
     INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
     BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports when the reader (e.g. `head`) went away
 
@@ -63,6 +64,12 @@ class CacheError(SqueezeError):
     status = ExitStatus.CACHE
 
 
+class OutputError(SqueezeError):
+    """The results cannot be written: stdout is closed, or its disk is full."""
+
+    status = ExitStatus.OUTPUT
+
+
 def debug_enabled() -> bool:
     return os.environ.get(DEBUG_ENV, "") not in ("", "0")
 
@@ -73,7 +80,7 @@ def report(exc: BaseException) -> ExitStatus:
     A `SqueezeError` is expected and gets its own message and status; anything else is a bug in squeeze
     and is reported as an internal error. With SQUEEZE_DEBUG=1 the traceback is printed first, for both.
     """
-    if debug_enabled():
+    if debug_enabled() and sys.stderr is not None:
         traceback.print_exception(exc, file=sys.stderr)
     if isinstance(exc, SqueezeError):
         _print_error("error", exc.message, exc.hint)
@@ -87,13 +94,26 @@ def report(exc: BaseException) -> ExitStatus:
     return ExitStatus.ERROR
 
 
+def notice(message: str) -> None:
+    """One line on stderr for the user ("squeeze: ..."), e.g. a first-use download or a cut line."""
+    _write_stderr(f"squeeze: {_one_line(message)}\n")
+
+
+def _write_stderr(text: str) -> None:
+    stream = sys.stderr
+    if stream is None:  # started with stderr closed (`2>&-`): nowhere to say it
+        return
+    try:
+        stream.write(text)
+        stream.flush()
+    except (OSError, ValueError):  # stderr closed or full: the exit status still says what happened
+        pass
+
+
 def _print_error(kind: str, message: str, hint: str | None) -> None:
     # Plain writes, not Rich: a message that names a file like "notes[1].txt" must not be read as markup,
     # and it must stay on one line whatever the terminal width.
-    sys.stderr.write(f"squeeze: {kind}: {_one_line(message)}\n")
-    if hint:
-        sys.stderr.write(f"  hint: {_one_line(hint)}\n")
-    sys.stderr.flush()
+    _write_stderr(f"squeeze: {kind}: {_one_line(message)}\n" + (f"  hint: {_one_line(hint)}\n" if hint else ""))
 
 
 def _one_line(text: str) -> str:

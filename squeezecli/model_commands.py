@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from .output import print_json, print_rich, print_text
 from .stream import is_terminal
 
 
@@ -43,9 +44,9 @@ def pull(model: str, revision: str | None, force: bool, as_json: bool) -> None:
     entry = store.pull(model, revision, force=force, progress=is_terminal(sys.stderr))
     summary = entry.summary()
     if as_json or not is_terminal(sys.stdout):
-        _print_json(summary)
+        print_json(summary)
     else:
-        click.echo(
+        print_text(
             f"{_display_name(summary)} @ {summary['commit'][:12]}: {summary['architecture']} "
             f"({', '.join(summary['heads'])}), {_parameters(summary['parameters'])} parameters, "
             f"{_size(summary['size_int8'])} int8 ({_size(summary['size_source'])} source)"
@@ -61,12 +62,11 @@ def list_models(as_json: bool) -> None:
     summaries = [entry.summary() for entry in store.list_entries()]
     if as_json or not is_terminal(sys.stdout):
         for summary in summaries:
-            _print_json(summary)
+            print_json(summary)
         return
     if not summaries:
         click.echo("No models cached yet; `squeeze models pull MODEL` adds one.", err=True)
         return
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(box=None, header_style="bold", pad_edge=False)
@@ -83,7 +83,7 @@ def list_models(as_json: bool) -> None:
             s["alias"] or s["id"], s["commit"][:8], s["architecture"], s["heads"][0], _parameters(s["parameters"]),
             _size(s["size_int8"]), _size(s["size_source"]), _ago(now, s["last_used"]),
         )
-    Console(highlight=False).print(table)
+    print_rich(table)
 
 
 @models.command("info")
@@ -109,9 +109,8 @@ def info(model: str, revision: str | None, verify: bool, as_json: bool) -> None:
         "verified": "sha256" if verify else "sizes",
     }
     if as_json or not is_terminal(sys.stdout):
-        _print_json(record)
+        print_json(record)
         return
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(box=None, show_header=False)
@@ -130,7 +129,7 @@ def info(model: str, revision: str | None, verify: bool, as_json: bool) -> None:
     ]
     for name, value in rows:
         table.add_row(name, str(value))
-    Console(highlight=False).print(table)
+    print_rich(table)
 
 
 @models.command("rm")
@@ -148,7 +147,7 @@ def rm(names: tuple[str, ...], remove_all: bool) -> None:
         raise click.UsageError("give one or more MODELs, or --all")
     for entry in store.remove(names, all=remove_all):
         summary = entry.summary()
-        click.echo(f"removed {_display_name(summary)} @ {summary['commit'][:12]} ({_size(summary['size_int8'])})")
+        print_text(f"removed {_display_name(summary)} @ {summary['commit'][:12]} ({_size(summary['size_int8'])})")
 
 
 @models.command("aliases")
@@ -165,9 +164,8 @@ def aliases(as_json: bool) -> None:
     ]
     if as_json or not is_terminal(sys.stdout):
         for row in rows:
-            _print_json(row)
+            print_json(row)
         return
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
@@ -178,14 +176,10 @@ def aliases(as_json: bool) -> None:
     for row in rows:
         task = f"{row['task']}*" if row["default"] else row["task"]
         table.add_row(row["alias"], task, f"{row['id']}\n[dim]{escape(row['description'])}[/dim]")
-    Console(highlight=False).print(table)
+    print_rich(table)
 
 
 # -- formatting ------------------------------------------------------------------------------------
-
-
-def _print_json(record: dict[str, Any]) -> None:
-    click.echo(json.dumps(record, ensure_ascii=False, separators=(",", ":")))
 
 
 def _display_name(summary: dict[str, Any]) -> str:

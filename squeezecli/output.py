@@ -7,13 +7,16 @@ so results appear while the input is still being read.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import math
 import sys
+from collections.abc import Iterator
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, Protocol, TextIO
 
-from .errors import printable
+from .errors import OutputError, printable
 from .stream import Record, is_terminal
 
 Format = Literal["auto", "table", "jsonl", "csv", "tsv"]
@@ -64,6 +67,61 @@ def resolved_format(fmt: Format) -> Format:
     return fmt
 
 
+def to_json(value: Any, *, ensure_ascii: bool = False) -> str:
+    """Compact JSON that is valid JSON (RFC 8259) whatever `value` holds: a NaN or infinite number (a
+    broken model's score) becomes null, which Python's json would write as NaN or Infinity."""
+    try:
+        return json.dumps(value, ensure_ascii=ensure_ascii, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        return json.dumps(_finite(value), ensure_ascii=ensure_ascii, separators=(",", ":"), allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
+
+
+@contextlib.contextmanager
+def writing() -> Iterator[None]:
+    """Write errors of stdout as squeeze's own: a full disk or a closed descriptor is an OutputError;
+    a reader that went away (BrokenPipeError) stays what it is, for the CLI's quiet exit 141."""
+    try:
+        yield
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise OutputError(f"cannot write the results to stdout: {exc.strerror or exc}",
+                          hint="check where stdout goes (a full disk, a closed file)") from exc
+
+
+def print_text(text: str | bytes) -> None:
+    """One line of text (or the exact bytes given) on stdout, written now."""
+    with writing():
+        if isinstance(text, bytes):
+            sys.stdout.buffer.write(text)
+        else:
+            sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+
+
+def print_json(record: Any) -> None:
+    """One compact JSON object on its own line on stdout."""
+    print_text(to_json(record))
+
+
+def print_rich(renderable: Any) -> None:
+    """A Rich table or text on stdout, as the terminal shows it."""
+    console = _stdout_console()
+    with writing():
+        console.print(renderable)
+        console.file.flush()
+
+
 class JsonLinesWriter:
     """One compact JSON object per line, UTF-8 as is (no \\u escapes for non-ASCII text)."""
 
@@ -71,22 +129,23 @@ class JsonLinesWriter:
         self._out = out
 
     def write_batch(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        for row in rows:
-            line = json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n"
-            try:
-                self._out.write(line)
-            except UnicodeEncodeError:
-                # Text the stream cannot encode (a lone surrogate from a JSON escape, or a non-UTF-8
-                # stdout) is still written losslessly, as JSON escapes.
-                self._out.write(json.dumps(row, ensure_ascii=True, separators=(",", ":")) + "\n")
-        self._out.flush()
+        with writing():
+            for row in rows:
+                try:
+                    self._out.write(to_json(row) + "\n")
+                except UnicodeEncodeError:
+                    # Text the stream cannot encode (a lone surrogate from a JSON escape, or a non-UTF-8
+                    # stdout) is still written losslessly, as JSON escapes.
+                    self._out.write(to_json(row, ensure_ascii=True) + "\n")
+            self._out.flush()
 
 
 class DelimitedWriter:
     """CSV or TSV with a header taken from the first row; lists and dicts become JSON inside a cell.
 
     Later rows are written under the same header: a field the first row did not have is left out, and a
-    missing field is an empty cell.
+    missing field is an empty cell. Text that a spreadsheet would run as a formula (starting with =, +,
+    -, @, tab or carriage return) gets a leading ' (OWASP's advice against CSV injection).
     """
 
     def __init__(self, out: TextIO, delimiter: str) -> None:
@@ -98,11 +157,12 @@ class DelimitedWriter:
     def write_batch(self, rows: Sequence[Mapping[str, Any]]) -> None:
         if not rows:
             return
-        if self._header is None:
-            self._header = list(rows[0])
-            self._csv.writerow(self._header)
-        self._csv.writerows([[_cell(row.get(name)) for name in self._header] for row in rows])
-        self._out.flush()
+        with writing():
+            if self._header is None:
+                self._header = list(rows[0])
+                self._csv.writerow([_delimited_cell(name) for name in self._header])
+            self._csv.writerows([[_delimited_cell(row.get(name)) for name in self._header] for row in rows])
+            self._out.flush()
 
 
 class TableWriter:
@@ -135,8 +195,9 @@ class TableWriter:
             table.add_column(Text(name), no_wrap=True, overflow="ellipsis", **self._layouts[name])
         for row in rows:
             table.add_row(*(Text(_table_cell(row.get(name))) for name in self._columns))
-        self._console.print(table)
-        self._console.file.flush()
+        with writing():
+            self._console.print(table)
+            self._console.file.flush()
 
 
 def _stdout_console() -> Any:
@@ -171,11 +232,22 @@ def _column_layout(name: str, rows: Sequence[Mapping[str, Any]]) -> dict[str, An
 
 
 def _cell(value: Any) -> str:
-    if value is None:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return ""
     if isinstance(value, (list, dict, bool)):
-        return json.dumps(value, ensure_ascii=False)
+        return json.dumps(_finite(value), ensure_ascii=False, allow_nan=False)
     return str(value)
+
+
+_FORMULA_STARTS = ("=", "+", "@", "\t", "\r")
+
+
+def _delimited_cell(value: Any) -> str:
+    cell = _cell(value)
+    # A lone "-" (stdin's file name) is no formula; "-1+1" is.
+    if isinstance(value, str) and (cell.startswith(_FORMULA_STARTS) or (cell.startswith("-") and len(cell) > 1)):
+        return "'" + cell
+    return cell
 
 
 def _table_cell(value: Any) -> str:

@@ -11,6 +11,7 @@ import dataclasses
 import io
 import itertools
 import json
+import math
 import os
 import re
 import queue
@@ -20,13 +21,17 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, BinaryIO, Literal, Protocol, TypeVar
 
-from .errors import InputError
+from .errors import InputError, notice
 
 Unit = Literal["line", "jsonl", "doc"]
 DecodeErrors = Literal["strict", "replace"]
 
 STDIN = "-"
 DEFAULT_FIELD = "text"
+# The most of one line or document that is read: a longer line (or a stream with no newline at all, like
+# /dev/zero) is read on in bounded pieces and discarded past this, so memory stays bounded whatever comes.
+MAX_TEXT_BYTES = 16 << 20
+_DISCARD_CHUNK = 1 << 20
 _STDIN_NAME = "<stdin>"  # how stdin is named in messages; records name it "-"
 _BOM = b"\xef\xbb\xbf"
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -284,16 +289,21 @@ def _read_all(
 ) -> Iterator[Record]:
     for path in paths:
         with _open_binary(path) as stream:
-            if unit == "doc":
-                yield from _read_document(path, stream, errors, on_read)
-            else:
-                yield from _read_lines(path, stream, unit, field, errors, on_read)
+            try:
+                if unit == "doc":
+                    yield from _read_document(path, stream, errors, on_read)
+                else:
+                    yield from _read_lines(path, stream, unit, field, errors, on_read)
+            except OSError as exc:  # a read error: EIO, a device that went away, a closed descriptor
+                raise InputError(f"{_display_name(path)}: cannot read it: {exc.strerror or exc}") from exc
 
 
 @contextlib.contextmanager
 def _open_binary(path: str) -> Iterator[BinaryIO]:
     if path == STDIN:
         # Not closed: stdin belongs to the process, and "-" may be named twice.
+        if sys.stdin is None:  # started with stdin closed (`squeeze ... <&-`)
+            raise InputError("stdin is closed", hint="give a FILE, or pipe or redirect text into squeeze")
         yield sys.stdin.buffer
         return
     try:
@@ -304,14 +314,47 @@ def _open_binary(path: str) -> Iterator[BinaryIO]:
         yield stream
 
 
+def _physical_lines(stream: BinaryIO, on_read: Callable[[int], None]) -> Iterator[tuple[bytes, bool]]:
+    """(line, whether it was cut at MAX_TEXT_BYTES) per physical line; never holds more than that much.
+
+    readline(), not read(n): it returns as soon as a line is complete, so a slow pipe streams.
+    """
+    while raw := stream.readline(MAX_TEXT_BYTES + 1):
+        on_read(len(raw))
+        if len(raw) <= MAX_TEXT_BYTES or raw.endswith(b"\n"):
+            yield raw, False
+            continue
+        while rest := stream.readline(_DISCARD_CHUNK):  # the rest of the line, read and dropped
+            on_read(len(rest))
+            if rest.endswith(b"\n"):
+                break
+        yield _whole_characters(raw[:MAX_TEXT_BYTES]), True
+
+
+def _whole_characters(data: bytes) -> bytes:
+    """`data` without a UTF-8 sequence cut off at its end."""
+    for back in range(1, min(4, len(data)) + 1):
+        byte = data[-back]
+        if byte < 0x80:  # ASCII: nothing cut
+            return data
+        if byte >= 0xC0:  # the lead byte of the last sequence: is the sequence complete?
+            needed = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+            return data if back >= needed else data[:-back]
+    return data
+
+
 def _read_lines(
     path: str, stream: BinaryIO, unit: Unit, field: str, errors: DecodeErrors, on_read: Callable[[int], None]
 ) -> Iterator[Record]:
-    # readline(), not read(n): it returns as soon as a line is complete, so a slow pipe streams.
-    for number, raw in enumerate(iter(stream.readline, b""), start=1):
-        on_read(len(raw))
+    for number, (raw, cut) in enumerate(_physical_lines(stream, on_read), start=1):
         if number == 1 and raw.startswith(_BOM):
             raw = raw[len(_BOM) :]
+        if cut and unit == "jsonl":
+            raise InputError(f"{_display_name(path)}:{number}: a JSON line longer than {_MIB} MiB",
+                             hint=f"a line is read up to {_MIB} MiB; keep each JSON object smaller")
+        if cut:
+            notice(f"{_display_name(path)}:{number}: the line is longer than {_MIB} MiB; only its first "
+                   f"{_MIB} MiB are read")
         text = _decode(_strip_newline(raw), path, number, errors)
         if not text.strip():
             continue
@@ -326,8 +369,11 @@ def _read_lines(
 def _read_document(
     path: str, stream: BinaryIO, errors: DecodeErrors, on_read: Callable[[int], None]
 ) -> Iterator[Record]:
-    data = stream.read()
+    data = stream.read(MAX_TEXT_BYTES + 1)
     on_read(len(data))
+    if len(data) > MAX_TEXT_BYTES:
+        data = _whole_characters(data[:MAX_TEXT_BYTES])
+        notice(f"{_display_name(path)}: the document is longer than {_MIB} MiB; only its first {_MIB} MiB are read")
     if data.startswith(_BOM):
         data = data[len(_BOM) :]
     try:
@@ -338,6 +384,9 @@ def _read_document(
         raise _invalid_utf8(path, line, column, data[exc.start]) from exc
     if text.strip():
         yield Record(text, {"file": path})
+
+
+_MIB = MAX_TEXT_BYTES >> 20
 
 
 def _strip_newline(raw: bytes) -> bytes:
@@ -367,7 +416,7 @@ def _parse_json_line(
 ) -> tuple[str, dict[str, Any]]:
     where = f"{_display_name(path)}:{number}"
     try:
-        obj = json.loads(line)
+        obj = json.loads(line, parse_constant=_not_json, parse_float=_finite_float)
     except (ValueError, RecursionError) as exc:  # also too-deep nesting and over-long integers
         detail = f"{exc.msg} at column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else str(exc)
         raise InputError(
@@ -391,6 +440,18 @@ def _parse_json_line(
             )
         text = _SURROGATE.sub("\ufffd", text)
     return text, obj
+
+
+def _not_json(constant: str) -> Any:
+    # Python's json reads NaN and Infinity, which are not JSON (RFC 8259) and could not be written back.
+    raise ValueError(f"{constant} is not a JSON value")
+
+
+def _finite_float(literal: str) -> float:
+    value = float(literal)
+    if math.isinf(value):  # 1e999999 is JSON, but no float holds it, and JSON cannot say infinity
+        raise ValueError(f"the number {literal[:20]} is too large")
+    return value
 
 
 def _json_type(value: Any) -> str:

@@ -9,7 +9,6 @@ exist, where the caches are and how big, whether the Hub answers, and the offlin
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 import sys
@@ -20,6 +19,7 @@ from typing import Any
 import click
 
 from . import __version__
+from .output import print_json, print_rich, print_text
 from .stream import is_terminal
 
 PROG_NAME = "squeeze"
@@ -75,7 +75,7 @@ def completion(ctx: click.Context, shell: str | None) -> None:
         raise click.UsageError(f"cannot tell the shell from $SHELL; name it: {', '.join(SHELLS)}")
     # Bytes and no added newline, as Click's own `_SQUEEZE_COMPLETE=..._source` writes it: a text stream on
     # Windows would turn LF into CRLF, which breaks the scripts.
-    click.echo(completion_script(ctx.find_root().command, shell).encode(), nl=False)
+    print_text(completion_script(ctx.find_root().command, shell).encode())
 
 
 # -- doctor -----------------------------------------------------------------------------------------
@@ -93,7 +93,7 @@ def doctor(as_json: bool) -> None:
     """
     report = diagnose()
     if as_json or not is_terminal(sys.stdout):
-        click.echo(json.dumps(report, ensure_ascii=False, separators=(",", ":")))
+        print_json(report)
         return
     _print_table(report)
 
@@ -264,7 +264,6 @@ def _token_source() -> str | None:
 
 
 def _print_table(report: dict[str, Any]) -> None:
-    from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
@@ -274,7 +273,7 @@ def _print_table(report: dict[str, Any]) -> None:
     for name, value in _table_rows(report):
         # Text, not markup: a path like "[cache]" must print as typed.
         table.add_row(name, Text(value))
-    Console(highlight=False).print(table)
+    print_rich(table)
 
 
 def _table_rows(report: dict[str, Any]) -> list[tuple[str, str]]:

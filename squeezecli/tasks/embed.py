@@ -192,7 +192,10 @@ def vectors_to_npy(
     if array.ndim != 2:
         raise ValueError(f"vectors must all have the same length, got an array of shape {array.shape}")
     if not isinstance(path, (str, os.PathLike)):
-        np.save(path, array)
+        # Through the stream's own write(), not numpy's fwrite of a real file, which reports a closed pipe
+        # as a plain "OSError: N requested and M written" rather than BrokenPipeError.
+        np.lib.format.write_array(_PlainStream(path), array, allow_pickle=False)
+        path.flush()
         return
     try:
         # An open file, not the name: np.save would append ".npy" to a name without it.
@@ -200,6 +203,13 @@ def vectors_to_npy(
             np.save(out, array)
     except OSError as error:
         raise SqueezeError(f"cannot write {os.fspath(path)}: {error.strerror or error}") from None
+
+
+class _PlainStream:
+    """A binary stream that numpy cannot tell is a file (see vectors_to_npy)."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self.write = stream.write
 
 
 def _pooling_modes(config: dict[str, Any], hidden_size: int) -> tuple[str, ...]:
