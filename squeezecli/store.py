@@ -32,13 +32,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import hashlib
 import json
 import os
 import re
 import shlex
 import shutil
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -47,8 +47,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import __version__, catalogue, hub
-from .errors import CacheError, ModelError, SqueezeError
+from . import __version__, catalogue, hub, tensorfile
+from .errors import CacheError, ModelError, SqueezeError, notice
 
 if TYPE_CHECKING:
     from .encoder import Encoder
@@ -82,10 +82,16 @@ def cache_root() -> Path:
     """squeeze's cache directory, read from the environment on every call."""
     explicit = os.environ.get(CACHE_ENV)
     if explicit:
-        return Path(os.path.expandvars(os.path.expanduser(explicit)))
-    import platformdirs
+        root = Path(os.path.expandvars(os.path.expanduser(explicit)))
+    else:
+        import platformdirs
 
-    return Path(platformdirs.user_cache_dir("squeeze", appauthor=False))
+        root = Path(platformdirs.user_cache_dir("squeeze", appauthor=False))
+    if os.path.exists(root) and not os.path.isdir(root):
+        named = f"{CACHE_ENV}={explicit}" if explicit else f"squeeze's cache directory {root}"
+        raise CacheError(f"{named} is a file, not a directory",
+                         hint=f"point {CACHE_ENV} at a directory (it is created if missing)")
+    return root
 
 
 # -- what the user asked for -----------------------------------------------------------------------
@@ -237,24 +243,51 @@ def remove(models: Sequence[str], all: bool = False) -> list[Entry]:
     """
     root = cache_root()
     entries = list_entries()
+    with _writing_cache(root):
+        return _remove(root, entries, models, all)
+
+
+def _remove(root: Path, entries: list[Entry], models: Sequence[str], all: bool) -> list[Entry]:
     if all:
         doomed = entries
         for path in damaged_entries():
             _delete_dir(root, path)
     else:
-        doomed, missing = [], []
+        doomed, missing, damaged = [], [], []
         for model in models:
             matches = _entries_named(model, entries)
-            if not matches:
+            broken = [] if matches else _damaged_named(root, model)
+            if not matches and not broken:
                 missing.append(model)
             doomed += [entry for entry in matches if entry not in doomed]
+            damaged += broken
         if missing:
             raise _not_cached(missing[0], others=len(missing) - 1)
+        for path in damaged:
+            _delete_dir(root, path)
+            notice(f"removed the damaged cache entry {path}")
     for entry in doomed:
         with _source_lock(root, entry.kind, entry.source_id):
             _delete_dir(root, entry.path)
     _drop_dangling_refs(root)
     return doomed
+
+
+def _damaged_named(root: Path, model: str) -> list[Path]:
+    """Damaged entry directories (see `damaged_entries`) of the model named as for `remove`."""
+    damaged = damaged_entries()
+    if not damaged:
+        return []
+    keys, prefix = {model}, None
+    try:
+        source = resolve_source(model)
+    except SqueezeError:
+        source = None
+    if source is not None and source.kind == "hub":
+        prefix = f"hub--{_repo_folder(source.id)}--".lower()
+    elif source is not None:
+        keys.add(_cached_key(root, source) or "")
+    return [path for path in damaged if path.name in keys or (prefix and path.name.lower().startswith(prefix))]
 
 
 def _entries_named(model: str, entries: list[Entry]) -> list[Entry]:
@@ -283,23 +316,31 @@ def _entries_of(kind: str, source_id: str, entries: list[Entry] | None = None) -
 
 
 def check_entry(entry: Entry, *, full: bool = False, name: str | None = None) -> None:
-    """Raise CacheError unless the entry's files are all there with their recorded sizes and the weights
-    file has a valid safetensors header; with `full`, also unless every sha256 matches."""
+    """Raise CacheError unless the entry's files are all there, readable, with their recorded sizes, the
+    weights file has a valid safetensors header, and every file whose modification time changed since
+    the build still has its recorded sha256; with `full`, every sha256 is checked."""
     name = name or entry.alias or entry.source_id
     for relative, recorded in entry.manifest["files"].items():
         path = entry.path / relative
         try:
-            size = path.stat().st_size
-        except OSError:
+            stat = path.stat()
+            if stat.st_size != recorded["size"]:
+                raise _damaged(entry, name, f"{relative} is {stat.st_size} bytes, expected {recorded['size']}")
+            if relative.endswith(".safetensors"):
+                tensorfile.read_header(path)
+            changed = recorded.get("mtime_ns") not in (None, stat.st_mtime_ns)
+            if (full or changed) and _sha256(path) != recorded["sha256"]:
+                raise _damaged(entry, name, f"{relative} does not match its checksum")
+        except tensorfile.HeaderError as problem:
+            raise _damaged(entry, name, f"{relative} {problem}") from None
+        except FileNotFoundError:
             raise _damaged(entry, name, f"{relative} is missing") from None
-        if size != recorded["size"]:
-            raise _damaged(entry, name, f"{relative} is {size} bytes, expected {recorded['size']}")
-        if relative.endswith(".safetensors"):
-            problem = _safetensors_problem(path, size)
-            if problem:
-                raise _damaged(entry, name, f"{relative} {problem}")
-        if full and _sha256(path) != recorded["sha256"]:
-            raise _damaged(entry, name, f"{relative} does not match its checksum")
+        except OSError as exc:
+            raise CacheError(
+                f"cannot read {path}: {exc.strerror or exc}",
+                hint=f"make squeeze's cache readable (e.g. chmod -R u+rwX {shlex.quote(str(entry.path))}), "
+                f"or remove the entry: squeeze models rm {shlex.quote(name)}",
+            ) from None
 
 
 # -- pulling ---------------------------------------------------------------------------------------
@@ -328,13 +369,10 @@ def _pull(
     notify: Notify | None = None,
 ) -> Entry:
     """`pull`; `notify` (from first use in `load_runtime`) hears when a model is about to be quantized.
-    It is told only once the download has worked, so a failure is reported by its error alone."""
-    def building() -> None:
-        if notify is not None:
-            notify(f"{source.name} is used for the first time: quantizing it to int8 (once; it is cached for next time)")
-
+    It is told only once the checkpoint has loaded, so a download or a checkpoint that fails is reported
+    by its error alone."""
     root = cache_root()
-    with _source_lock(root, source.kind, source.id):
+    with _writing_cache(root), _source_lock(root, source.kind, source.id):
         _remove_stale_temp(root)
         if source.kind == "dir":
             content = _content_hash(root, source.path)
@@ -342,31 +380,28 @@ def _pull(
             reusable = None if force else _intact_entry(root, key)
             if reusable is not None:
                 return reusable
-            building()
-            return _build(root, key, source, source.path, content, _dir_files(source.path), head_hint)
+            return _build(root, key, source, source.path, content, _dir_files(source.path), head_hint, notify)
 
         assert source.revision is not None
         offline = offline or hub.offline_from_env()
         if not force and (offline or _COMMIT_SHA.fullmatch(source.revision)):
-            known = _cached_entry(source)
-            if known is not None and _intact_entry(root, known.key) is not None:
-                return known
+            known = _cached_key(root, source)
+            if known is not None and (intact := _intact_entry(root, known)) is not None:
+                return intact
         snapshot = hub.fetch(source.id, source.revision, offline=offline, progress=progress)
         key = _hub_key(source.id, snapshot.commit)
         entry = None if force else _intact_entry(root, key)
         if entry is None:
-            building()
-            entry = _build(root, key, source, snapshot.path, snapshot.commit, list(snapshot.files), head_hint)
+            entry = _build(root, key, source, snapshot.path, snapshot.commit, list(snapshot.files), head_hint, notify)
         _write_ref(root, source.id, source.revision, snapshot.commit)
         return entry
 
 
 def _build(
-    root: Path, key: str, source: Source, source_dir: Path, commit: str, files: list[str], head_hint: str | None
+    root: Path, key: str, source: Source, source_dir: Path, commit: str, files: list[str], head_hint: str | None,
+    notify: Notify | None = None,
 ) -> Entry:
     """Quantize the checkpoint in `source_dir` and install it as entry `key`, atomically."""
-    from safetensors.torch import save_file
-
     from . import quantize
     from .runtime import Runtime
 
@@ -374,6 +409,8 @@ def _build(
     head = checkpoint_head(source_dir, raw, source.model.head if source.model else head_hint)
     id2label = _checked_labels(source, raw, head)
     runtime = Runtime.from_dir(source_dir, head, name=source.name)
+    if notify is not None:
+        notify(f"{source.name} is used for the first time: quantizing it to int8 (once; it is cached for next time)")
     parameters = sum(p.numel() for p in runtime.encoder.parameters())
     tensors, meta = quantize.quantize(runtime)
 
@@ -390,7 +427,7 @@ def _build(
                 target.write_text(json.dumps(patched, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
             else:
                 shutil.copyfile(source_dir / relative, target)
-        save_file(tensors, str(temp / WEIGHTS), metadata={"format": "pt", "squeezecli": __version__})
+        tensorfile.write(temp / WEIGHTS, tensors, metadata={"format": "pt", "squeezecli": __version__})
         manifest = {
             "format": MANIFEST_FORMAT,
             "source": {
@@ -434,7 +471,7 @@ def _checked_labels(source: Source, raw: dict[str, Any], head: str) -> dict[int,
     try:
         id2label = {int(k): str(v) for k, v in (raw.get("id2label") or {}).items()}
     except (TypeError, ValueError, AttributeError):
-        raise ModelError(f"config.json of model '{source.id}' has a malformed id2label") from None
+        raise ModelError("config.json's id2label is not a map from class ids to names") from None
     if head not in ("sequence", "token"):
         id2label = {}
     if source.model is None:
@@ -528,8 +565,8 @@ def _load_fp32(source: Source, head: str, *, offline: bool, progress: bool, noti
     else:
         assert source.revision is not None
         # The commit this revision was pulled at, so fp32 and int8 run the same weights, with no request.
-        entry = _cached_entry(source)
-        revision = entry.commit if entry is not None else source.revision
+        pulled = _read_ref(cache_root(), source.id, source.revision)
+        revision = pulled or source.revision
         downloaded_before = hub.cached_snapshot(source.id, revision) is not None
         model_dir = hub.fetch(source.id, revision, offline=offline, progress=progress).path
         if not downloaded_before:
@@ -571,19 +608,25 @@ def _require_head(available: list[str], head: str, source: Source) -> None:
 # -- finding entries without the network -------------------------------------------------------------
 
 
-def _cached_entry(source: Source) -> Entry | None:
-    """The entry this source resolves to locally (a Hub revision's ref, a directory's content), or None."""
-    root = cache_root()
+def _cached_key(root: Path, source: Source) -> str | None:
+    """The key this source resolves to locally (a Hub revision's ref, a directory's content), or None."""
     if source.kind == "dir":
-        key = _dir_key(source.path, _content_hash(root, source.path))
-    else:
-        assert source.revision is not None
-        commit = source.revision if _COMMIT_SHA.fullmatch(source.revision) else _read_ref(root, source.id, source.revision)
-        if commit is None:
-            return None
-        key = _hub_key(source.id, commit)
+        return _dir_key(source.path, _content_hash(root, source.path))
+    assert source.revision is not None
+    commit = source.revision if _COMMIT_SHA.fullmatch(source.revision) else _read_ref(root, source.id, source.revision)
+    return None if commit is None else _hub_key(source.id, commit)
+
+
+def _cached_entry(source: Source) -> Entry | None:
+    """The entry this source resolves to locally, or None if there is none. An entry directory that is
+    there but damaged (no manifest, or an unreadable one) is a CacheError: a run never uses or quietly
+    replaces a damaged entry; `pull` rebuilds it."""
+    root = cache_root()
+    key = _cached_key(root, source)
+    if key is None:
+        return None
     path = root / "entries" / key
-    if not (path / MANIFEST).is_file():
+    if not path.exists():
         return None
     try:
         return _read_entry(path)
@@ -613,6 +656,9 @@ def _intact_entry(root: Path, key: str) -> Entry | None:
 
 
 def _read_entry(path: Path) -> Entry:
+    if not (path / MANIFEST).exists():
+        raise CacheError(f"the cache entry {path} has no manifest",
+                         hint=f"remove it with `squeeze models rm --all` or delete {path}")
     manifest = _read_json(path / MANIFEST, CacheError)
     if manifest.get("format") != MANIFEST_FORMAT:
         raise CacheError(
@@ -662,7 +708,10 @@ def _drop_dangling_refs(root: Path) -> None:
         if not ref.is_file():
             continue
         folder = ref.relative_to(root / "refs" / "hub").parts[0]
-        commit = ref.read_text(encoding="utf-8", errors="replace").strip()
+        try:
+            commit = ref.read_text(encoding="utf-8", errors="replace").strip()
+        except OSError:
+            commit = ""  # unreadable: it points nowhere squeeze can use
         if not (root / "entries" / f"hub--{folder}--{commit}").is_dir():
             ref.unlink(missing_ok=True)
 
@@ -707,8 +756,7 @@ def _dir_files(directory: Path) -> list[str]:
         if single in present:
             weights = [single]
         elif index in present:
-            weight_map = _read_json(directory / index, ModelError).get("weight_map") or {}
-            weights = [index, *sorted(set(weight_map.values()))]
+            weights = [index, *hub.shard_names(directory / index, ModelError, str(directory))]
         if weights:
             break
     if not weights:
@@ -778,7 +826,8 @@ def _files_under(directory: Path) -> list[str]:
 
 
 def _file_record(path: Path) -> dict[str, Any]:
-    return {"size": path.stat().st_size, "sha256": _sha256(path)}
+    stat = path.stat()
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": _sha256(path)}
 
 
 def _sha256(path: Path) -> str:
@@ -787,29 +836,6 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _safetensors_problem(path: Path, size: int) -> str | None:
-    """Why `path` is not a complete safetensors file, or None: parses the header and checks that the
-    tensors it declares end exactly at the end of the file."""
-    try:
-        with open(path, "rb") as f:
-            prefix = f.read(8)
-            if len(prefix) < 8:
-                return "is shorter than a safetensors header"
-            header_size = int.from_bytes(prefix, "little")
-            if 8 + header_size > size:
-                return "has a header longer than the file"
-            header = json.loads(f.read(header_size))
-    except (OSError, UnicodeDecodeError, ValueError):
-        return "has a damaged safetensors header"
-    try:
-        end = max((info["data_offsets"][1] for name, info in header.items() if name != "__metadata__"), default=0)
-    except (KeyError, IndexError, TypeError, AttributeError):
-        return "has a damaged safetensors header"
-    if 8 + header_size + end != size:
-        return f"holds {size - 8 - header_size} bytes of tensor data, its header declares {end}"
-    return None
 
 
 def _write_durably(path: Path, text: str) -> None:
@@ -868,15 +894,47 @@ def _tensor_names(model_dir: Path) -> list[str]:
             continue
         if single.endswith(".safetensors"):
             try:
-                with open(path, "rb") as f:
-                    header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
-            except (OSError, UnicodeDecodeError, ValueError):
-                raise ModelError(f"{path} is not a valid safetensors file") from None
-            return [name for name in header if name != "__metadata__"]
+                return list(tensorfile.read_header(path))
+            except (OSError, tensorfile.HeaderError) as exc:
+                raise ModelError(f"{path} is not a readable safetensors file: {exc}") from None
         from .weights import read_checkpoint
 
         return list(read_checkpoint(model_dir).keys())
     return []
+
+
+# -- writing the cache -------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _writing_cache(root: Path) -> Iterator[None]:
+    """OSErrors of writing the cache as CacheErrors naming the cache and the fix: a read-only or full disk
+    is the user's to mend. An OSError about a file outside the cache is a model file that cannot be read."""
+    try:
+        yield
+    except SqueezeError:
+        raise
+    except OSError as exc:
+        named = [str(name) for name in (exc.filename, exc.filename2) if name]
+        reading_elsewhere = named and not any(name.startswith(str(root)) for name in named)
+        if reading_elsewhere and exc.errno not in _FULL_OR_READ_ONLY:
+            raise ModelError(f"cannot read {named[0]}: {exc.strerror or exc}") from exc
+        raise _unwritable(root, exc) from exc
+
+
+# A copy from a model directory into the cache fails with these, naming the source (shutil sets it).
+_FULL_OR_READ_ONLY = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
+
+
+def _unwritable(root: Path, exc: OSError) -> CacheError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        hint = f"free some space there, or point {CACHE_ENV} at a directory with room"
+    elif exc.errno in (errno.ENOTDIR, errno.EEXIST):
+        hint = f"something in squeeze's cache is a file where a directory belongs; point {CACHE_ENV} elsewhere"
+    else:
+        hint = (f"make it writable, or point {CACHE_ENV} at a writable directory; --precision fp32 runs a model "
+                "from the Hugging Face cache without squeeze's")
+    return CacheError(f"cannot write to squeeze's cache at {root}: {exc.strerror or exc}", hint=hint)
 
 
 # -- temp dirs, trash and locks -------------------------------------------------------------------------
@@ -950,5 +1008,4 @@ def _iso(timestamp: float) -> str:
 
 
 def _notice(message: str) -> None:
-    sys.stderr.write(f"squeeze: {message}\n")
-    sys.stderr.flush()
+    notice(message)

@@ -1,0 +1,85 @@
+"""The safetensors file format, read and written here without the safetensors package's writer.
+
+    8 bytes   little-endian length N of the header
+    N bytes   JSON: {name: {"dtype": "F32", "shape": [...], "data_offsets": [begin, end]}, "__metadata__": {...}}
+    the rest  the tensors' bytes, back to back, at their offsets
+
+Writing it ourselves keeps a full disk or a read-only directory an ordinary OSError (the package's Rust
+writer reports them as its own exception type) and needs no numpy (safetensors 0.8's `save_file` imports
+it). Tensors are read with `safetensors.torch.load_file`, which memory-maps the file.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+if TYPE_CHECKING:
+    import torch
+
+# Larger than any header a model's safetensors file has (a few hundred kB for thousands of tensors).
+MAX_HEADER_BYTES = 100 << 20
+_DTYPES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "float64": "F64", "int8": "I8", "uint8": "U8",
+           "int16": "I16", "int32": "I32", "int64": "I64", "bool": "BOOL"}
+
+
+class HeaderError(ValueError):
+    """The file is not a complete safetensors file; the message says how."""
+
+
+def read_header(path: Path) -> dict[str, Any]:
+    """The tensors' entries of a safetensors file's header (without "__metadata__"), checked to describe
+    exactly the bytes the file holds. OSError (a missing or unreadable file) passes through."""
+    size = os.stat(path).st_size
+    with open(path, "rb") as f:
+        prefix = f.read(8)
+        if len(prefix) < 8:
+            raise HeaderError("is shorter than a safetensors header")
+        header_size = int.from_bytes(prefix, "little")
+        if 8 + header_size > size or header_size > MAX_HEADER_BYTES:
+            raise HeaderError("has a header longer than the file")
+        try:
+            header = json.loads(f.read(header_size))
+        except (UnicodeDecodeError, ValueError):
+            raise HeaderError("has a damaged safetensors header") from None
+    if not isinstance(header, dict):
+        raise HeaderError("has a damaged safetensors header")
+    header.pop("__metadata__", None)
+    try:
+        end = max((int(entry["data_offsets"][1]) for entry in header.values()), default=0)
+    except (KeyError, IndexError, TypeError, ValueError):
+        raise HeaderError("has a damaged safetensors header") from None
+    if 8 + header_size + end != size:
+        raise HeaderError(f"holds {size - 8 - header_size} bytes of tensor data, its header declares {end}")
+    return header
+
+
+def write(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    """Write `tensors` (contiguous CPU tensors) to `path` in safetensors format, and fsync it."""
+    header: dict[str, Any] = {"__metadata__": dict(metadata)} if metadata else {}
+    offset = 0
+    for name, tensor in tensors.items():
+        dtype = _DTYPES.get(str(tensor.dtype).removeprefix("torch."))
+        if dtype is None or not tensor.is_contiguous() or tensor.device.type != "cpu":
+            raise ValueError(f"cannot store {name}: {tensor.dtype} on {tensor.device}, contiguous={tensor.is_contiguous()}")
+        nbytes = tensor.numel() * tensor.element_size()
+        header[name] = {"dtype": dtype, "shape": list(tensor.shape), "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    encoded = json.dumps(header, separators=(",", ":")).encode()
+    encoded += b" " * (-len(encoded) % 8)  # the format's recommended alignment of the data
+    with open(path, "wb") as f:
+        f.write(len(encoded).to_bytes(8, "little"))
+        f.write(encoded)
+        for tensor in tensors.values():
+            _write_bytes(f, tensor)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _write_bytes(f: BinaryIO, tensor: torch.Tensor) -> None:
+    nbytes = tensor.numel() * tensor.element_size()
+    if nbytes:
+        f.write(memoryview((ctypes.c_char * nbytes).from_address(tensor.data_ptr())))
