@@ -20,7 +20,45 @@ def isolated_caches(tmp_path, monkeypatch):
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.delenv("SQUEEZE_DEBUG", raising=False)
 
-from hubserver import hub  # noqa: E402,F401  (the loopback Hub fixture, for every test file)
+from hubserver import CDN_HOST, HUB_HOST, HubServer  # noqa: E402  (tests/hubserver.py: the standard library only)
+
+
+def _point_huggingface_hub_at(monkeypatch, endpoint: str, hf_home: Path) -> None:
+    """Patch the values huggingface_hub froze at import, for callers that rely on its defaults."""
+    import huggingface_hub.constants as constants
+    import huggingface_hub.file_download as file_download
+
+    template = endpoint + "/{repo_id}/resolve/{revision}/{filename}"
+    monkeypatch.setattr(constants, "ENDPOINT", endpoint)
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", template)
+    if hasattr(file_download, "HUGGINGFACE_CO_URL_TEMPLATE"):  # 0.x formats URLs from its own copy
+        monkeypatch.setattr(file_download, "HUGGINGFACE_CO_URL_TEMPLATE", template)
+    monkeypatch.setattr(constants, "HF_HOME", str(hf_home))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hf_home / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    # Never send a token the developer stored with `hf auth login`.
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(hf_home / "token"))
+    monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(hf_home / "stored_tokens"))
+
+
+@pytest.fixture
+def hub(tmp_path: Path, monkeypatch):
+    """A fresh loopback Hub; HF_ENDPOINT points at it and the HF cache is private to the test."""
+    server = HubServer().start()
+    hf_home = tmp_path / "hf-home"
+    monkeypatch.setenv("HF_ENDPOINT", server.url)
+    monkeypatch.setenv("HF_HOME", str(hf_home))
+    monkeypatch.setenv("HF_HUB_CACHE", str(hf_home / "hub"))
+    monkeypatch.delenv("HUGGINGFACE_HUB_CACHE", raising=False)
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NO_PROXY", f"{HUB_HOST},{CDN_HOST}")
+    monkeypatch.setenv("no_proxy", f"{HUB_HOST},{CDN_HOST}")
+    _point_huggingface_hub_at(monkeypatch, server.url, hf_home)
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -26,13 +26,11 @@ import json
 import re
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote, urlsplit
-
-import pytest
 
 HUB_HOST = "127.0.0.1"
 CDN_HOST = "localhost"
@@ -530,41 +528,3 @@ def _tree(files: dict[str, StoredFile], under: str, recursive: bool) -> list[dic
                 entry["lfs"] = {"oid": stored.sha256, "size": len(stored.data), "pointerSize": LFS_POINTER_SIZE}
             entries[stored.path] = entry
     return [entries[path] for path in sorted(entries)]
-
-
-def _point_huggingface_hub_at(monkeypatch: pytest.MonkeyPatch, endpoint: str, hf_home: Path) -> None:
-    """Patch the values huggingface_hub froze at import, for callers that rely on its defaults."""
-    import huggingface_hub.constants as constants
-    import huggingface_hub.file_download as file_download
-
-    template = endpoint + "/{repo_id}/resolve/{revision}/{filename}"
-    monkeypatch.setattr(constants, "ENDPOINT", endpoint)
-    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", template)
-    if hasattr(file_download, "HUGGINGFACE_CO_URL_TEMPLATE"):  # 0.x formats URLs from its own copy
-        monkeypatch.setattr(file_download, "HUGGINGFACE_CO_URL_TEMPLATE", template)
-    monkeypatch.setattr(constants, "HF_HOME", str(hf_home))
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hf_home / "hub"))
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    # Never send a token the developer stored with `hf auth login`.
-    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(hf_home / "token"))
-    monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(hf_home / "stored_tokens"))
-
-
-@pytest.fixture
-def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[HubServer]:
-    """A fresh loopback Hub; HF_ENDPOINT points at it and the HF cache is private to the test."""
-    server = HubServer().start()
-    hf_home = tmp_path / "hf-home"
-    monkeypatch.setenv("HF_ENDPOINT", server.url)
-    monkeypatch.setenv("HF_HOME", str(hf_home))
-    monkeypatch.setenv("HF_HUB_CACHE", str(hf_home / "hub"))
-    monkeypatch.delenv("HUGGINGFACE_HUB_CACHE", raising=False)
-    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("NO_PROXY", f"{HUB_HOST},{CDN_HOST}")
-    monkeypatch.setenv("no_proxy", f"{HUB_HOST},{CDN_HOST}")
-    _point_huggingface_hub_at(monkeypatch, server.url, hf_home)
-    try:
-        yield server
-    finally:
-        server.stop()

@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from hubserver import HubServer, hub  # noqa: F401  (`hub` is a fixture)
+from hubserver import HubServer
 from squeezecli.errors import ModelError, NetworkError
 from squeezecli.hub import cached_snapshot, fetch, hf_cache_dir, validate_repo_id
 

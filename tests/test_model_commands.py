@@ -16,7 +16,7 @@ from pathlib import Path
 import factory
 import pytest
 from click.testing import CliRunner, Result
-from hubserver import HubServer, hub  # noqa: F401  (`hub` is a fixture)
+from hubserver import HubServer
 
 from squeezecli import model_commands
 from squeezecli.cli import SqueezeGroup

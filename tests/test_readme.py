@@ -71,13 +71,25 @@ def test_zero_shot_and_model_classification_both_have_examples():
     assert any(re.search(r"squeeze classify .*(-m|--model) ", step) for step in steps)
 
 
-def test_the_test_command_is_what_ci_runs():
+def test_the_test_commands_are_what_ci_runs():
     ci = (readme_examples.ROOT / ".ci" / "run").read_text(encoding="utf-8")
-    shown = re.search(r"Test it .*?\n\n    ([^\n]+)\n", README_TEXT, re.DOTALL)
-    assert shown, "README.md's Set up section lost its 'Test it' command"
-    ci_commands = [line.strip().replace("pip install -q", "pip install") for line in ci.splitlines()
-                   if line.strip().startswith(("pip ", "python -m pytest"))]
-    assert shown[1].split(" && ") == ci_commands
+    shown = re.search(r"Test it .*?\n\n((?:    [^\n]+\n)+)", README_TEXT, re.DOTALL)
+    assert shown, "README.md's Set up section lost its 'Test it' commands"
+    readme_commands = [part for line in shown[1].splitlines() for part in line.strip().split(" && ")]
+    # .ci/run runs each in its own venv: `.venv-user/bin/python x` is `python x` in that venv.
+    ci_commands = [re.sub(r"^\.venv[\w-]*/bin/python ", "python ", line.strip().replace("pip install -q", "pip install"))
+                   for line in ci.splitlines() if re.match(r"\s*(pip |python -m pytest|\.venv[\w-]*/bin/python )", line)]
+    assert readme_commands == ci_commands
+
+
+def test_the_run_it_line_is_what_the_user_environment_suite_runs():
+    import sys
+
+    sys.path.insert(0, str(readme_examples.ROOT / "tests" / "user_env"))
+    import smoke
+
+    assert smoke.readme_run_line().startswith("pip install torch==2.13.0 && pip install -e . && ")
+    assert smoke.readme_run_line().endswith("| squeeze sentiment")
 
 
 # -- the helper itself: how transcripts are read and compared ----------------------------------------
