@@ -20,7 +20,7 @@ from pathlib import Path
 import factory
 import pytest
 import torch
-from hubserver import HubServer, hub  # noqa: F401  (`hub` is a fixture)
+from hubserver import HubServer
 from sentences import HANDWRITTEN
 
 from squeezecli import quantize, store
@@ -284,24 +284,24 @@ def test_offline_pull_quantizes_a_model_already_in_the_hf_cache(hub: HubServer, 
 
 
 def test_quantization_killed_while_writing_leaves_no_entry(hub: HubServer, checkpoints, monkeypatch) -> None:
-    import safetensors.torch
+    from squeezecli import tensorfile
 
     hub.add_repo("acme/sst", checkpoints("sst", "distilbert", "sequence"))
-    real_save = safetensors.torch.save_file
+    real_write = tensorfile.write
 
-    def dies_half_way(tensors, filename, metadata=None):
-        real_save(tensors, filename, metadata=metadata)
-        with open(filename, "r+b") as f:
-            f.truncate(os.path.getsize(filename) // 2)
+    def dies_half_way(path, tensors, metadata=None):
+        real_write(path, tensors, metadata=metadata)
+        with open(path, "r+b") as f:
+            f.truncate(os.path.getsize(path) // 2)
         raise KeyboardInterrupt  # what Ctrl-C delivers in the middle of a write
 
-    monkeypatch.setattr(safetensors.torch, "save_file", dies_half_way)
+    monkeypatch.setattr(tensorfile, "write", dies_half_way)
     with pytest.raises(KeyboardInterrupt):
         store.pull("acme/sst")
     assert store.list_entries() == []
     assert list((cache_dir() / "tmp").iterdir()) == []
 
-    monkeypatch.setattr(safetensors.torch, "save_file", real_save)
+    monkeypatch.setattr(tensorfile, "write", real_write)
     entry = store.pull("acme/sst")
     store.check_entry(entry, full=True)
 
@@ -311,14 +311,13 @@ def test_a_pull_killed_by_sigkill_is_not_mistaken_for_a_model(hub: HubServer, ch
     # A real process, killed with SIGKILL while it writes the weights: no cleanup code runs in it.
     script = textwrap.dedent("""
         import sys, time
-        import safetensors.torch
-        from squeezecli import store
-        real_save = safetensors.torch.save_file
-        def stalls(tensors, filename, metadata=None):
-            real_save(tensors, filename, metadata=metadata)
+        from squeezecli import store, tensorfile
+        real_write = tensorfile.write
+        def stalls(path, tensors, metadata=None):
+            real_write(path, tensors, metadata=metadata)
             print("writing", flush=True)
             time.sleep(60)
-        safetensors.torch.save_file = stalls
+        tensorfile.write = stalls
         store.pull("acme/sst", progress=False)
     """)
     child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
@@ -381,15 +380,37 @@ def test_truncated_weights_are_a_cache_error_naming_the_fix(hub: HubServer, chec
     store.load_runtime("acme/sst", "sequence")
 
 
-def test_a_flipped_byte_is_found_by_verify_and_repaired_by_pull(hub: HubServer, checkpoints, quantize_calls) -> None:
+def test_a_flipped_byte_is_found_at_load_by_its_new_mtime(hub: HubServer, checkpoints) -> None:
     hub.add_repo("acme/sst", checkpoints("sst", "distilbert", "sequence"))
     entry = store.pull("acme/sst")
     weights = entry.path / "model.safetensors"
     data = bytearray(weights.read_bytes())
     data[len(data) // 2] ^= 0xFF  # inside the tensor data: sizes and header still look right
-    weights.write_bytes(bytes(data))
+    weights.write_bytes(bytes(data))  # ...but its modification time is new, so the checksum is checked
 
-    store.info("acme/sst")  # the cheap check every load makes does not read the data
+    with pytest.raises(CacheError, match="checksum") as damaged:
+        store.load_runtime("acme/sst", "sequence")
+    assert "pull --force" in damaged.value.hint
+
+
+def test_a_file_touched_but_unchanged_still_loads(hub: HubServer, checkpoints) -> None:
+    hub.add_repo("acme/sst", checkpoints("sst", "distilbert", "sequence"))
+    entry = store.pull("acme/sst")
+    os.utime(entry.path / "model.safetensors", ns=(1, 1))  # as a copy without -p leaves it
+    store.load_runtime("acme/sst", "sequence")
+
+
+def test_a_flipped_byte_is_found_by_verify_and_repaired_by_pull(hub: HubServer, checkpoints, quantize_calls) -> None:
+    hub.add_repo("acme/sst", checkpoints("sst", "distilbert", "sequence"))
+    entry = store.pull("acme/sst")
+    weights = entry.path / "model.safetensors"
+    recorded = weights.stat().st_mtime_ns
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # inside the tensor data: sizes and header still look right
+    weights.write_bytes(bytes(data))
+    os.utime(weights, ns=(recorded, recorded))  # and the time it was built, as a careful saboteur leaves it
+
+    store.info("acme/sst")  # the cheap check every load makes does not read the data then
     with pytest.raises(CacheError, match="checksum") as damaged:
         store.info("acme/sst", verify=True)
     assert "pull --force" in damaged.value.hint
