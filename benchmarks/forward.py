@@ -30,8 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from processes import DISTURBED_CORES, cpu_busy_seconds, wait_for_quiet  # noqa: E402
-from squeezecli.encoder import flops_per_token  # noqa: E402
-from squeezecli.runtime import TOKENS_PER_PASS, Runtime  # noqa: E402
+
+from squeezecli.model.encoder import flops_per_token  # noqa: E402
+from squeezecli.model.runtime import TOKENS_PER_PASS, Runtime  # noqa: E402
 
 PEAK_SHAPES = {"2048^3": (2048, 2048, 2048), "4096x768x3072": (4096, 768, 3072)}  # M x K x N
 

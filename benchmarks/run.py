@@ -73,7 +73,7 @@ def parse_args() -> argparse.Namespace:
 # Without an int8 kernel squeeze runs an int8 entry dequantized (fp32 speed) with only a notice: here
 # that is a failure, so that no fp32 figure is reported as int8.
 PULL_INT8 = (
-    "import sys, squeezecli; from squeezecli import quantize; "
+    "import sys, squeezecli; from squeezecli.precision import int8 as quantize; "
     "assert quantize.int8_backend(), 'no int8 kernel in this torch'; "
     "squeezecli.load('sentiment', model=sys.argv[1])"
 )

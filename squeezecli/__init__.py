@@ -1,6 +1,23 @@
-"""squeeze: compact encoder NLP from the shell."""
+"""squeeze: compact encoder NLP from the shell.
 
-__version__ = "0.1.0"
+Layers, each a subpackage whose docstring says what it owns and may import (a test checks the rule):
+
+    cli/           Click commands and options                      -> api, io, store, model.loader, tasks
+    api.py         `load`: a task bound to a model, as a callable  -> tasks, model, store, io
+    tasks/         what each task makes of the model's output      -> model, io
+    model/         config, checkpoint files, tokenizer, encoder    -> (loader.py alone: store, precision)
+    precision/     int8 (and other) projections, quantization      -> model
+    store/         sources, the Hub, the cache of built entries    -> model.layout, model.tensorfile
+    io/            records in, batches, results out                -> errors, environment
+    integrations/  Ray Data                                        -> api, io
+    environment.py, errors.py: read by every layer.
+
+Data flows one way: input -> batches -> tokenizer -> encoder -> task -> writer.
+"""
+
+from ._version import __version__
+
+__all__ = ["__version__", "load"]
 
 
 def load(task: str, model: str | None = None, **kwargs):

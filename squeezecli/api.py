@@ -10,14 +10,11 @@ and returns a `Pipeline`: a callable from a list of texts to one result dict per
 
 from __future__ import annotations
 
-import inspect
-
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from .stream import run_bucketed
-
-DEFAULT_BATCH_SIZE = 32
+from .environment import Environment
+from .io.batches import DEFAULT_BATCH_SIZE, run_bucketed
 
 
 class Pipeline:
@@ -55,28 +52,22 @@ def load(
     max_length: int | None = None,
     threads: int | None = None,
     progress: bool = False,
-    notify: Callable[[str], None] | None = None,
+    env: Environment | None = None,
     **options: Any,
 ) -> Pipeline:
     """A ready pipeline for `task` ("sentiment", "classify", "zero-shot", "qa", "ner", "embed").
 
     `model` defaults to the task's catalogue default; `options` are the task's own (top_k, labels,
-    questions, aggregation, ...). `notify` receives one-line notices (first-use pulls, int8 fallback).
+    questions, aggregation, ...). `threads` sets torch's thread count for the process; notices (a
+    first-use pull, an int8 fallback) go to `env`'s stderr (default: this process's environment).
     """
-    import torch
-
-    from . import catalogue, store
+    from .model import loader, process
+    from .store import catalogue
     from .tasks import task_class
 
-    if threads:
-        torch.set_num_threads(threads)
+    env = env or Environment.from_os()
+    process.prepare(threads)
     cls = task_class(task)
-    name = model or catalogue.default_for(task)
-    runtime = store.load_runtime(
-        name, cls.head, precision=precision, revision=revision, offline=offline, progress=progress, notify=notify
-    )
-    if max_length:
-        options["max_length"] = max_length
-    if "batch_size" in inspect.signature(cls).parameters:
-        options["batch_size"] = batch_size  # tasks that expand inputs (QA windows, NLI pairs) bound each call
-    return Pipeline(cls(runtime, **options), batch_size)
+    runtime = loader.load_runtime(model or catalogue.default_for(task), cls.head, precision=precision,
+                                  revision=revision, offline=offline, progress=progress, env=env)
+    return Pipeline(cls(runtime, max_length=max_length, batch_size=batch_size, **options), batch_size)

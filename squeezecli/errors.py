@@ -1,17 +1,16 @@
 """Errors a user can trigger, their exit statuses, and the one-line report the CLI prints for them.
 
 Every module raises a `SqueezeError` subclass for anything the user can fix (a typo in a path, a model
-that does not exist, no network); `squeezecli.cli` is the only place that catches them and calls `report`.
+that does not exist, no network); `squeezecli.cli.main` is the only place that catches them and calls
+`report`. Every layer may import this module; it imports nothing of squeeze's at module level.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import sys
 import traceback
 from enum import IntEnum
-from typing import ClassVar
+from typing import ClassVar, TextIO
 
 DEBUG_ENV = "SQUEEZE_DEBUG"
 
@@ -70,37 +69,28 @@ class OutputError(SqueezeError):
     status = ExitStatus.OUTPUT
 
 
-def debug_enabled() -> bool:
-    return os.environ.get(DEBUG_ENV, "") not in ("", "0")
-
-
-def report(exc: BaseException) -> ExitStatus:
+def report(exc: BaseException, *, stderr: TextIO | None, debug: bool = False) -> ExitStatus:
     """Print `exc` on stderr as `squeeze: error: ...` (plus a hint line) and return the exit status.
 
     A `SqueezeError` is expected and gets its own message and status; anything else is a bug in squeeze
-    and is reported as an internal error. With SQUEEZE_DEBUG=1 the traceback is printed first, for both.
+    and is reported as an internal error. With `debug` (SQUEEZE_DEBUG=1) the traceback is printed first.
     """
-    if debug_enabled() and sys.stderr is not None:
-        traceback.print_exception(exc, file=sys.stderr)
+    if debug and stderr is not None:
+        traceback.print_exception(exc, file=stderr)
     if isinstance(exc, SqueezeError):
-        _print_error("error", exc.message, exc.hint)
-        return exc.status
-    detail = str(exc)
-    _print_error(
-        "internal error",
-        f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__,
-        None if debug_enabled() else f"set {DEBUG_ENV}=1 for the traceback",
-    )
-    return ExitStatus.ERROR
+        kind, message, hint, status = "error", exc.message, exc.hint, exc.status
+    else:
+        detail = str(exc)
+        kind, message, status = "internal error", f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__, ExitStatus.ERROR
+        hint = None if debug else f"set {DEBUG_ENV}=1 for the traceback"
+    # Plain writes, not Rich: a message that names a file like "notes[1].txt" must not be read as markup,
+    # and it must stay on one line whatever the terminal width.
+    write_stderr(stderr, f"squeeze: {kind}: {one_line(message)}\n" + (f"  hint: {one_line(hint)}\n" if hint else ""))
+    return status
 
 
-def notice(message: str) -> None:
-    """One line on stderr for the user ("squeeze: ..."), e.g. a first-use download or a cut line."""
-    _write_stderr(f"squeeze: {_one_line(message)}\n")
-
-
-def _write_stderr(text: str) -> None:
-    stream = sys.stderr
+def write_stderr(stream: TextIO | None, text: str) -> None:
+    """`text` on `stream` (stderr), whatever state it is in."""
     if stream is None:  # started with stderr closed (`2>&-`): nowhere to say it
         return
     try:
@@ -110,13 +100,7 @@ def _write_stderr(text: str) -> None:
         pass
 
 
-def _print_error(kind: str, message: str, hint: str | None) -> None:
-    # Plain writes, not Rich: a message that names a file like "notes[1].txt" must not be read as markup,
-    # and it must stay on one line whatever the terminal width.
-    _write_stderr(f"squeeze: {kind}: {_one_line(message)}\n" + (f"  hint: {_one_line(hint)}\n" if hint else ""))
-
-
-def _one_line(text: str) -> str:
+def one_line(text: str) -> str:
     return printable(" ".join(text.splitlines()))
 
 

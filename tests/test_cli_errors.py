@@ -17,8 +17,10 @@ import pytest
 from click.testing import CliRunner
 
 import squeezecli
-from squeezecli import cli, options
+from squeezecli import cli
+from squeezecli.cli import options
 from squeezecli.errors import ExitStatus, ModelError
+from squeezecli.io import pipeline
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -133,7 +135,7 @@ def test_library_errors_keep_their_status_and_hint(monkeypatch):
     def fail(*args, **kwargs):
         raise ModelError("no model called 'nope'", hint="see `squeeze models list`")
 
-    monkeypatch.setattr(options, "open_writer", fail)
+    monkeypatch.setattr(pipeline, "open_writer", fail)
     result = run(["echo-lines"], input="a\n")
     assert result.exit_code == ExitStatus.MODEL
     assert result.stderr == "squeeze: error: no model called 'nope'\n  hint: see `squeeze models list`\n"
@@ -165,7 +167,7 @@ def fail_in_writer(monkeypatch, exc):
     def write_batch(self, rows):
         raise exc
 
-    monkeypatch.setattr("squeezecli.output.JsonLinesWriter.write_batch", write_batch)
+    monkeypatch.setattr("squeezecli.io.writers.JsonLinesWriter.write_batch", write_batch)
 
 
 def test_bug_is_one_line_internal_error_with_debug_hint(monkeypatch):

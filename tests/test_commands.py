@@ -12,15 +12,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import factory
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import factory
 import squeezecli
-from squeezecli import catalogue
 from squeezecli.cli import squeeze
 from squeezecli.errors import ExitStatus
+from squeezecli.store import catalogue
 
 ROOT = Path(__file__).resolve().parent.parent
 TEXTS = ["I loved this film, truly wonderful.", "", "Dreadful service and cold food.", "Berlin is in Germany."]

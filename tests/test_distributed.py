@@ -11,11 +11,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import factory
 import pytest
+import sentences
 from click.testing import CliRunner
 
-import factory
-import sentences
 from squeezecli.cli import squeeze
 from squeezecli.errors import ExitStatus
 
@@ -30,12 +30,12 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.con
 
 @pytest.fixture(scope="module")
 def cluster():
-    from squeezecli.distributed import loopback_only_ray
+    from squeezecli.cli.distributed import loopback_only_ray
 
     loopback_only_ray()  # before the module's first `import ray`
     import ray
 
-    from squeezecli import raydata
+    from squeezecli.integrations import raydata
 
     raydata.start_local_cluster(2, logging_level=logging.WARNING, log_to_driver=False)
     yield
@@ -148,9 +148,9 @@ def test_embed_over_json_lines_keeps_their_fields_in_jsonl_and_parquet(cluster, 
 def test_a_model_a_worker_cannot_load_arrives_as_squeezes_own_error(cluster, text_files, tmp_path):
     # The command checks the model on this machine first; a worker on a machine without it must still
     # fail with squeeze's own error, not a Ray traceback.
-    from squeezecli import raydata
     from squeezecli.errors import ModelError
-    from squeezecli.stream import read_records
+    from squeezecli.integrations import raydata
+    from squeezecli.io.records import read_records
 
     with pytest.raises(ModelError, match="no such model directory"):
         raydata.run(read_records([str(text_files[0])]), "sentiment", str(tmp_path / "absent"), {},
@@ -163,7 +163,7 @@ def test_batch_inference_takes_numpy_or_arrow_batches_and_keeps_other_columns(mo
     import pyarrow as pa
 
     import squeezecli
-    from squeezecli.raydata import BatchInference
+    from squeezecli.integrations.raydata import BatchInference
 
     texts = sentences.varied(10, seed=3)
     step = BatchInference("sentiment", str(models["sentiment"]), text_column="review")

@@ -15,8 +15,9 @@ from pathlib import Path
 import torch
 from click.testing import CliRunner
 
-from squeezecli import __version__, quantize
+from squeezecli import __version__
 from squeezecli.cli import squeeze
+from squeezecli.precision import int8 as quantize
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "hf_doctorSECRETtoken0123456789abcdef"

@@ -3,13 +3,13 @@
 import json
 import pickle
 
+import factory
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-import factory
 from squeezecli.errors import ModelError
-from squeezecli.weights import load_encoder
+from squeezecli.model.weights import load_encoder
 
 ARCHS = ["bert", "squeezebert", "distilbert", "roberta"]
 HEADS = ["base", "sequence", "token", "qa"]

@@ -18,12 +18,19 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+import factory
 import pytest
 import torch
+from processes import (
+    ROOT,
+    SQUEEZE,
+    in_small_filesystem,
+    run_measured,
+    squeeze_env,
+    unprivileged,
+)
 from safetensors.torch import load_file, save_file
 
-import factory
-from processes import ROOT, SQUEEZE, in_small_filesystem, run_measured, squeeze_env, unprivileged
 from squeezecli.errors import ExitStatus
 
 
@@ -100,7 +107,7 @@ def test_every_module_squeezecli_imports_is_declared_in_pyproject():
     undeclared = {}
     for module, files in _third_party_imports().items():
         distributions = {normalized(name) for name in providers.get(module, [module])}
-        needed = declared | (optional["ray"] if files <= {"squeezecli/raydata.py", "squeezecli/distributed.py"} else set())
+        needed = declared | (optional["ray"] if files <= {"squeezecli/integrations/raydata.py", "squeezecli/cli/distributed.py"} else set())
         if not distributions & needed:
             undeclared[module] = sorted(files)
     assert undeclared == {}, f"imported but not declared in pyproject.toml: {undeclared}"

@@ -13,14 +13,14 @@ import sys
 import tempfile
 from pathlib import Path
 
+import factory
 import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-
-import factory
-import squeezecli
 from processes import run_measured, squeeze_env
+
+import squeezecli
 from squeezecli.cli import squeeze
 from squeezecli.errors import ExitStatus
 

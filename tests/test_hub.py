@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from hubserver import HubServer
 from safetensors.torch import load_file, save_file
 
-from hubserver import HubServer
+from squeezecli.environment import Environment
 from squeezecli.errors import ModelError, NetworkError
-from squeezecli.hub import cached_snapshot, fetch, hf_cache_dir, validate_repo_id
+from squeezecli.store.hub import cached_snapshot, fetch, validate_repo_id
 
 TOKEN = "hf_TestTokenThatMustNeverBeShown123"
 TOKENIZER = {
@@ -97,7 +98,7 @@ def test_fetch_downloads_only_the_files_squeeze_needs(hub: HubServer, tmp_path: 
     assert set(snapshot.files) == expected
     assert set(hub.downloaded_files()) == expected
     assert snapshot.commit == commit
-    assert snapshot.path == hf_cache_dir() / "models--acme--busy" / "snapshots" / commit
+    assert snapshot.path == Environment.from_os().hf_cache_dir / "models--acme--busy" / "snapshots" / commit
     assert snapshot_bytes(snapshot.path, snapshot.files) == source_bytes(repo, snapshot.files)
     on_disk = {p.relative_to(snapshot.path).as_posix() for p in snapshot.path.rglob("*") if p.is_file()}
     assert on_disk == expected
@@ -111,7 +112,7 @@ def test_fetch_uses_the_standard_cache_that_huggingface_hub_reads(hub: HubServer
     hub.add_repo("acme/shared", basic_repo(tmp_path))
     snapshot = fetch("acme/shared", progress=False)
 
-    found = try_to_load_from_cache("acme/shared", "model.safetensors", cache_dir=str(hf_cache_dir()))
+    found = try_to_load_from_cache("acme/shared", "model.safetensors", cache_dir=str(Environment.from_os().hf_cache_dir))
     assert isinstance(found, str) and Path(found) == snapshot.path / "model.safetensors"
 
 
@@ -120,7 +121,7 @@ def test_a_model_a_transformers_user_downloaded_is_reused_offline(hub: HubServer
 
     repo = basic_repo(tmp_path)
     commit = hub.add_repo("acme/their-download", repo)
-    snapshot_download("acme/their-download", cache_dir=str(hf_cache_dir()))  # what from_pretrained does
+    snapshot_download("acme/their-download", cache_dir=str(Environment.from_os().hf_cache_dir))  # what from_pretrained does
     hub.clear_requests()
 
     snapshot = fetch("acme/their-download", offline=True)

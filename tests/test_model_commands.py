@@ -18,10 +18,10 @@ import pytest
 from click.testing import CliRunner, Result
 from hubserver import HubServer
 
-from squeezecli import model_commands
-from squeezecli.cli import SqueezeGroup
+from squeezecli import environment
+from squeezecli.cli.main import SqueezeGroup
+from squeezecli.cli.models import models
 from squeezecli.errors import ExitStatus
-from squeezecli.model_commands import models
 
 TOKEN = "hf_SecretTokenThatMustNeverBeShown42"
 
@@ -69,7 +69,7 @@ def test_pull_list_info_rm(hub: HubServer, sst: Path) -> None:
 def test_list_is_a_table_on_a_terminal(hub: HubServer, sst: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     commit = hub.add_repo("acme/sst", sst)
     squeeze("pull", "acme/sst")
-    monkeypatch.setattr(model_commands, "is_terminal", lambda stream: True)
+    monkeypatch.setattr(environment, "is_terminal", lambda stream: True)
 
     table = squeeze("list")
     assert table.exit_code == 0
@@ -147,8 +147,8 @@ def test_list_info_rm_do_not_import_torch(hub: HubServer, sst: Path) -> None:
     script = textwrap.dedent("""
         import sys
         from click.testing import CliRunner
-        from squeezecli.cli import SqueezeGroup
-        from squeezecli.model_commands import models
+        from squeezecli.cli.main import SqueezeGroup
+        from squeezecli.cli.models import models
         group = SqueezeGroup(name="squeeze")
         group.add_command(models)
         for args in (["list"], ["info", "acme/sst", "--verify"], ["aliases"], ["rm", "acme/sst"], ["list"]):

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from squeezecli.output import DelimitedWriter, JsonLinesWriter, open_writer, row_for
-from squeezecli.stream import Record
+from squeezecli.io.records import Record
+from squeezecli.io.writers import DelimitedWriter, JsonLinesWriter, open_writer, row_for
 
 
 class CountingStream(io.StringIO):

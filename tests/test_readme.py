@@ -21,9 +21,10 @@ BLOCKS = parse_blocks(README_TEXT)
 
 @pytest.fixture(scope="module")
 def transcripts() -> list[str]:
-    from squeezecli import quantize
+    from squeezecli.environment import Environment
+    from squeezecli.precision.int8 import int8_backend
 
-    if quantize.int8_backend() is None:
+    if int8_backend(Environment.from_os().kernel) is None:
         pytest.skip("the examples show int8 runs; on a CPU without an int8 kernel squeeze runs fp32 and says so")
     return [actual for _, actual in readme_examples.run_all(BLOCKS)]
 

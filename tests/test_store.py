@@ -1,4 +1,5 @@
-"""squeezecli.store: pull -> quantize -> cache -> load, against the loopback Hub with the real download code.
+"""squeezecli.store and squeezecli.model.loader: pull -> quantize -> cache -> load, against the loopback Hub
+with the real download code.
 
 Models are tiny random-weight checkpoints built by tests/factory.py; most use the ~2000-token cased
 vocabulary to stay fast, the size and fidelity tests the real 30522-token uncased one.
@@ -6,6 +7,8 @@ vocabulary to stay fast, the size and fidelity tests the real 30522-token uncase
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import json
 import os
 import shutil
@@ -23,10 +26,14 @@ import torch
 from hubserver import HubServer
 from sentences import HANDWRITTEN
 
-from squeezecli import quantize, store
+from squeezecli.environment import Environment
 from squeezecli.errors import CacheError, ModelError, NetworkError
-from squeezecli.runtime import Runtime
-from squeezecli.tokenizer import collate
+from squeezecli.model import loader
+from squeezecli.model.runtime import Runtime
+from squeezecli.model.tokenizer import collate
+from squeezecli.precision import artifact as quantize
+from squeezecli.precision import int8
+from squeezecli.store import cache
 
 SMALL = "wordpiece_cased"
 TEXTS = HANDWRITTEN[:8]
@@ -56,6 +63,17 @@ def cache_dir() -> Path:
     return Path(os.environ["SQUEEZE_CACHE_DIR"])
 
 
+def collecting(notices: list[str]) -> Environment:
+    """This process's environment, with the notices squeeze prints on stderr collected into `notices`."""
+
+    class Notices(io.StringIO):
+        def write(self, text: str) -> int:
+            notices.extend(line.removeprefix("squeeze: ") for line in text.splitlines())
+            return len(text)
+
+    return dataclasses.replace(Environment.from_os(), stderr=Notices())
+
+
 def copy_tree(source: Path, target: Path) -> Path:
     shutil.copytree(source, target)
     return target
@@ -79,7 +97,7 @@ def test_pull_builds_an_int8_entry_once_and_records_it(hub: HubServer, checkpoin
     source = checkpoints("sst", "distilbert", "sequence")
     commit = hub.add_repo("acme/sst", source)
 
-    entry = store.pull("acme/sst")
+    entry = loader.pull("acme/sst")
 
     assert (entry.source_id, entry.commit, entry.kind) == ("acme/sst", commit, "hub")
     assert entry.heads == ["sequence", "base"]
@@ -90,25 +108,25 @@ def test_pull_builds_an_int8_entry_once_and_records_it(hub: HubServer, checkpoin
     assert manifest["size"]["source"] == sum(p.stat().st_size for p in source.iterdir())
     assert manifest["size"]["int8"] == sum(r["size"] for r in manifest["files"].values())
     assert manifest["parameters"] == sum(p.numel() for p in Runtime.from_dir(source, "sequence").encoder.parameters())
-    store.check_entry(entry, full=True)
+    cache.check_entry(entry, full=True)
 
-    again = store.pull("acme/sst")
+    again = loader.pull("acme/sst")
     assert again.key == entry.key
     assert len(quantize_calls) == 1
     assert hub.downloaded_files().count("model.safetensors") == 1
-    assert [e.key for e in store.list_entries()] == [entry.key]
+    assert [e.key for e in cache.list_entries()] == [entry.key]
 
 
 def test_load_runtime_pulls_on_first_use_then_loads_without_the_network(hub: HubServer, checkpoints) -> None:
     hub.add_repo("acme/sst", checkpoints("sst", "distilbert", "sequence"))
     notices: list[str] = []
 
-    first = store.load_runtime("acme/sst", "sequence", notify=notices.append)
+    first = loader.load_runtime("acme/sst", "sequence", env=collecting(notices))
     assert len(notices) == 1 and "acme/sst" in notices[0] and "first time" in notices[0]
     assert first.model_dir.parent == cache_dir() / "entries"
 
     hub.clear_requests()
-    second = store.load_runtime("acme/sst", "sequence", notify=notices.append)
+    second = loader.load_runtime("acme/sst", "sequence", env=collecting(notices))
     assert hub.requests == []
     assert len(notices) == 1
     torch.testing.assert_close(outputs(second), outputs(first))
@@ -118,7 +136,7 @@ def test_int8_artifact_is_at_most_35_percent_of_the_fp32_checkpoint(hub: HubServ
     source = checkpoints("sst-30k", "distilbert", "sequence", tokenizer="wordpiece_uncased")
     hub.add_repo("acme/sst-30k", source)
 
-    entry = store.pull("acme/sst-30k")
+    entry = loader.pull("acme/sst-30k")
 
     int8_weights = (entry.path / "model.safetensors").stat().st_size
     assert int8_weights <= 0.35 * (source / "model.safetensors").stat().st_size
@@ -131,8 +149,8 @@ def test_int8_model_agrees_with_fp32(hub: HubServer, checkpoints) -> None:
     hub.add_repo("acme/sst-30k", checkpoints("sst-30k", "distilbert", "sequence", tokenizer="wordpiece_uncased"))
     texts = HANDWRITTEN[:16]
 
-    int8 = outputs(store.load_runtime("acme/sst-30k", "sequence"), texts)  # [N, 2]
-    fp32 = outputs(store.load_runtime("acme/sst-30k", "sequence", precision="fp32"), texts)  # [N, 2]
+    int8 = outputs(loader.load_runtime("acme/sst-30k", "sequence"), texts)  # [N, 2]
+    fp32 = outputs(loader.load_runtime("acme/sst-30k", "sequence", precision="fp32"), texts)  # [N, 2]
 
     error = (int8 - fp32).abs().max()
     spread = fp32.std()
@@ -151,17 +169,17 @@ def test_revision_pinning_follows_the_commit(hub: HubServer, checkpoints) -> Non
     new = hub.add_repo("acme/sst", new_dir)  # main moves here
     hub.add_ref("acme/sst", "v1", old)
 
-    assert store.pull("acme/sst", "v1").commit == old
-    assert store.pull("acme/sst").commit == new
-    assert store.pull("acme/sst", old).commit == old
+    assert loader.pull("acme/sst", "v1").commit == old
+    assert loader.pull("acme/sst").commit == new
+    assert loader.pull("acme/sst", old).commit == old
 
-    pinned = outputs(store.load_runtime("acme/sst", "sequence", revision="v1"))
-    latest = outputs(store.load_runtime("acme/sst", "sequence"))
+    pinned = outputs(loader.load_runtime("acme/sst", "sequence", revision="v1"))
+    latest = outputs(loader.load_runtime("acme/sst", "sequence"))
     old_fp32, new_fp32 = outputs(Runtime.from_dir(old_dir, "sequence")), outputs(Runtime.from_dir(new_dir, "sequence"))
     assert (pinned - old_fp32).abs().max() < (pinned - new_fp32).abs().max() / 4
     assert (latest - new_fp32).abs().max() < (latest - old_fp32).abs().max() / 4
-    assert store.load_runtime("acme/sst", "sequence", revision="v1", precision="fp32").model_dir.name == old
-    assert len(store.list_entries()) == 2
+    assert loader.load_runtime("acme/sst", "sequence", revision="v1", precision="fp32").model_dir.name == old
+    assert len(cache.list_entries()) == 2
 
 
 def test_base_head_of_a_classifier_is_its_encoder(hub: HubServer, checkpoints) -> None:
@@ -170,7 +188,7 @@ def test_base_head_of_a_classifier_is_its_encoder(hub: HubServer, checkpoints) -
     reference = factory.tf.AutoModel.from_pretrained(source).eval()  # the DistilBertModel inside the classifier
 
     for precision in ("fp32", "int8"):
-        runtime = store.load_runtime("acme/sst", "base", precision=precision)
+        runtime = loader.load_runtime("acme/sst", "base", precision=precision)
         encodings = runtime.tokenizer.encode(TEXTS[:2], max_length=64)
         hidden = runtime.forward(encodings)  # [B, T, H]
         batch = collate(encodings, runtime.tokenizer.pad_id)
@@ -184,7 +202,7 @@ def test_a_head_the_checkpoint_lacks_is_a_model_error(hub: HubServer, checkpoint
     hub.add_repo("acme/sst", checkpoints("sst", "distilbert", "sequence"))
     for precision in ("int8", "fp32"):
         with pytest.raises(ModelError, match="sequence classifier, not a question-answering model"):
-            store.load_runtime("acme/sst", "qa", precision=precision)
+            loader.load_runtime("acme/sst", "qa", precision=precision)
 
 
 def test_sentence_transformers_pooling_files_travel_with_the_entry(hub: HubServer, checkpoints, tmp_path) -> None:
@@ -198,11 +216,11 @@ def test_sentence_transformers_pooling_files_travel_with_the_entry(hub: HubServe
     (embedder / "1_Pooling" / "config.json").write_text(pooling)
     hub.add_repo("acme/embedder", embedder)
 
-    runtime = store.load_runtime("acme/embedder", "base")
+    runtime = loader.load_runtime("acme/embedder", "base")
 
     assert (runtime.model_dir / "1_Pooling" / "config.json").read_text() == pooling
     assert (runtime.model_dir / "modules.json").is_file()
-    assert store.info("acme/embedder").heads == ["base"]
+    assert cache.info("acme/embedder").heads == ["base"]
 
 
 # -- failures on the way in ------------------------------------------------------------------------------
@@ -210,27 +228,27 @@ def test_sentence_transformers_pooling_files_travel_with_the_entry(hub: HubServe
 
 def test_unknown_model_is_a_model_error(hub: HubServer) -> None:
     with pytest.raises(ModelError, match="not found"):
-        store.pull("acme/does-not-exist")
+        loader.pull("acme/does-not-exist")
     with pytest.raises(ModelError, match="invalid model id"):
-        store.pull("acme/../../etc")
-    assert store.list_entries() == []
+        loader.pull("acme/../../etc")
+    assert cache.list_entries() == []
 
 
 def test_gated_model_asks_for_hf_token_and_never_shows_it(hub: HubServer, checkpoints, monkeypatch) -> None:
     hub.add_repo("acme/gated", checkpoints("sst", "distilbert", "sequence"), gated=True, token=TOKEN)
 
     with pytest.raises(NetworkError) as anonymous:
-        store.pull("acme/gated")
+        loader.pull("acme/gated")
     assert "HF_TOKEN" in anonymous.value.message + (anonymous.value.hint or "")
 
     monkeypatch.setenv("HF_TOKEN", "hf_WrongTokenAlsoSecret")
     with pytest.raises(NetworkError) as wrong:
-        store.pull("acme/gated")
+        loader.pull("acme/gated")
     assert "hf_WrongTokenAlsoSecret" not in wrong.value.message + (wrong.value.hint or "")
-    assert store.list_entries() == []
+    assert cache.list_entries() == []
 
     monkeypatch.setenv("HF_TOKEN", TOKEN)
-    entry = store.pull("acme/gated")
+    entry = loader.pull("acme/gated")
     assert TOKEN not in json.dumps(entry.manifest)
 
 
@@ -239,44 +257,44 @@ def test_server_dying_mid_download_leaves_no_entry_and_a_retry_succeeds(hub: Hub
     hub.fail_after_bytes("model.safetensors", 4096)
 
     with pytest.raises(NetworkError, match="interrupted"):
-        store.pull("acme/sst")
-    assert store.list_entries() == []
+        loader.pull("acme/sst")
+    assert cache.list_entries() == []
     assert not (cache_dir() / "entries").exists() or not any((cache_dir() / "entries").iterdir())
 
     hub.clear_faults()
-    assert store.pull("acme/sst").source_id == "acme/sst"
+    assert loader.pull("acme/sst").source_id == "acme/sst"
 
 
 def test_offline_once_cached_makes_no_request(hub: HubServer, checkpoints, monkeypatch) -> None:
     commit = hub.add_repo("acme/sst", checkpoints("sst", "distilbert", "sequence"))
-    expected = outputs(store.load_runtime("acme/sst", "sequence"))
+    expected = outputs(loader.load_runtime("acme/sst", "sequence"))
     hub.clear_requests()
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    torch.testing.assert_close(outputs(store.load_runtime("acme/sst", "sequence")), expected)
-    assert store.pull("acme/sst").commit == commit
-    store.load_runtime("acme/sst", "sequence", precision="fp32")
+    torch.testing.assert_close(outputs(loader.load_runtime("acme/sst", "sequence")), expected)
+    assert loader.pull("acme/sst").commit == commit
+    loader.load_runtime("acme/sst", "sequence", precision="fp32")
     monkeypatch.delenv("HF_HUB_OFFLINE")
-    assert store.pull("acme/sst", offline=True).commit == commit
-    store.load_runtime("acme/sst", "sequence", offline=True)
+    assert loader.pull("acme/sst", offline=True).commit == commit
+    loader.load_runtime("acme/sst", "sequence", offline=True)
     assert hub.requests == []
 
 
 def test_offline_and_not_cached_is_a_network_error(hub: HubServer, checkpoints) -> None:
     hub.add_repo("acme/sst", checkpoints("sst", "distilbert", "sequence"))
     with pytest.raises(NetworkError, match="not cached"):
-        store.load_runtime("acme/sst", "sequence", offline=True)
+        loader.load_runtime("acme/sst", "sequence", offline=True)
     assert hub.requests == []
 
 
 def test_offline_pull_quantizes_a_model_already_in_the_hf_cache(hub: HubServer, checkpoints) -> None:
-    from squeezecli import hub as hub_module
+    from squeezecli.store import hub as hub_module
 
     commit = hub.add_repo("acme/sst", checkpoints("sst", "distilbert", "sequence"))
     hub_module.fetch("acme/sst", progress=False)  # as if transformers had downloaded it
     hub.clear_requests()
 
-    assert store.pull("acme/sst", offline=True).commit == commit
+    assert loader.pull("acme/sst", offline=True).commit == commit
     assert hub.requests == []
 
 
@@ -284,7 +302,7 @@ def test_offline_pull_quantizes_a_model_already_in_the_hf_cache(hub: HubServer, 
 
 
 def test_quantization_killed_while_writing_leaves_no_entry(hub: HubServer, checkpoints, monkeypatch) -> None:
-    from squeezecli import tensorfile
+    from squeezecli.model import tensorfile
 
     hub.add_repo("acme/sst", checkpoints("sst", "distilbert", "sequence"))
     real_write = tensorfile.write
@@ -297,13 +315,13 @@ def test_quantization_killed_while_writing_leaves_no_entry(hub: HubServer, check
 
     monkeypatch.setattr(tensorfile, "write", dies_half_way)
     with pytest.raises(KeyboardInterrupt):
-        store.pull("acme/sst")
-    assert store.list_entries() == []
+        loader.pull("acme/sst")
+    assert cache.list_entries() == []
     assert list((cache_dir() / "tmp").iterdir()) == []
 
     monkeypatch.setattr(tensorfile, "write", real_write)
-    entry = store.pull("acme/sst")
-    store.check_entry(entry, full=True)
+    entry = loader.pull("acme/sst")
+    cache.check_entry(entry, full=True)
 
 
 def test_a_pull_killed_by_sigkill_is_not_mistaken_for_a_model(hub: HubServer, checkpoints, tmp_path) -> None:
@@ -311,14 +329,14 @@ def test_a_pull_killed_by_sigkill_is_not_mistaken_for_a_model(hub: HubServer, ch
     # A real process, killed with SIGKILL while it writes the weights: no cleanup code runs in it.
     script = textwrap.dedent("""
         import sys, time
-        from squeezecli import store, tensorfile
+        from squeezecli.model import loader, tensorfile
         real_write = tensorfile.write
         def stalls(path, tensors, metadata=None):
             real_write(path, tensors, metadata=metadata)
             print("writing", flush=True)
             time.sleep(60)
         tensorfile.write = stalls
-        store.pull("acme/sst", progress=False)
+        loader.pull("acme/sst", progress=False)
     """)
     child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
                              env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
@@ -329,25 +347,25 @@ def test_a_pull_killed_by_sigkill_is_not_mistaken_for_a_model(hub: HubServer, ch
         child.wait()
     leftovers = list((cache_dir() / "tmp").iterdir())
     assert len(leftovers) == 1 and (leftovers[0] / "model.safetensors").is_file()
-    assert store.list_entries() == []
+    assert cache.list_entries() == []
     with pytest.raises(ModelError, match="not in squeeze's model cache"):
-        store.info("acme/sst")
+        cache.info("acme/sst")
 
-    store.load_runtime("acme/sst", "sequence")
+    loader.load_runtime("acme/sst", "sequence")
     assert list((cache_dir() / "tmp").iterdir()) == []  # the dead process's directory was cleaned up
-    assert len(store.list_entries()) == 1
+    assert len(cache.list_entries()) == 1
 
 
 def test_concurrent_pulls_build_once_and_both_succeed(hub: HubServer, checkpoints, quantize_calls) -> None:
     hub.add_repo("acme/sst", checkpoints("sst", "distilbert", "sequence"))
-    results: list[store.Entry] = []
+    results: list[cache.Entry] = []
     errors: list[BaseException] = []
     start = threading.Barrier(2)
 
     def pull() -> None:
         start.wait()
         try:
-            results.append(store.pull("acme/sst", progress=False))
+            results.append(loader.pull("acme/sst", progress=False))
         except BaseException as exc:  # noqa: BLE001 -- reported by the assertion below
             errors.append(exc)
 
@@ -360,49 +378,49 @@ def test_concurrent_pulls_build_once_and_both_succeed(hub: HubServer, checkpoint
     assert errors == []
     assert len(results) == 2 and results[0].key == results[1].key
     assert len(quantize_calls) == 1
-    assert len(store.list_entries()) == 1
+    assert len(cache.list_entries()) == 1
 
 
 def test_truncated_weights_are_a_cache_error_naming_the_fix(hub: HubServer, checkpoints) -> None:
     hub.add_repo("acme/sst", checkpoints("sst", "distilbert", "sequence"))
-    entry = store.pull("acme/sst")
+    entry = loader.pull("acme/sst")
     weights = entry.path / "model.safetensors"
     with open(weights, "r+b") as f:
         f.truncate(weights.stat().st_size - 100)
 
     with pytest.raises(CacheError) as damaged:
-        store.load_runtime("acme/sst", "sequence")
+        loader.load_runtime("acme/sst", "sequence")
     assert "damaged" in damaged.value.message
     assert "squeeze models pull --force acme/sst" in damaged.value.hint
     assert "squeeze models rm acme/sst" in damaged.value.hint
 
-    store.pull("acme/sst", force=True)
-    store.load_runtime("acme/sst", "sequence")
+    loader.pull("acme/sst", force=True)
+    loader.load_runtime("acme/sst", "sequence")
 
 
 def test_a_flipped_byte_is_found_at_load_by_its_new_mtime(hub: HubServer, checkpoints) -> None:
     hub.add_repo("acme/sst", checkpoints("sst", "distilbert", "sequence"))
-    entry = store.pull("acme/sst")
+    entry = loader.pull("acme/sst")
     weights = entry.path / "model.safetensors"
     data = bytearray(weights.read_bytes())
     data[len(data) // 2] ^= 0xFF  # inside the tensor data: sizes and header still look right
     weights.write_bytes(bytes(data))  # ...but its modification time is new, so the checksum is checked
 
     with pytest.raises(CacheError, match="checksum") as damaged:
-        store.load_runtime("acme/sst", "sequence")
+        loader.load_runtime("acme/sst", "sequence")
     assert "pull --force" in damaged.value.hint
 
 
 def test_a_file_touched_but_unchanged_still_loads(hub: HubServer, checkpoints) -> None:
     hub.add_repo("acme/sst", checkpoints("sst", "distilbert", "sequence"))
-    entry = store.pull("acme/sst")
+    entry = loader.pull("acme/sst")
     os.utime(entry.path / "model.safetensors", ns=(1, 1))  # as a copy without -p leaves it
-    store.load_runtime("acme/sst", "sequence")
+    loader.load_runtime("acme/sst", "sequence")
 
 
 def test_a_flipped_byte_is_found_by_verify_and_repaired_by_pull(hub: HubServer, checkpoints, quantize_calls) -> None:
     hub.add_repo("acme/sst", checkpoints("sst", "distilbert", "sequence"))
-    entry = store.pull("acme/sst")
+    entry = loader.pull("acme/sst")
     weights = entry.path / "model.safetensors"
     recorded = weights.stat().st_mtime_ns
     data = bytearray(weights.read_bytes())
@@ -410,26 +428,26 @@ def test_a_flipped_byte_is_found_by_verify_and_repaired_by_pull(hub: HubServer, 
     weights.write_bytes(bytes(data))
     os.utime(weights, ns=(recorded, recorded))  # and the time it was built, as a careful saboteur leaves it
 
-    store.info("acme/sst")  # the cheap check every load makes does not read the data then
+    cache.info("acme/sst")  # the cheap check every load makes does not read the data then
     with pytest.raises(CacheError, match="checksum") as damaged:
-        store.info("acme/sst", verify=True)
+        cache.info("acme/sst", verify=True)
     assert "pull --force" in damaged.value.hint
 
-    store.pull("acme/sst")  # pull checks checksums and rebuilds what is damaged
+    loader.pull("acme/sst")  # pull checks checksums and rebuilds what is damaged
     assert len(quantize_calls) == 2
-    store.info("acme/sst", verify=True)
+    cache.info("acme/sst", verify=True)
 
 
 def test_a_damaged_header_is_caught_by_the_cheap_check(hub: HubServer, checkpoints) -> None:
     hub.add_repo("acme/sst", checkpoints("sst", "distilbert", "sequence"))
-    entry = store.pull("acme/sst")
+    entry = loader.pull("acme/sst")
     weights = entry.path / "model.safetensors"
     data = bytearray(weights.read_bytes())
     data[9] = ord("#")  # the first byte of the JSON header, after its 8-byte length
     weights.write_bytes(bytes(data))
 
     with pytest.raises(CacheError, match="header"):
-        store.load_runtime("acme/sst", "sequence")
+        loader.load_runtime("acme/sst", "sequence")
 
 
 # -- local directories -------------------------------------------------------------------------------
@@ -438,24 +456,24 @@ def test_a_damaged_header_is_caught_by_the_cheap_check(hub: HubServer, checkpoin
 def test_local_directory_is_cached_by_content(checkpoints, tmp_path, quantize_calls) -> None:
     local = copy_tree(checkpoints("sst", "distilbert", "sequence"), tmp_path / "my-model")
 
-    first = store.pull(str(local))
+    first = loader.pull(str(local))
     assert first.kind == "dir" and first.source_id == str(local.resolve())
-    assert store.pull(str(local)).key == first.key
-    before = outputs(store.load_runtime(str(local), "sequence"))
+    assert loader.pull(str(local)).key == first.key
+    before = outputs(loader.load_runtime(str(local), "sequence"))
     assert len(quantize_calls) == 1
 
     shutil.copyfile(checkpoints("sst-seed1", "distilbert", "sequence", seed=1) / "model.safetensors",
                     local / "model.safetensors")
-    after_runtime = store.load_runtime(str(local), "sequence", notify=lambda message: None)
+    after_runtime = loader.load_runtime(str(local), "sequence", env=collecting([]))
     assert len(quantize_calls) == 2
     assert after_runtime.model_dir != first.path
     after = outputs(after_runtime)
     fp32_now = outputs(Runtime.from_dir(local, "sequence"))
     assert (after - fp32_now).abs().max() < (before - fp32_now).abs().max() / 4
-    assert {e.commit for e in store.list_entries()} == {first.commit, store.info(str(local)).commit}
+    assert {e.commit for e in cache.list_entries()} == {first.commit, cache.info(str(local)).commit}
 
-    removed = store.remove([str(local)])
-    assert len(removed) == 2 and store.list_entries() == []
+    removed = cache.remove([str(local)])
+    assert len(removed) == 2 and cache.list_entries() == []
 
 
 # -- the catalogue's checks ----------------------------------------------------------------------------
@@ -469,29 +487,29 @@ def test_alias_applies_the_catalogue_nli_labels(hub: HubServer, checkpoints, tmp
     hub.add_repo("squeezebert/squeezebert-mnli", fake)
 
     for precision in ("int8", "fp32"):
-        runtime = store.load_runtime("squeezebert-mnli", "sequence", precision=precision)
+        runtime = loader.load_runtime("squeezebert-mnli", "sequence", precision=precision)
         assert runtime.config.id2label == MNLI_LABELS
-    entry = store.info("squeezebert/squeezebert-mnli")  # by Hub id: the same entry
+    entry = cache.info("squeezebert/squeezebert-mnli")  # by Hub id: the same entry
     assert entry.alias == "squeezebert-mnli" and entry.heads == ["sequence", "base"]
     saved = json.loads((entry.path / "config.json").read_text())
     assert saved["id2label"] == {str(i): label for i, label in MNLI_LABELS.items()}
-    assert store.load_runtime("zero-shot", "sequence").config.id2label == MNLI_LABELS  # the task's default
+    assert loader.load_runtime("zero-shot", "sequence").config.id2label == MNLI_LABELS  # the task's default
 
 
 def test_alias_with_the_wrong_architecture_is_refused(hub: HubServer, checkpoints) -> None:
     hub.add_repo("distilbert/distilbert-base-uncased-finetuned-sst-2-english", checkpoints("bert-qa", "bert", "qa"))
     with pytest.raises(ModelError, match="should be a distilbert checkpoint but is bert"):
-        store.pull("distilbert-sst2")
+        loader.pull("distilbert-sst2")
     with pytest.raises(ModelError, match="should be a distilbert"):
-        store.load_runtime("sentiment", "sequence", precision="fp32")
-    assert store.list_entries() == []
+        loader.load_runtime("sentiment", "sequence", precision="fp32")
+    assert cache.list_entries() == []
 
 
 def test_alias_with_other_labels_is_refused(hub: HubServer, checkpoints) -> None:
     source = checkpoints("sst-neg-pos", "distilbert", "sequence", labels=["neg", "pos"])
     hub.add_repo("distilbert/distilbert-base-uncased-finetuned-sst-2-english", source)
     with pytest.raises(ModelError, match=r"has labels \[neg, pos\], expected \[NEGATIVE, POSITIVE\]"):
-        store.pull("distilbert-sst2")
+        loader.pull("distilbert-sst2")
 
 
 # -- listing and removing -----------------------------------------------------------------------------
@@ -501,40 +519,40 @@ def test_remove_deletes_every_commit_of_a_model_and_nothing_on_a_typo(hub: HubSe
     first = hub.add_repo("acme/sst", checkpoints("sst", "distilbert", "sequence"))
     hub.add_repo("acme/sst", checkpoints("sst-seed1", "distilbert", "sequence", seed=1))
     hub.add_repo("acme/other", checkpoints("sst", "distilbert", "sequence"))
-    store.pull("acme/sst", first)
-    store.pull("acme/sst")
-    store.pull("acme/other")
+    loader.pull("acme/sst", first)
+    loader.pull("acme/sst")
+    loader.pull("acme/other")
 
     with pytest.raises(ModelError, match="'acme/typo' is not in squeeze's model cache"):
-        store.remove(["acme/sst", "acme/typo"])
-    assert len(store.list_entries()) == 3
+        cache.remove(["acme/sst", "acme/typo"])
+    assert len(cache.list_entries()) == 3
 
-    removed = store.remove(["acme/sst"])
+    removed = cache.remove(["acme/sst"])
     assert {e.source_id for e in removed} == {"acme/sst"} and len(removed) == 2
-    assert [e.source_id for e in store.list_entries()] == ["acme/other"]
+    assert [e.source_id for e in cache.list_entries()] == ["acme/other"]
     assert not (cache_dir() / "refs" / "hub" / "acme--sst" / "main").exists()
 
-    store.remove([], all=True)
-    assert store.list_entries() == []
+    cache.remove([], all=True)
+    assert cache.list_entries() == []
 
 
 def test_list_orders_by_last_use(hub: HubServer, checkpoints) -> None:
     hub.add_repo("acme/a", checkpoints("sst", "distilbert", "sequence"))
     hub.add_repo("acme/b", checkpoints("sst", "distilbert", "sequence"))
-    store.pull("acme/a")
-    store.pull("acme/b")
+    loader.pull("acme/a")
+    loader.pull("acme/b")
     time.sleep(0.05)
-    store.load_runtime("acme/a", "sequence")
-    assert [e.source_id for e in store.list_entries()] == ["acme/a", "acme/b"]
+    loader.load_runtime("acme/a", "sequence")
+    assert [e.source_id for e in cache.list_entries()] == ["acme/a", "acme/b"]
 
 
 def test_no_int8_kernel_falls_back_to_fp32_with_a_notice(hub: HubServer, checkpoints, monkeypatch) -> None:
     hub.add_repo("acme/sst", checkpoints("sst", "distilbert", "sequence"))
-    monkeypatch.setattr(quantize, "int8_backend", lambda: None)
+    monkeypatch.setattr(int8, "int8_backend", lambda choice="auto": None)
     notices: list[str] = []
 
-    runtime = store.load_runtime("acme/sst", "sequence", notify=notices.append)
+    runtime = loader.load_runtime("acme/sst", "sequence", env=collecting(notices))
 
     assert sum("fp32" in notice for notice in notices) == 1
     assert runtime.model_dir.is_relative_to(Path(os.environ["HF_HUB_CACHE"]))
-    assert store.list_entries() == []
+    assert cache.list_entries() == []

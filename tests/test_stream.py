@@ -11,7 +11,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from squeezecli.errors import ExitStatus, InputError
-from squeezecli.stream import Record, batched, progress_for, read_records, run_bucketed, total_bytes
+from squeezecli.io.batches import batched, run_bucketed
+from squeezecli.io.progress import progress_for, total_bytes
+from squeezecli.io.records import Record, read_records
 
 
 def write(tmp_path, name, data: bytes) -> str:

@@ -4,15 +4,15 @@ import json
 import subprocess
 import sys
 
+import factory
 import pytest
+import sentences
 import torch
 import transformers
 from transformers import AutoTokenizer
 
-import factory
-import sentences
 from squeezecli.errors import InputError, ModelError, SqueezeError
-from squeezecli.runtime import Runtime
+from squeezecli.model.runtime import Runtime
 from squeezecli.tasks import TASKS, task_class
 from squeezecli.tasks.classify import Classify, labels_in_id_order
 from squeezecli.tasks.zeroshot import ZeroShot

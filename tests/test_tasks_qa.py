@@ -3,13 +3,13 @@
 import json
 import warnings
 
+import factory
 import pytest
 import torch
 import transformers
 
-import factory
 from squeezecli.errors import SqueezeError
-from squeezecli.runtime import Runtime
+from squeezecli.model.runtime import Runtime
 from squeezecli.tasks.qa import QuestionAnswering
 
 ARCHS = ["bert", "squeezebert", "distilbert", "roberta"]

@@ -19,7 +19,12 @@ from tokenizers import Encoding
 from transformers import AutoTokenizer, BatchEncoding, PreTrainedTokenizerFast
 
 from squeezecli.errors import InputError, ModelError
-from squeezecli.tokenizer import FALLBACK_MAX_LENGTH, Tokenizer, collate, flatten_windows
+from squeezecli.model.tokenizer import (
+    FALLBACK_MAX_LENGTH,
+    Tokenizer,
+    collate,
+    flatten_windows,
+)
 
 HOSTILE = [
     "Café au lait, naïve Ångström, crème brûlée in Zürich!",

@@ -1,17 +1,15 @@
-"""Task registry: the CLI's task names -> task classes, imported only when a command runs.
-
-Every task module imports torch, so this module only names them (`module:Class`); `task_class` imports
-the one a command needs. A task class has:
-
-- `head`: the Encoder head it runs ("sequence", "token", "qa" or "base");
-- `__init__(runtime, **options)`: the task's CLI options (top_k, labels, ...);
-- `__call__(texts) -> list[dict]`: one JSON-serialisable result per text, in input order;
-- `length_of(text) -> int`: a cheap token-length estimate, used to batch texts of similar length.
+"""The tasks: what each does with a model's output (classify.py, zeroshot.py, qa.py, ner.py, embed.py),
+on the shared `Task` (base.py). They import `model/`, `io/` and `errors`; the CLI never imports them
+at start-up: this registry only names them (`module:Class`), and `task_class` imports the one a command
+needs. A task class has `head` (the Encoder head it runs), `__init__(runtime, **options)` (the task's
+options, and `max_length`, `batch_size`), `__call__(texts) -> list[dict]` and `length_of(text)`.
 """
 
 from __future__ import annotations
 
 import importlib
+
+DEFAULT_TEMPLATE = "This example is {}."  # the zero-shot hypothesis, as transformers' pipeline words it
 
 TASKS: dict[str, str] = {
     "sentiment": "classify:Classify",

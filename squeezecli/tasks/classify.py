@@ -10,14 +10,15 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from squeezecli.config import read_config
-from squeezecli.errors import ModelError, SqueezeError
+from ..errors import ModelError, SqueezeError
+from ..io.batches import batched
+from .base import Task
 
 if TYPE_CHECKING:
-    from squeezecli.runtime import Runtime
+    from ..model.runtime import Runtime
 
 
-class Classify:
+class Classify(Task):
     """Result per text: `{"label": best label, "score": its score}`, plus with `top_k=N` the N best as
     `"labels": [{"label", "score"}, ...]`, or all of them with `all_scores=True`, best first (equal scores
     keep the model's label order). Texts longer than `max_length` tokens (default: the model's limit)
@@ -26,27 +27,20 @@ class Classify:
 
     head = "sequence"
 
-    def __init__(
-        self, runtime: Runtime, *, top_k: int | None = None, all_scores: bool = False, max_length: int | None = None
-    ) -> None:
+    def __init__(self, runtime: Runtime, *, top_k: int | None = None, all_scores: bool = False, **options: Any) -> None:
+        super().__init__(runtime, **options)
         if top_k is not None and top_k < 1:
             raise SqueezeError(f"top_k must be at least 1, not {top_k}")
-        self.runtime = runtime
         self.labels = labels_in_id_order(runtime.config.id2label)
-        self.score = score_function(read_config(runtime.model_dir)[1], len(self.labels))
+        self.score = score_function(runtime.config.problem_type, len(self.labels))
         self.top_k = len(self.labels) if all_scores else top_k
-        self.max_length = min(max_length or runtime.max_length, runtime.max_length)
-
-    def length_of(self, text: str) -> int:
-        # A real token count costs about as much as encoding the text once (~50 us), a few percent of
-        # the forward pass of even the smallest real model, and buckets CJK text as well as English.
-        return self.runtime.tokenizer.count(text, limit=self.max_length)
 
     def __call__(self, texts: list[str]) -> list[dict[str, Any]]:
         if not texts:
             return []
         encodings = self.runtime.tokenizer.encode(texts, max_length=self.max_length)
-        scores = self.score(self.runtime.forward(encodings).float())  # [B, labels]
+        scores = torch.cat([self.score(self.runtime.forward(chunk).float())
+                            for chunk in batched(encodings, self.batch_size)])  # [B, labels]
         results = []
         for row in scores.tolist():
             # sorted() is stable: equal scores keep label order, as the pipeline's list.sort does.
@@ -65,9 +59,9 @@ def labels_in_id_order(id2label: dict[int, str]) -> list[str]:
     return [id2label[i] for i in range(len(id2label))]
 
 
-def score_function(raw_config: dict[str, Any], num_labels: int) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Logits -> scores, chosen as the pipeline's default function_to_apply is, from config.json."""
-    problem_type = raw_config.get("problem_type")
+def score_function(problem_type: str | None, num_labels: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Logits -> scores, chosen as the pipeline's default function_to_apply is, from config.json's
+    problem_type and the number of labels."""
     if problem_type == "regression":
         return lambda logits: logits
     if problem_type == "multi_label_classification" or num_labels == 1:

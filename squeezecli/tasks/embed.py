@@ -13,19 +13,20 @@ from __future__ import annotations
 
 import heapq
 import json
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 
-from squeezecli.errors import ModelError, SqueezeError
+from ..errors import ModelError, SqueezeError
+from ..io.batches import batched
+from .base import Task
 
 if TYPE_CHECKING:
-    from squeezecli.runtime import Runtime
+    from ..model.runtime import Runtime
 
 # sentence-transformers' pooling modes, in the order it concatenates them when several are on, with the
 # legacy config.json flag of each.
@@ -83,7 +84,7 @@ class SentencePipeline:
         return cls(pooling, normalize, max_seq_length, lowercase)
 
 
-class Embed:
+class Embed(Task):
     """Result per text: `{"embedding": [floats]}`, `dimension` long.
 
     Pooled and normalised as the model's sentence-transformers files say; a checkpoint without them
@@ -94,19 +95,13 @@ class Embed:
 
     head = "base"
 
-    def __init__(self, runtime: Runtime, *, max_length: int | None = None) -> None:
-        self.runtime = runtime
+    def __init__(self, runtime: Runtime, **options: Any) -> None:
         self.pipeline = SentencePipeline.from_dir(runtime.model_dir, runtime.config.hidden_size)
-        self.max_length = min(max_length or self.pipeline.max_seq_length or runtime.max_length, runtime.max_length)
+        super().__init__(runtime, default_max_length=self.pipeline.max_seq_length, **options)
 
     @property
     def dimension(self) -> int:
         return self.runtime.config.hidden_size * len(self.pipeline.pooling)
-
-    def length_of(self, text: str) -> int:
-        # A real token count costs about as much as encoding the text once, a few percent of the forward
-        # pass, and buckets CJK text as well as English.
-        return self.runtime.tokenizer.count(text, limit=self.max_length)
 
     def __call__(self, texts: list[str]) -> list[dict[str, Any]]:
         return [{"embedding": vector} for vector in self.vectors(texts).tolist()]
@@ -118,6 +113,9 @@ class Embed:
         if self.pipeline.lowercase:
             texts = [text.lower() for text in texts]
         encodings = self.runtime.tokenizer.encode(texts, max_length=self.max_length)
+        return torch.cat([self._pooled(chunk) for chunk in batched(encodings, self.batch_size)])  # [N, D]
+
+    def _pooled(self, encodings: list) -> torch.Tensor:
         hidden = self.runtime.forward(encodings).float()  # [N, T, H]
         lengths = torch.tensor([len(encoding.ids) for encoding in encodings])  # [N]
         mask = torch.arange(hidden.shape[1])[None, :] < lengths[:, None]  # [N, T]: real tokens (right padding)
@@ -174,42 +172,6 @@ def nearest(
         {"text": text, "score": score, "source": source}
         for score, _, text, source in sorted(best, key=lambda entry: (-entry[0], -entry[1]))
     ]
-
-
-def vectors_to_npy(
-    vectors: Sequence[Sequence[float]], path: str | os.PathLike[str] | BinaryIO, *, dimension: int = 0
-) -> None:
-    """Write the vectors as one float32 array [N, dimension] in NumPy's .npy format to `path` (a file name,
-    written as given, or a binary file). `dimension` shapes the array when there are no vectors."""
-    try:
-        import numpy as np
-    except ImportError:
-        raise SqueezeError(
-            "writing .npy files needs numpy, which is not installed",
-            hint="pip install numpy, or write JSON lines instead",
-        ) from None
-    array = np.asarray(vectors, dtype=np.float32) if len(vectors) else np.zeros((0, dimension), dtype=np.float32)
-    if array.ndim != 2:
-        raise ValueError(f"vectors must all have the same length, got an array of shape {array.shape}")
-    if not isinstance(path, (str, os.PathLike)):
-        # Through the stream's own write(), not numpy's fwrite of a real file, which reports a closed pipe
-        # as a plain "OSError: N requested and M written" rather than BrokenPipeError.
-        np.lib.format.write_array(_PlainStream(path), array, allow_pickle=False)
-        path.flush()
-        return
-    try:
-        # An open file, not the name: np.save would append ".npy" to a name without it.
-        with open(path, "wb") as out:
-            np.save(out, array)
-    except OSError as error:
-        raise SqueezeError(f"cannot write {os.fspath(path)}: {error.strerror or error}") from None
-
-
-class _PlainStream:
-    """A binary stream that numpy cannot tell is a file (see vectors_to_npy)."""
-
-    def __init__(self, stream: BinaryIO) -> None:
-        self.write = stream.write
 
 
 def _pooling_modes(config: dict[str, Any], hidden_size: int) -> tuple[str, ...]:

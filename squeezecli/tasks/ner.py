@@ -24,11 +24,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 from tokenizers import Encoding
 
-from squeezecli.errors import SqueezeError
-from squeezecli.tokenizer import flatten_windows
+from ..errors import SqueezeError
+from ..model.tokenizer import flatten_windows
+from .base import WindowedTask
 
 if TYPE_CHECKING:
-    from squeezecli.runtime import Runtime
+    from ..model.runtime import Runtime
 
 AGGREGATIONS = ("none", "simple", "first", "average", "max")
 _WORD_AGGREGATIONS = ("first", "average", "max")
@@ -52,7 +53,7 @@ class _Entity:
     end: int
 
 
-class TokenClassification:
+class TokenClassification(WindowedTask):
     """Labels spans of each input text with the model's entity types.
 
     Result per input: `{"entities": [...]}` in text order, each entity
@@ -76,21 +77,16 @@ class TokenClassification:
         runtime: Runtime,
         *,
         aggregation: str = "simple",
-        max_length: int | None = None,
         stride: int | None = None,
         ignore_labels: Sequence[str] = ("O",),
-        batch_size: int = 32,
+        **options: Any,
     ) -> None:
+        super().__init__(runtime, **options)
         if aggregation not in AGGREGATIONS:
             raise SqueezeError(f"unknown aggregation {aggregation!r}", hint=f"use one of {', '.join(AGGREGATIONS)}")
-        if batch_size < 1:
-            raise SqueezeError(f"batch_size must be at least 1, not {batch_size}")
-        self.runtime = runtime
         self.aggregation = aggregation
-        self.max_length = min(max_length or runtime.max_length, runtime.max_length)
         self.stride = self.max_length // 4 if stride is None else stride
         self.ignore_labels = set(ignore_labels)
-        self.batch_size = batch_size
         self.labels = runtime.config.id2label
         backend = runtime.tokenizer.backend
         # WordPiece marks word continuations ("##"), so a token is a subword when its text is longer than
@@ -99,10 +95,6 @@ class TokenClassification:
         self._marks_subwords = bool(getattr(backend.model, "continuing_subword_prefix", None))
         unk_token = getattr(backend.model, "unk_token", None)
         self._unk_id = backend.token_to_id(unk_token) if unk_token else None
-
-    def length_of(self, text: str) -> int:
-        # About four characters per token in English; only the order matters, for length bucketing.
-        return len(text) // 4 + 1
 
     def __call__(self, texts: list[str]) -> list[dict[str, Any]]:
         if not texts:

@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 from tokenizers import Encoding
 
-from squeezecli.errors import SqueezeError
-from squeezecli.tokenizer import flatten_windows
+from ..errors import SqueezeError
+from ..model.tokenizer import flatten_windows
+from .base import WindowedTask
 
 if TYPE_CHECKING:
-    from squeezecli.runtime import Runtime
+    from ..model.runtime import Runtime
 
 # transformers' defaults: windows of at most 384 tokens, overlapping by up to 128.
 DEFAULT_MAX_SEQ_LEN = 384
@@ -40,7 +41,7 @@ class _Answer:
     score: float
 
 
-class QuestionAnswering:
+class QuestionAnswering(WindowedTask):
     """Answers every question in `questions` from each input text (the context).
 
     Result per input: `{"answers": [...]}`, a flat list ordered by question (in the order given) and,
@@ -71,34 +72,26 @@ class QuestionAnswering:
         *,
         questions: Sequence[str],
         top_k: int = 1,
-        max_length: int | None = None,
         stride: int | None = None,
         max_answer_len: int = 15,
         max_question_len: int = 64,
         handle_impossible_answer: bool = False,
-        batch_size: int = 32,
+        **options: Any,
     ) -> None:
+        super().__init__(runtime, default_max_length=DEFAULT_MAX_SEQ_LEN, **options)
         if not questions:
             raise SqueezeError("no question to answer", hint="ask one with -q/--question")
         if not all(question.strip() for question in questions):
             raise SqueezeError("a question is empty", hint="every -q/--question needs some text")
-        for name, value in (("top_k", top_k), ("max_answer_len", max_answer_len),
-                            ("max_question_len", max_question_len), ("batch_size", batch_size)):
+        for name, value in (("top_k", top_k), ("max_answer_len", max_answer_len), ("max_question_len", max_question_len)):
             if value < 1:
                 raise SqueezeError(f"{name} must be at least 1, not {value}")
-        self.runtime = runtime
         self.top_k = top_k
-        self.max_length = min(max_length or DEFAULT_MAX_SEQ_LEN, runtime.max_length)
         self.stride = min(self.max_length // 2, DEFAULT_MAX_STRIDE) if stride is None else stride
         self.max_answer_len = max_answer_len
         self.handle_impossible_answer = handle_impossible_answer
-        self.batch_size = batch_size
         self.questions = list(questions)
         self._model_questions = [self._cut_question(question, max_question_len) for question in questions]
-
-    def length_of(self, text: str) -> int:
-        # About four characters per token in English; only the order matters, for length bucketing.
-        return len(text) // 4 + 1
 
     def __call__(self, texts: list[str]) -> list[dict[str, Any]]:
         if not texts:

@@ -14,16 +14,16 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from squeezecli.errors import InputError, ModelError, SqueezeError
-from squeezecli.stream import batched
+from ..errors import InputError, ModelError
+from ..io.batches import batched
+from . import DEFAULT_TEMPLATE
+from .base import Task
 
 if TYPE_CHECKING:
-    from squeezecli.runtime import Runtime
-
-DEFAULT_TEMPLATE = "This example is {}."
+    from ..model.runtime import Runtime
 
 
-class ZeroShot:
+class ZeroShot(Task):
     """Result per text: `{"labels": [...], "scores": [...]}`, best first, as the pipeline returns them.
 
     `labels` are the candidates (a list, or one comma-separated string as the pipeline accepts);
@@ -41,19 +41,14 @@ class ZeroShot:
         labels: Sequence[str] | str,
         template: str = DEFAULT_TEMPLATE,
         multi_label: bool = False,
-        max_length: int | None = None,
-        batch_size: int = 32,
+        **options: Any,
     ) -> None:
-        if batch_size < 1:
-            raise SqueezeError(f"batch_size must be at least 1, not {batch_size}")
-        self.runtime = runtime
+        super().__init__(runtime, **options)
         self.labels = candidate_labels(labels)
         self.hypotheses = hypotheses(template, self.labels)
         self.entailment_id, self.contradiction_id = nli_ids(runtime.config.id2label)
         # The pipeline judges a lone candidate on its own: a softmax over one logit would always give 1.
         self.independent = multi_label or len(self.labels) == 1
-        self.max_length = min(max_length or runtime.max_length, runtime.max_length)
-        self.batch_size = batch_size
         self._check_hypotheses_fit()
 
     def _check_hypotheses_fit(self) -> None:
@@ -71,10 +66,6 @@ class ZeroShot:
                     f"in the model's {self.max_length}-token window",
                     hint="use a shorter label or hypothesis template",
                 )
-
-    def length_of(self, text: str) -> int:
-        # Every pair of a text shares the text's length; a real count buckets CJK text as well as English.
-        return self.runtime.tokenizer.count(text, limit=self.max_length)
 
     def __call__(self, texts: list[str]) -> list[dict[str, Any]]:
         if not texts:

@@ -1,65 +1,36 @@
 """One encoder for SqueezeBERT, BERT, DistilBERT and RoBERTa, in plain PyTorch.
 
-Design. All four architectures are the same post-LayerNorm transformer encoder:
+All four are the same post-LayerNorm transformer encoder:
 
     x = Embed(tokens)                                   word + position (+ token type), LayerNorm
     for each block:
         x = LN(x + AttnOut(Attention(Query x, Key x, Value x)))
         x = LN(x + FfnOut(act(FfnIn x)))
 
-They differ only in (a) what the tensors are called in the checkpoint, which `weights.py` maps onto
-the names here with one table per architecture, (b) small embedding details (RoBERTa numbers
-positions from the padding index, DistilBERT has no token types), and (c) the classification head.
+They differ only in their checkpoints' tensor names (weights.py maps them), small embedding details
+(RoBERTa numbers positions from the padding index, DistilBERT has no token types) and the head.
+SqueezeBERT (Iandola et al., 2020) makes the six position-wise projections grouped 1x1 convolutions;
+one `GroupedProjection` covers both (groups=1 is BERT's dense layer). Activations stay channels-last
+([batch, seq, hidden]), and every projection runs as a 1x1 convolution over channels-last "pixels",
+which torch hands to oneDNN, with the residual or activation fused into the product: why, and what it
+measured against torch.bmm and F.linear, is in the README's design notes.
 
-SqueezeBERT's contribution (Iandola et al., 2020) is that the six position-wise projections
-(query, key, value, post-attention, intermediate, output) become grouped 1x1 convolutions. A 1x1
-convolution over a sequence is a matrix product at every position, so the whole family fits one
-`GroupedProjection`: groups=1 is BERT's dense layer, groups=4 splits the channels into four
-independent blocks, each a smaller dense layer, which is 4x fewer FLOPs.
-
-We keep activations channels-last ([batch, seq, hidden]) and run every projection, dense or grouped, as
-one 1x1 convolution over channels-last "pixels" ([tokens, in] viewed as [1, in, 1, tokens]), which is
-exactly the product, computed by oneDNN, torch's CPU convolution library, with no copy in or out.
-
-Why not batched matrix products over the groups ([G, tokens, in/G] @ [G, in/G, out/G], torch.bmm)?
-They were the first design here, after measurements on an Intel machine where bmm reached 142 GFLOP/s
-against grouped Conv1d's 67 in [batch, channels, seq] layout. torch sends bmm, mm and F.linear to MKL,
-and on AMD processors MKL does not use its AVX-512 kernels: on this 2-core AMD EPYC (AVX-512), at 32 x 128
-tokens and SqueezeBERT's sizes (median of 15 runs each, 2 threads, quiet machine):
-
-    projection               MKL (bmm / F.linear)   oneDNN 1x1 convolution   GFLOP/s
-    768 -> 768, dense                 185                    371
-    768 -> 768, 4 groups              185                    428
-    768 -> 3072, 4 groups             130                    202    (fresh 50 MB output: page faults)
-    3072 -> 768, 4 groups             188                    435
-    fp32 matmul, 2048^3               196 (torch.mm)         375
-
-and the whole SqueezeBERT forward at 32 x 128 (median of 4, alternating) took 1.55 s with bmm, 0.98 s
-with convolutions. With one thread the two give bit-identical results at the same speed: the
-difference is in how MKL runs on two threads, which is what squeeze uses on a 2-core machine.
-
-The residual of the post-attention and output projections and the feed-forward activation are applied
-by oneDNN inside the product (`torch.ops.mkldnn._convolution_pointwise`, what torch.compile emits on
-CPU), while each output tile is still in cache, rather than as separate passes over [tokens, 3072]
-tensors; the output projection adds into the residual's own memory, which also saves allocating (and
-page-faulting) a fresh output. These are private ops, probed once; F.conv2d with in-place epilogues
-computes the same where they are missing. int8 projections (quantize.py) take the in-place path.
-Measured at 32 x 128: 42% less CPU time on one thread (3.29 s -> 1.91 s), 4% less wall time on two
-(0.98 s -> 0.94 s).
+A projection is anything with `forward(x, residual=None, activation=None, in_place=False, pieces=False)`
+(precision/ holds the int8 ones), so a block never asks what kind of projection it holds.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ModelError
 from .config import EncoderConfig
-from .errors import ModelError
 
 HEADS = ("base", "sequence", "token", "qa")
 
@@ -84,15 +55,60 @@ FUSABLE_ACTIVATIONS = {
 }
 
 
-class GroupedProjection(nn.Module):
+# A grouped int8 projection computes each group apart (precision/int8.py), and gluing the groups' outputs
+# back together is a copy as costly as the int8 products themselves ([tokens, 3072] for the
+# feed-forward). So a projection may hand on its output as the list of its groups' pieces, which the
+# next projection takes as its groups' inputs: act(FfnIn x) never exists as one tensor.
+Pieces = list[torch.Tensor]
+
+
+class Epilogue(NamedTuple):
+    """What finishes a projection's product: `residual` added (with `in_place`, into the residual's own
+    memory, which the caller must not need afterwards), or `activation` applied; with `pieces`, the
+    output may stay its groups' pieces (see Pieces)."""
+
+    residual: torch.Tensor | None = None
+    activation: str | None = None
+    in_place: bool = False
+    pieces: bool = False
+
+    def apply(self, y: torch.Tensor | Pieces) -> torch.Tensor | Pieces:
+        """The epilogue on a fresh product `y` (a tensor, or pieces), in place where torch allows."""
+        if isinstance(y, list):
+            if self.residual is not None and self.in_place and self.residual.is_contiguous():
+                slots = self.residual.view(-1, len(y), self.residual.shape[-1] // len(y))  # [N, G, C/G]
+                for group, piece in enumerate(y):  # each group's output into its own channels: nothing glued
+                    slots[:, group].add_(piece.view(slots.shape[0], -1))
+                return self.residual
+            if self.activation is not None and self.pieces:
+                return [ACTIVATIONS[self.activation](piece) for piece in y]
+            y = whole(y)
+        if self.residual is not None:
+            y = y.add_(self.residual)
+        return ACTIVATIONS[self.activation](y) if self.activation is not None else y
+
+
+class Projection(nn.Module):
+    """A position-wise projection as a block calls it: x [..., in] (or its groups' pieces) -> [..., out],
+    finished by an epilogue. Subclasses compute `project(x, epilogue)`: GroupedProjection here (fp32,
+    epilogue fused into the product), the int8 ones in precision/."""
+
+    def forward(self, x: torch.Tensor | Pieces, residual: torch.Tensor | None = None, activation: str | None = None,
+                in_place: bool = False, pieces: bool = False) -> torch.Tensor | Pieces:
+        assert residual is None or activation is None, "one epilogue at a time"
+        return self.project(x, Epilogue(residual, activation, in_place, pieces))
+
+    def project(self, x: torch.Tensor | Pieces, epilogue: Epilogue) -> torch.Tensor | Pieces:
+        raise NotImplementedError
+
+
+class GroupedProjection(Projection):
     """y = x W^T + b applied at every position, with the channels split into `groups` blocks.
 
     weight: [out, in] when groups == 1 (an nn.Linear), else [groups, out/groups, in/groups],
-    which is a Conv1d weight [out, in/groups, 1] viewed by group.
-
-    forward can finish the product with a residual (y + residual) or an activation (act(y)); oneDNN
-    then does it while each output tile is still in cache (see the design note). With `in_place`, the
-    sum may be written into `residual` itself, which the caller must not need afterwards.
+    which is a Conv1d weight [out, in/groups, 1] viewed by group. The epilogue (a residual or an
+    activation) runs inside oneDNN's product while each output tile is still in cache; the output is
+    always one tensor.
     """
 
     def __init__(self, in_features: int, out_features: int, groups: int = 1):
@@ -103,22 +119,16 @@ class GroupedProjection(nn.Module):
         self.weight = nn.Parameter(torch.empty(shape))
         self.bias = nn.Parameter(torch.zeros(out_features))
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        residual: torch.Tensor | None = None,
-        activation: str | None = None,
-        in_place: bool = False,
-    ) -> torch.Tensor:
-        """x [..., in] -> [..., out]; plus `residual` [..., out], or then `activation` (an ACTIVATIONS name)."""
-        assert residual is None or activation is None, "one epilogue at a time"
+    def project(self, x: torch.Tensor | Pieces, epilogue: Epilogue) -> torch.Tensor:
+        residual, activation = epilogue.residual, epilogue.activation
+        x = whole(x)
         *lead, c = x.shape
         if x.numel() == 0:  # oneDNN refuses zero-width images, and there is nothing to compute
             return x.new_empty(*lead, self.out_features)
         weight = self.weight.view(self.out_features, c // self.groups, 1, 1)  # [out, in/G, 1, 1]
         fused = _fused_convolution()
         conv_args = ([0, 0], [1, 1], [1, 1], self.groups)  # padding, stride, dilation, groups
-        if fused is not None and residual is not None and in_place and residual.is_contiguous():
+        if fused is not None and residual is not None and epilogue.in_place and residual.is_contiguous():
             # Accumulating into the residual also fuses grouped products, which the out-of-place form
             # below runs as a convolution and a separate add.
             fused.in_place.binary(_pixels(residual), _pixels(x), weight, self.bias, *conv_args, "add", None, None, [],
@@ -131,63 +141,16 @@ class GroupedProjection(nn.Module):
                       FUSABLE_ACTIVATIONS[activation][1])
         else:
             y = F.conv2d(_pixels(x), weight, self.bias, groups=self.groups)
-            return finish(_unpixels(y, lead), residual, activation)
+            return Epilogue(residual, activation).apply(_unpixels(y, lead))
         return _unpixels(y, lead)  # [..., out]
 
     def extra_repr(self) -> str:
         return f"in={self.in_features}, out={self.out_features}, groups={self.groups}"
 
 
-# A grouped int8 projection computes each group apart (quantize.py), and gluing the groups' outputs
-# back together is a copy as costly as the int8 products themselves ([tokens, 3072] for the
-# feed-forward). So a projection may hand on its output as the list of its groups' pieces, which the
-# next projection takes as its groups' inputs: act(FfnIn x) never exists as one tensor.
-Pieces = list[torch.Tensor]
-
-
 def whole(x: torch.Tensor | Pieces) -> torch.Tensor:
     """A projection output in one tensor: pieces [..., C/G] glued along channels into [..., C]."""
     return torch.cat(x, dim=-1) if isinstance(x, list) else x
-
-
-def project(
-    proj: nn.Module,
-    x: torch.Tensor | Pieces,
-    residual: torch.Tensor | None = None,
-    activation: str | None = None,
-    in_place: bool = False,
-    pieces: bool = False,
-) -> torch.Tensor | Pieces:
-    """proj(x) + residual, or activation(proj(x)), for any projection module: fused into the product by
-    a GroupedProjection, applied in place on the fresh output of others (int8 projections). With
-    `in_place`, `residual` may be overwritten with the result. With `pieces`, the result may be the
-    groups' pieces (see Pieces); `x` may be pieces."""
-    if isinstance(proj, GroupedProjection):
-        return proj(whole(x), residual, activation, in_place)
-    y = proj(x, pieces=True) if getattr(proj, "hands_on_pieces", False) else proj(whole(x))
-    return finish(y, residual, activation, in_place, pieces)
-
-
-def finish(
-    y: torch.Tensor | Pieces,
-    residual: torch.Tensor | None,
-    activation: str | None,
-    in_place: bool = False,
-    pieces: bool = False,
-) -> torch.Tensor | Pieces:
-    """The epilogue of a projection, in place on its fresh output `y` (a tensor, or pieces)."""
-    if isinstance(y, list):
-        if residual is not None and in_place and residual.is_contiguous():
-            slots = residual.view(-1, len(y), residual.shape[-1] // len(y))  # [N, G, C/G]
-            for group, piece in enumerate(y):  # each group's output into its own channels: nothing glued
-                slots[:, group].add_(piece.view(slots.shape[0], -1))
-            return residual
-        if activation is not None and pieces:
-            return [ACTIVATIONS[activation](piece) for piece in y]
-        y = whole(y)
-    if residual is not None:
-        y = y.add_(residual)
-    return ACTIVATIONS[activation](y) if activation is not None else y
 
 
 def _pixels(x: torch.Tensor) -> torch.Tensor:
@@ -303,10 +266,10 @@ class Block(nn.Module):
         q, k, v = self.heads(self.query(x)), self.heads(self.key(x)), self.heads(self.value(x))
         a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # [B, nh, T, hd]
         a = a.transpose(1, 2).reshape(b, t, h)  # [B, T, H], a view: SDPA's output is [B, T, nh, hd] in memory
-        x = self.attn_norm(project(self.attn_out, a, residual=x))  # [B, T, H]
-        inner = project(self.ffn_in, x, activation=self.activation, pieces=True)  # [B, T, I], or G x [B, T, I/G]
+        x = self.attn_norm(self.attn_out(a, residual=x))  # [B, T, H]
+        inner = self.ffn_in(x, activation=self.activation, pieces=True)  # [B, T, I], or G x [B, T, I/G]
         # x is this block's own tensor now (attn_norm's output), so the sum may overwrite it.
-        return self.ffn_norm(project(self.ffn_out, inner, residual=x, in_place=True))  # [B, T, H]
+        return self.ffn_norm(self.ffn_out(inner, residual=x, in_place=True))  # [B, T, H]
 
 
 class SequenceHead(nn.Module):

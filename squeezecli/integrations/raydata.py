@@ -3,7 +3,7 @@
 As a step in your own Ray Data pipeline (any dataset with a "text" column; other columns pass through):
 
     import ray
-    from squeezecli.raydata import BatchInference
+    from squeezecli.integrations.raydata import BatchInference
 
     ds = ray.data.read_text("reviews/")
     ds = ds.map_batches(BatchInference, fn_constructor_kwargs={"task": "sentiment"}, batch_size=256,
@@ -36,20 +36,16 @@ import pyarrow.parquet as pq
 import ray
 import ray.data
 
-from .errors import InputError, NetworkError, SqueezeError
-from .output import JsonLinesWriter, row_for
-from .stream import Record, batched
+from ..environment import Environment
+from ..errors import InputError, NetworkError, SqueezeError
+from ..io.batches import batched
+from ..io.records import Record
+from ..io.writers import JsonLinesWriter, row_for
 
 OutputFormat = Literal["jsonl", "parquet"]
 
 LOOPBACK = "127.0.0.1"
 RESULTS = "results"  # the output file's name, before its .jsonl or .parquet suffix
-
-# squeeze's own settings a worker needs to find the same models the driver did: the cache, the Hub
-# endpoint, offline mode, the int8 kernel. Credentials stay out: a runtime_env is readable by anyone
-# who can reach the cluster, and workers read their own HF_TOKEN.
-FORWARDED_ENVIRONMENT = ("SQUEEZE_CACHE_DIR", "SQUEEZE_INT8_KERNEL", "SQUEEZE_DEBUG", "HF_ENDPOINT", "HF_HOME",
-                         "HF_HUB_CACHE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 
 # The columns `records_dataset` makes: where each record came from, its text, and (JSON lines input) the
 # record's other fields as one JSON object, so that any mix of JSON types survives Arrow's typed columns.
@@ -70,7 +66,7 @@ class BatchInference:
 
     def __init__(self, task: str, model: str | None = None, *, text_column: str = "text",
                  **load_options: Any) -> None:
-        from .api import load
+        from ..api import load
 
         self.text_column = text_column
         self.error: SqueezeError | None = None
@@ -129,7 +125,7 @@ def connected(address: str | None, *, quiet: bool = False) -> Iterator[None]:
 def start_local_cluster(num_cpus: int, **settings: Any) -> None:
     """Start a one-node Ray cluster whose servers all listen on 127.0.0.1 only, and connect to it.
 
-    Needs `squeezecli.distributed.loopback_only_ray()` before ray was first imported: without it Ray puts
+    Needs `squeezecli.cli.distributed.loopback_only_ray()` before ray was first imported: without it Ray puts
     the node on the machine's routable address, listening on every interface; that is refused here.
     """
     ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, _node_ip_address=LOOPBACK, **settings)
@@ -137,12 +133,13 @@ def start_local_cluster(num_cpus: int, **settings: Any) -> None:
     if node_address != LOOPBACK:
         ray.shutdown()
         raise RuntimeError(f"the local Ray node is on {node_address}, not loopback: "
-                           "call squeezecli.distributed.loopback_only_ray() before importing ray")
+                           "call squeezecli.cli.distributed.loopback_only_ray() before importing ray")
 
 
-def worker_environment() -> dict[str, str]:
-    """The driver's settings among FORWARDED_ENVIRONMENT, for the workers' runtime_env."""
-    return {name: os.environ[name] for name in FORWARDED_ENVIRONMENT if name in os.environ}
+def worker_environment(env: Environment | None = None) -> dict[str, str]:
+    """The driver's squeeze settings (environment.SETTINGS: the cache, the Hub, offline mode, the kernel;
+    never a token), for the workers' runtime_env, so they find the models the driver found."""
+    return dict((env or Environment.from_os()).settings)
 
 
 def records_dataset(records: Iterable[Record], rows_per_block: int) -> ray.data.Dataset:

@@ -1,4 +1,4 @@
-"""Checkpoint files -> our tensor names.
+"""Checkpoint files -> our tensors, and the head a checkpoint has.
 
 Weights load only through safetensors or `torch.load(weights_only=True)`: a pickle that would run
 code is refused. Each architecture's checkpoint names are mapped onto `encoder.py`'s by one table;
@@ -8,15 +8,18 @@ has must be either used or knowingly ignored (pooler, LM heads), or loading fail
 
 from __future__ import annotations
 
+import json
 import pickle
 import re
 from pathlib import Path
 
 import torch
 
+from ..errors import ModelError
+from . import layout, tensorfile
 from .config import EncoderConfig
 from .encoder import Encoder
-from .errors import ModelError
+from .layout import weight_files
 
 # Where each architecture's base model sits inside a task checkpoint ("bert.encoder.layer.0...").
 BASE_PREFIX = {"bert": "bert.", "squeezebert": "transformer.", "distilbert": "distilbert.", "roberta": "roberta."}
@@ -160,19 +163,6 @@ def check_state(model: Encoder, tensors: dict[str, torch.Tensor]) -> None:
         raise ModelError(f"checkpoint tensors have the wrong shape: {_names(wrong)}")
 
 
-def weight_files(model_dir: Path) -> list[Path]:
-    """The weight files of a Hub-format directory, safetensors preferred, shards resolved by their index
-    (whose shard names must be plain relative paths inside the directory)."""
-    from .hub import WEIGHT_FORMATS, shard_names
-
-    for single, index in WEIGHT_FORMATS:
-        if (model_dir / single).is_file():
-            return [model_dir / single]
-        if (model_dir / index).is_file():
-            return [model_dir / s for s in shard_names(model_dir / index, ModelError, str(model_dir))]
-    raise ModelError(f"no model.safetensors or pytorch_model.bin in {model_dir}")
-
-
 def check_size(cfg: EncoderConfig, files: list[Path], bytes_per_parameter: int) -> None:
     """Refuse a config.json that describes more parameters than its weight files can hold, before a
     model of that size is built: at least `bytes_per_parameter` bytes each (2 for fp16 checkpoints)."""
@@ -234,3 +224,51 @@ def load_encoder(model_dir: str | Path, head: str = "base") -> Encoder:
     check_state(model, tensors)
     model.load_state_dict(tensors, assign=True)
     return model.eval()
+
+
+# config.json `architectures` suffix -> the head the checkpoint has.
+ARCHITECTURE_HEADS = (
+    ("ForSequenceClassification", "sequence"),
+    ("ForTokenClassification", "token"),
+    ("ForQuestionAnswering", "qa"),
+    ("ForMaskedLM", "base"),
+    ("ForPreTraining", "base"),
+    ("Model", "base"),
+)
+
+
+def tensor_names(model_dir: Path) -> list[str]:
+    """Tensor names of a checkpoint, from safetensors headers or a shard index where possible."""
+    for single, index in layout.WEIGHT_FORMATS:
+        if (model_dir / index).is_file() and not (model_dir / single).is_file():
+            try:
+                return list(json.loads((model_dir / index).read_text(encoding="utf-8"))["weight_map"])
+            except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+                raise ModelError(f"the weight index {index} in {model_dir} is not valid") from None
+        path = model_dir / single
+        if not path.is_file():
+            continue
+        if single.endswith(".safetensors"):
+            try:
+                return list(tensorfile.read_header(path))
+            except (OSError, tensorfile.HeaderError) as exc:
+                raise ModelError(f"{path} is not a readable safetensors file: {exc}") from None
+        return list(read_checkpoint(model_dir))  # a pickle's names are known only once it is read
+    return []
+
+
+def checkpoint_head(model_dir: Path, raw_config: dict, hint: str | None = None) -> str:
+    """Which head a checkpoint has: from config.json's `architectures`, else from the names of its
+    tensors. A bare `classifier` is a sequence or a token head; `hint` decides, else sequence."""
+    for architecture in raw_config.get("architectures") or []:
+        for suffix, head in ARCHITECTURE_HEADS:
+            if isinstance(architecture, str) and architecture.endswith(suffix):
+                return head
+    roots = {name.split(".")[0] for name in tensor_names(model_dir)}
+    if "qa_outputs" in roots:
+        return "qa"
+    if "pre_classifier" in roots:
+        return "sequence"
+    if "classifier" in roots:
+        return hint if hint in ("sequence", "token") else "sequence"
+    return "base"

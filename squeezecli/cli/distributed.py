@@ -1,8 +1,8 @@
 """`squeeze run-distributed TASK`: a task command's work on a Ray cluster, results into a directory.
 
-One subcommand per task, with that task command's own options (the same Click parameters, so help and
-parsing match), the usual input and model options, and the run's: --output, --address, --format,
---workers. The Ray side lives in `raydata.py`; this module imports neither Ray nor torch, since the CLI
+One subcommand per task, with that task command's own options (the same decorators, so help and parsing
+match), the usual input and model options, and the run's: --output, --address, --format, --workers. The
+Ray side lives in `integrations/raydata.py`; this module imports neither Ray nor torch, since the CLI
 imports it at start-up. Without Ray installed the command stops with one line naming the extra.
 """
 
@@ -18,9 +18,18 @@ from typing import Any
 
 import click
 
-from . import commands
-from .errors import SqueezeError
-from .options import WINDOW_BATCHES, InputOptions, ModelOptions, input_options, model_options
+from ..environment import Environment
+from ..errors import SqueezeError
+from ..io.batches import WINDOW_BATCHES
+from ..io.pipeline import InputOptions
+from . import tasks
+from .options import (
+    ModelOptions,
+    input_options,
+    model_options,
+    pass_environment,
+    with_options,
+)
 
 INSTALL_HINT = "pip install 'squeezecli[ray]'"
 
@@ -52,7 +61,7 @@ def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
                  **kwargs: Any) -> Any:
         return command(*args, run=RunOptions(output, address, fmt, workers, quiet), **kwargs)
 
-    options = [
+    return with_options(with_run, [
         click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), required=True, metavar="DIR",
                      help="Directory for the results: DIR/results.jsonl or DIR/results.parquet (replaced)."),
         click.option("--address", metavar="ADDRESS",
@@ -64,10 +73,7 @@ def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
                      help="Model workers, each loading the model once and taking --threads CPUs "
                           "(default: as many as the cluster has CPUs for)."),
         click.option("--quiet", is_flag=True, help="No progress bars and no summary line."),
-    ]
-    for option in reversed(options):
-        with_run = option(with_run)
-    return with_run
+    ])
 
 
 @click.group("run-distributed")
@@ -84,89 +90,83 @@ def run_distributed() -> None:
     """
 
 
-def _task(name: str, command: click.Command | None = None, *names: str) -> Callable[[Callable[..., Any]], click.Command]:
-    """The subcommand `name`: the task `command`'s own parameters `names` (so both commands parse and
-    document them alike), then the model, input and run options, in the order --help lists them."""
-    params = [param for param in command.params if param.name in names] if command else []
-    if len(params) != len(names):
-        raise ValueError(f"the {name} command has no parameter among {names}")
+def _task(name: str, *task_options: Callable[[Callable[..., Any]], Callable[..., Any]]
+          ) -> Callable[[Callable[..., Any]], click.Command]:
+    """The subcommand `name`: the task command's own option groups, then the model, input and run options,
+    in the order --help lists them."""
 
     def decorate(function: Callable[..., Any]) -> click.Command:
-        for decorator in (run_options, input_options, model_options):
+        function = pass_environment(function)
+        for decorator in (run_options, input_options, model_options, *reversed(task_options)):
             function = decorator(function)
-        # Click lists the parameters that decorators collect in reverse order of collection.
-        function.__click_params__ = [*function.__click_params__, *reversed(params)]  # type: ignore[attr-defined]
         return run_distributed.command(name)(function)
 
     return decorate
 
 
-@_task("sentiment", commands.sentiment, "top_k", "all_scores")
-def sentiment(inputs: InputOptions, model: ModelOptions, run: RunOptions, top_k: int | None,
+@_task("sentiment", tasks.classification_options)
+def sentiment(env: Environment, inputs: InputOptions, model: ModelOptions, run: RunOptions, top_k: int | None,
               all_scores: bool) -> None:
     """Sentiment of each line: label and score."""
-    _run("sentiment", inputs, model, run, top_k=top_k, all_scores=all_scores)
+    _run("sentiment", env, inputs, model, run, top_k=top_k, all_scores=all_scores)
 
 
-@_task("classify", commands.classify, "labels", "template", "multi_label", "top_k", "all_scores")
-def classify(inputs: InputOptions, model: ModelOptions, run: RunOptions, labels: str | None, template: str,
-             multi_label: bool, top_k: int | None, all_scores: bool) -> None:
+@_task("classify", tasks.zero_shot_options, tasks.classification_options)
+def classify(env: Environment, inputs: InputOptions, model: ModelOptions, run: RunOptions, labels: str | None,
+             template: str, multi_label: bool, top_k: int | None, all_scores: bool) -> None:
     """Classify each line with a text-classification model (--model), or zero-shot into --labels."""
-    if commands.classify_task(model, labels, template) == "zero-shot":
-        _run("zero-shot", inputs, model, run, labels=labels, template=template, multi_label=multi_label)
+    if tasks.classify_task(model, labels, template) == "zero-shot":
+        _run("zero-shot", env, inputs, model, run, labels=labels, template=template, multi_label=multi_label)
     else:
-        _run("classify", inputs, model, run, top_k=top_k, all_scores=all_scores)
+        _run("classify", env, inputs, model, run, top_k=top_k, all_scores=all_scores)
 
 
-@_task("qa", commands.qa, "questions", "lines", "top_k", "stride", "max_answer_len", "no_answer")
-def qa(inputs: InputOptions, model: ModelOptions, run: RunOptions, questions: tuple[str, ...], lines: bool,
-       top_k: int, stride: int | None, max_answer_len: int, no_answer: bool | None) -> None:
+@_task("qa", tasks.qa_options)
+def qa(env: Environment, inputs: InputOptions, model: ModelOptions, run: RunOptions, questions: tuple[str, ...],
+       lines: bool, top_k: int, stride: int | None, max_answer_len: int, no_answer: bool | None) -> None:
     """Answer questions from each context (each file, or each line with --lines)."""
-    inputs, no_answer = commands.qa_settings(inputs, model, lines, no_answer)
-    _run("qa", inputs, model, run, questions=list(questions), top_k=top_k, stride=stride,
+    inputs, no_answer = tasks.qa_settings(inputs, model, lines, no_answer)
+    _run("qa", env, inputs, model, run, questions=list(questions), top_k=top_k, stride=stride,
          max_answer_len=max_answer_len, handle_impossible_answer=no_answer)
 
 
-@_task("ner", commands.ner, "aggregation")
-def ner(inputs: InputOptions, model: ModelOptions, run: RunOptions, aggregation: str) -> None:
+@_task("ner", tasks.ner_options)
+def ner(env: Environment, inputs: InputOptions, model: ModelOptions, run: RunOptions, aggregation: str) -> None:
     """Named entities in each line."""
-    _run("ner", inputs, model, run, aggregation=aggregation)
+    _run("ner", env, inputs, model, run, aggregation=aggregation)
 
 
 @_task("embed")
-def embed(inputs: InputOptions, model: ModelOptions, run: RunOptions) -> None:
+def embed(env: Environment, inputs: InputOptions, model: ModelOptions, run: RunOptions) -> None:
     """Embedding vector of each line."""
-    _run("embed", inputs, model, run)
+    _run("embed", env, inputs, model, run)
 
 
-def _run(task: str, inputs: InputOptions, model: ModelOptions, run: RunOptions, **task_options: Any) -> None:
+def _run(task: str, env: Environment, inputs: InputOptions, model: ModelOptions, run: RunOptions,
+         **task_options: Any) -> None:
     if run.address is None:
         loopback_only_ray()
     _require_ray()
-    from . import raydata
-    from .api import load
+    from ..api import load
+    from ..integrations import raydata
 
     load_options = dict(revision=model.revision, precision=model.precision, offline=model.offline,
                         batch_size=model.batch_size, max_length=model.max_length, threads=model.threads,
                         **task_options)
     # Loaded here once before any cluster work: a wrong model or option fails with the task command's own
     # message, and this machine's cache holds the int8 model before its workers ask for it.
-    load(task, model.model, progress=not run.quiet, notify=_notify, **load_options)
+    load(task, model.model, progress=not run.quiet, env=env, **load_options)
     # Ray Data's INFO lines (plans, log paths, and progress when stderr is no terminal) are for Ray's
     # developers; a terminal still gets its progress bars.
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     with raydata.connected(run.address, quiet=run.quiet):
         path, count = raydata.run(
-            inputs.read(), task, model.model, load_options, run.output, run.format,  # type: ignore[arg-type]
+            inputs.read(env=env), task, model.model, load_options, run.output, run.format,  # type: ignore[arg-type]
             rows_per_block=WINDOW_BATCHES * model.batch_size, workers=run.workers,
             cpus_per_worker=model.threads or 1, quiet=run.quiet,
         )
     if not run.quiet:
-        _notify(f"{count:,} results in {path}")
-
-
-def _notify(message: str) -> None:
-    click.echo(f"squeeze: {message}", err=True)
+        env.notice(f"{count:,} results in {path}")
 
 
 def _require_ray() -> None:

@@ -11,13 +11,13 @@ import contextlib
 import csv
 import json
 import math
-import sys
-from collections.abc import Iterator
-from collections.abc import Mapping, Sequence
-from typing import Any, Literal, Protocol, TextIO
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, BinaryIO, Literal, Protocol, TextIO
 
-from .errors import OutputError, printable
-from .stream import Record, is_terminal
+from ..environment import Environment
+from ..errors import OutputError, printable
+from .records import Record
 
 Format = Literal["auto", "table", "jsonl", "csv", "tsv"]
 FORMATS: tuple[str, ...] = ("auto", "table", "jsonl", "csv", "tsv")
@@ -43,27 +43,27 @@ class Writer(Protocol):
     def write_batch(self, rows: Sequence[Mapping[str, Any]]) -> None: ...
 
 
-def open_writer(fmt: Format, columns: Sequence[str] | None = None) -> Writer:
+def open_writer(fmt: Format, columns: Sequence[str] | None = None, env: Environment | None = None) -> Writer:
     """A writer on stdout. "auto" is a table on a terminal and JSON lines anywhere else.
 
     `columns` picks and orders the table's columns (a terminal has no room for everything); JSON lines
     and CSV/TSV always carry every field. By default the table shows the first row's fields.
     """
-    stdout = sys.stdout  # looked up now, not at import, so test runners that swap it see the output
-    fmt = resolved_format(fmt)
+    env = env or Environment.from_os()
+    fmt = resolved_format(fmt, env)
     if fmt == "jsonl":
-        return JsonLinesWriter(stdout)
+        return JsonLinesWriter(env.stdout)
     if fmt in ("csv", "tsv"):
-        return DelimitedWriter(stdout, delimiter="," if fmt == "csv" else "\t")
+        return DelimitedWriter(env.stdout, delimiter="," if fmt == "csv" else "\t")
     if fmt == "table":
         return TableWriter(columns)
     raise ValueError(f"unknown output format {fmt!r}")
 
 
-def resolved_format(fmt: Format) -> Format:
+def resolved_format(fmt: Format, env: Environment | None = None) -> Format:
     """The format "auto" stands for here and now: a table on a terminal, JSON lines anywhere else."""
     if fmt == "auto":
-        return "table" if is_terminal(sys.stdout) else "jsonl"
+        return "table" if (env or Environment.from_os()).stdout_is_terminal else "jsonl"
     return fmt
 
 
@@ -99,23 +99,24 @@ def writing() -> Iterator[None]:
                           hint="check where stdout goes (a full disk, a closed file)") from exc
 
 
-def print_text(text: str | bytes) -> None:
+def print_text(env: Environment, text: str | bytes) -> None:
     """One line of text (or the exact bytes given) on stdout, written now."""
     with writing():
         if isinstance(text, bytes):
-            sys.stdout.buffer.write(text)
+            env.stdout.buffer.write(text)
         else:
-            sys.stdout.write(text + "\n")
-        sys.stdout.flush()
+            env.stdout.write(text + "\n")
+        env.stdout.flush()
 
 
-def print_json(record: Any) -> None:
+def print_json(env: Environment, record: Any) -> None:
     """One compact JSON object on its own line on stdout."""
-    print_text(to_json(record))
+    print_text(env, to_json(record))
 
 
-def print_rich(renderable: Any) -> None:
-    """A Rich table or text on stdout, as the terminal shows it."""
+def print_rich(env: Environment, renderable: Any) -> None:
+    """A Rich table or text on stdout, as the terminal shows it (Rich's console writes to sys.stdout,
+    which is `env.stdout`)."""
     console = _stdout_console()
     with writing():
         console.print(renderable)
@@ -256,3 +257,40 @@ def _table_cell(value: Any) -> str:
     # A line of text with tabs or a document with newlines must stay on its table row, and the escape
     # sequences a hostile line may hold must not reach the terminal.
     return printable(" ".join(_cell(value).split()) if isinstance(value, str) else _cell(value))
+
+
+def write_npy(
+    vectors: Sequence[Sequence[float]], path: str | os.PathLike[str] | BinaryIO, *, dimension: int = 0
+) -> None:
+    """Write the vectors as one float32 array [N, dimension] in NumPy's .npy format to `path` (a file name,
+    written as given, or a binary file). `dimension` shapes the array when there are no vectors."""
+    try:
+        import numpy as np
+    except ImportError:
+        raise OutputError(
+            "writing .npy files needs numpy, which is not installed",
+            hint="pip install numpy, or write JSON lines instead",
+        ) from None
+    array = np.asarray(vectors, dtype=np.float32) if len(vectors) else np.zeros((0, dimension), dtype=np.float32)
+    if array.ndim != 2:
+        raise ValueError(f"vectors must all have the same length, got an array of shape {array.shape}")
+    if not isinstance(path, (str, os.PathLike)):
+        # Through the stream's own write(), not numpy's fwrite of a real file, which reports a closed pipe
+        # as a plain "OSError: N requested and M written" rather than BrokenPipeError.
+        with writing():
+            np.lib.format.write_array(_PlainStream(path), array, allow_pickle=False)
+            path.flush()
+        return
+    try:
+        # An open file, not the name: np.save would append ".npy" to a name without it.
+        with open(path, "wb") as out:
+            np.save(out, array)
+    except OSError as error:
+        raise OutputError(f"cannot write {os.fspath(path)}: {error.strerror or error}") from None
+
+
+class _PlainStream:
+    """A binary stream that numpy cannot tell is a file (see write_npy)."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self.write = stream.write

@@ -1,7 +1,6 @@
-"""The `squeeze` command line: the Click group, and the one place where errors become exit statuses.
-
-Task commands live in `commands.py`, the model store's in `model_commands.py`; both are thin layers over
-the library. Nothing imported here may import torch at module level: `squeeze --help` must stay fast.
+"""The `squeeze` command line: the Click group, the `Environment` each run gets, and the one place where
+errors become exit statuses. Task commands live in tasks.py, the model store's in models.py, the commands
+about squeeze itself in tools.py. Nothing imported here may import torch: `squeeze --help` must stay fast.
 """
 
 from __future__ import annotations
@@ -15,10 +14,13 @@ from typing import Any
 
 import click
 
-from . import __version__
-from .errors import ExitStatus, OutputError, report
-from .options import InputOptions, OutputOptions, batch_size_option, input_options, output_options, run_pipeline
-from .stream import Record
+from .._version import __version__
+from ..environment import Environment
+from ..errors import ExitStatus, OutputError, report
+from ..io.batches import READER_THREAD
+from ..io.pipeline import InputOptions, OutputOptions, run_pipeline
+from ..io.records import Record
+from .options import batch_size_option, input_options, output_options, pass_environment
 
 
 class _StdoutClosed(Exception):
@@ -30,6 +32,7 @@ class SqueezeGroup(click.Group):
     """The `squeeze` group; its `main` is the one place that turns exceptions into exit statuses."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        ctx.obj = Environment.from_os()  # read now: a test runner swaps sys.stdout just before
         try:
             return super().invoke(ctx)
         except BrokenPipeError as exc:
@@ -44,13 +47,13 @@ class SqueezeGroup(click.Group):
         except SystemExit:
             raise
         except BaseException as exc:  # noqa: BLE001 -- this is the top level: everything gets a status
-            status = exit_status_for(exc)
+            status = exit_status_for(exc, Environment.from_os())
         if standalone_mode:
             sys.exit(int(status))
         return int(status)
 
 
-def exit_status_for(exc: BaseException) -> int:
+def exit_status_for(exc: BaseException, env: Environment) -> int:
     """Report `exc` the way a shell user expects, and return the process's exit status.
 
     - squeeze's own errors: one line and a hint (`errors.report`), their own status;
@@ -68,7 +71,7 @@ def exit_status_for(exc: BaseException) -> int:
     if isinstance(exc, click.ClickException):
         exc.show()
         return exc.exit_code
-    return report(exc)
+    return report(exc, stderr=env.stderr, debug=env.debug)
 
 
 STDOUT_FD = 1
@@ -105,7 +108,8 @@ def _flush_stdout(status: int) -> int:
     except (OSError, ValueError) as exc:
         _silence_stdout()
         detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        return report(OutputError(f"cannot write to stdout: {detail}")) if status == ExitStatus.OK else status
+        failed = OutputError(f"cannot write to stdout: {detail}")
+        return report(failed, stderr=sys.stderr) if status == ExitStatus.OK else status
     return status
 
 
@@ -142,7 +146,8 @@ def squeeze() -> None:
 @input_options
 @output_options
 @batch_size_option
-def echo_lines(inputs: InputOptions, output: OutputOptions, batch_size: int) -> None:
+@pass_environment
+def echo_lines(env: Environment, inputs: InputOptions, output: OutputOptions, batch_size: int) -> None:
     """Echo each record with its length, through the same input -> batches -> output path as the tasks.
 
     No model: this exercises the plumbing in tests and when debugging input problems.
@@ -152,14 +157,14 @@ def echo_lines(inputs: InputOptions, output: OutputOptions, batch_size: int) -> 
         return [{"text": record.text, "length": len(record.text)} for record in batch]
 
     run_pipeline(inputs, output, batch_size=batch_size, length_of=lambda record: len(record.text),
-                 process_batch=process_batch)
+                 process_batch=process_batch, env=env)
 
 
 def _register() -> None:
-    from .commands import COMMANDS
     from .distributed import run_distributed
-    from .model_commands import models
-    from .tool_commands import completion, doctor
+    from .models import models
+    from .tasks import COMMANDS
+    from .tools import completion, doctor
 
     for command in COMMANDS:
         squeeze.add_command(command)
@@ -181,10 +186,11 @@ def main() -> None:
     closed = _reopen_closed_descriptors()
     if STDOUT_FD in closed:
         # Every command prints its results, and nothing can read them.
-        sys.exit(report(OutputError("stdout is closed", hint="redirect it to a file or /dev/null instead")))
+        error = OutputError("stdout is closed", hint="redirect it to a file or /dev/null instead")
+        sys.exit(report(error, stderr=sys.stderr))
     status = squeeze.main(prog_name="squeeze", standalone_mode=False)
     status = _flush_stdout(status)
-    if any(t.name == "squeeze-reader" and t.is_alive() for t in threading.enumerate()):
+    if any(t.name == READER_THREAD and t.is_alive() for t in threading.enumerate()):
         # A reader thread blocked on stdin (Ctrl-C during `tail -f | squeeze`) holds stdin's lock, and
         # interpreter shutdown would abort on it: flush what we wrote and leave without finalising.
         for stream in (sys.stdout, sys.stderr):

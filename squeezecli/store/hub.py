@@ -2,19 +2,16 @@
 
 Files land in the standard Hugging Face cache (`$HF_HUB_CACHE`, else `$HF_HOME/hub`, else
 `~/.cache/huggingface/hub`), so a model a transformers user already downloaded is reused, and the
-other way round. Only what squeeze runs on is fetched: config.json, the tokenizer files, one weight
-format (safetensors preferred, single file or sharded, else pytorch_model.bin) and the
-sentence-transformers pooling files.
+other way round. Only what squeeze runs on is fetched (model/layout.py says which): config.json, the
+tokenizer files, one weight format and the sentence-transformers pooling files.
 
-The environment (HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE, HF_HUB_CACHE, HF_HOME) is read on every call
-and passed to huggingface_hub explicitly, because the library freezes its own copy at import time.
-
+The endpoint, token, offline mode and cache come from the `Environment` and are passed to
+huggingface_hub explicitly, because the library freezes its own copy of the environment at import time.
 Every failure leaves as a `SqueezeError`; messages never contain the token.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import sys
@@ -23,37 +20,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import CacheError, ModelError, NetworkError, SqueezeError
+from ..environment import Environment
+from ..errors import CacheError, ModelError, NetworkError
+from ..model import layout
 
-DEFAULT_ENDPOINT = "https://huggingface.co"
 DEFAULT_REVISION = "main"
-
-CONFIG_FILE = "config.json"
-# (single file, sharded index) per weight format, most preferred first.
-WEIGHT_FORMATS = (
-    ("model.safetensors", "model.safetensors.index.json"),
-    ("pytorch_model.bin", "pytorch_model.bin.index.json"),
-)
-TOKENIZER_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "added_tokens.json",
-    "vocab.txt",
-    "vocab.json",
-    "merges.txt",
-)
-# A tokenizer can be built from any one of these; the other tokenizer files only refine it.
-TOKENIZER_VOCABULARIES = ("tokenizer.json", "vocab.txt", "vocab.json")
-SENTENCE_TRANSFORMERS_FILES = ("modules.json", "sentence_bert_config.json", "config_sentence_transformers.json")
-_POOLING_CONFIG = re.compile(r"\d+_Pooling/config\.json")
 
 MAX_REPO_NAME_LENGTH = 96
 MAX_REVISION_LENGTH = 255
 _REPO_NAME = re.compile(r"[A-Za-z0-9._-]+")
 _REVISION_PART = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
-_COMMIT_SHA = re.compile(r"[0-9a-f]{40}")
-_TRUE_VALUES = {"1", "ON", "YES", "TRUE"}
+COMMIT_SHA = re.compile(r"[0-9a-f]{40}")
 
 
 @dataclass(frozen=True)
@@ -92,20 +69,6 @@ def validate_revision(revision: object) -> str:
     return revision
 
 
-def hf_cache_dir() -> Path:
-    """The Hugging Face hub cache directory, resolved from the environment as huggingface_hub does."""
-    env = os.environ
-    explicit = env.get("HF_HUB_CACHE") or env.get("HUGGINGFACE_HUB_CACHE")
-    if explicit:
-        return Path(_expand(explicit))
-    home = env.get("HF_HOME") or os.path.join(env.get("XDG_CACHE_HOME") or os.path.join("~", ".cache"), "huggingface")
-    return Path(_expand(home)) / "hub"
-
-
-def offline_from_env() -> bool:
-    return any(os.environ.get(name, "").upper() in _TRUE_VALUES for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
-
-
 def fetch(
     repo_id: str,
     revision: str | None = None,
@@ -113,6 +76,7 @@ def fetch(
     offline: bool = False,
     token: str | None = None,
     progress: bool = True,
+    env: Environment | None = None,
 ) -> Snapshot:
     """Make sure the files squeeze needs from `repo_id` at `revision` are cached, and return them.
 
@@ -121,23 +85,22 @@ def fetch(
     branch or tag costs one metadata request (to learn its current commit) plus the missing files.
     If the Hub cannot be reached, a complete cached snapshot of the revision is used instead.
     """
+    env = env or Environment.from_os()
     repo_id = validate_repo_id(repo_id)
     revision = validate_revision(revision if revision is not None else DEFAULT_REVISION)
-    cache_dir = hf_cache_dir()
-    if offline or offline_from_env():
-        return _cached_or_unreachable(repo_id, revision, cache_dir, "offline mode is on")
-    if _COMMIT_SHA.fullmatch(revision):
-        cached = cached_snapshot(repo_id, revision, cache_dir)
+    if offline or env.offline:
+        return _cached_or_unreachable(repo_id, revision, env, "offline mode is on")
+    if COMMIT_SHA.fullmatch(revision):
+        cached = cached_snapshot(repo_id, revision, env)
         if cached is not None:
             return cached
-    token = token or _token_from_env()
     try:
         with _progress_bars(progress):
-            return _download(repo_id, revision, cache_dir, token)
+            return _download(repo_id, revision, env, token or env.token)
     except _HubUnreachable as unreachable:
-        return _cached_or_unreachable(repo_id, revision, cache_dir, unreachable.reason, cause=unreachable.cause)
+        return _cached_or_unreachable(repo_id, revision, env, unreachable.reason, cause=unreachable.cause)
     except _DownloadInterrupted as interrupted:
-        cached = cached_snapshot(repo_id, revision, cache_dir)
+        cached = cached_snapshot(repo_id, revision, env)
         if cached is not None:
             return cached
         raise NetworkError(
@@ -146,7 +109,7 @@ def fetch(
         ) from interrupted.cause
 
 
-def cached_snapshot(repo_id: str, revision: str = DEFAULT_REVISION, cache_dir: Path | None = None) -> Snapshot | None:
+def cached_snapshot(repo_id: str, revision: str = DEFAULT_REVISION, env: Environment | None = None) -> Snapshot | None:
     """The complete cached snapshot of `repo_id` at `revision`, or None; reads the disk only.
 
     "Complete" means the files `fetch` would download are all there: a weight format with every shard
@@ -155,64 +118,18 @@ def cached_snapshot(repo_id: str, revision: str = DEFAULT_REVISION, cache_dir: P
     """
     repo_id = validate_repo_id(repo_id)
     revision = validate_revision(revision)
-    storage = (cache_dir or hf_cache_dir()) / _repo_folder_name(repo_id)
-    commit = revision if _COMMIT_SHA.fullmatch(revision) else _read_ref(storage, revision)
+    storage = (env or Environment.from_os()).hf_cache_dir / _repo_folder_name(repo_id)
+    commit = revision if COMMIT_SHA.fullmatch(revision) else _read_ref(storage, revision)
     if commit is None:
         return None
     snapshot = storage / "snapshots" / commit
     if not snapshot.is_dir():
         return None
-    present = set(_files_under(snapshot))
-    files = _complete_selection(repo_id, present, snapshot)
+    files = layout.selection(_files_under(snapshot),
+                             lambda index: layout.shard_names(snapshot / index, CacheError, repo_id))
     if files is None:
         return None
     return Snapshot(repo_id, commit, snapshot, tuple(sorted(files)))
-
-
-# -- choosing files -------------------------------------------------------------------------------
-
-
-def _weights_entry(available: set[str]) -> str | None:
-    """The single weight file or sharded index to use, in order of preference."""
-    for single, index in WEIGHT_FORMATS:
-        if single in available:
-            return single
-        if index in available:
-            return index
-    return None
-
-
-def _companion_files(available: set[str]) -> list[str]:
-    """Tokenizer and sentence-transformers files the repo has, in a stable order."""
-    wanted = [name for name in (*TOKENIZER_FILES, *SENTENCE_TRANSFORMERS_FILES) if name in available]
-    wanted += sorted(name for name in available if _POOLING_CONFIG.fullmatch(name))
-    return wanted
-
-
-def shard_names(index_path: Path, error: type[SqueezeError], repo_id: str) -> list[str]:
-    """The shard files a `*.index.json` maps weights to."""
-    try:
-        weight_map = json.loads(index_path.read_text(encoding="utf-8"))["weight_map"]
-        shards = sorted(set(weight_map.values()))
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise error(f"the weight index {index_path.name} of model '{repo_id}' is not valid") from exc
-    unsafe = [name for name in shards if not isinstance(name, str) or not _is_safe_relative_path(name)]
-    if unsafe or not shards:
-        raise error(f"the weight index {index_path.name} of model '{repo_id}' names no usable shard files")
-    return shards
-
-
-def _complete_selection(repo_id: str, present: set[str], snapshot: Path) -> list[str] | None:
-    weights = _weights_entry(present)
-    if CONFIG_FILE not in present or weights is None or not any(v in present for v in TOKENIZER_VOCABULARIES):
-        return None
-    files = [CONFIG_FILE, weights, *_companion_files(present)]
-    if weights.endswith(".index.json"):
-        shards = shard_names(snapshot / weights, CacheError, repo_id)
-        if not all(shard in present for shard in shards):
-            return None
-        files += shards
-    return files
 
 
 # -- downloading ----------------------------------------------------------------------------------
@@ -230,25 +147,26 @@ class _DownloadInterrupted(Exception):
         self.reason, self.cause = reason, cause
 
 
-def _download(repo_id: str, revision: str, cache_dir: Path, token: str | None) -> Snapshot:
+def _download(repo_id: str, revision: str, env: Environment, token: str | None) -> Snapshot:
     from huggingface_hub import HfApi, hf_hub_download
 
-    endpoint = _endpoint_from_env()
+    # A token of None lets huggingface_hub fall back to the one `hf auth login` saved.
+    endpoint, cache_dir = env.endpoint, env.hf_cache_dir
     api = HfApi(endpoint=endpoint, token=token)
-    with _translated_errors(repo_id, revision, token, downloading=False):
+    with _translated_errors(repo_id, revision, token, env, downloading=False):
         info = api.model_info(repo_id, revision=revision)
         commit = info.sha
         available = {sibling.rfilename for sibling in info.siblings or []}
         if not available:  # the Hub leaves `siblings` empty for very large repos
             available = set(api.list_repo_files(repo_id, revision=commit))
-    if commit is None or not _COMMIT_SHA.fullmatch(commit):
+    if commit is None or not COMMIT_SHA.fullmatch(commit):
         raise NetworkError(f"the Hub at {endpoint} did not say which commit '{revision}' of model '{repo_id}' is")
 
     weights, companions = _required_files(repo_id, available)
     fetched: list[str] = []
 
     def download(filename: str) -> Path:
-        with _translated_errors(repo_id, revision, token, downloading=True):
+        with _translated_errors(repo_id, revision, token, env, downloading=True):
             local = hf_hub_download(
                 repo_id, filename, revision=commit, cache_dir=str(cache_dir), endpoint=endpoint, token=token
             )
@@ -259,7 +177,7 @@ def _download(repo_id: str, revision: str, cache_dir: Path, token: str | None) -
     # unfinished, so a download cut off anywhere before the end is never mistaken for a complete one.
     index = download(weights)
     if weights.endswith(".index.json"):
-        shards = shard_names(index, ModelError, repo_id)
+        shards = layout.shard_names(index, ModelError, repo_id)
         missing = [shard for shard in shards if shard not in available]
         if missing:
             raise ModelError(f"model '{repo_id}' is missing the weight shard {missing[0]} named in {weights}")
@@ -267,7 +185,7 @@ def _download(repo_id: str, revision: str, cache_dir: Path, token: str | None) -
             download(shard)
     for filename in companions:
         download(filename)
-    snapshot = download(CONFIG_FILE).parent
+    snapshot = download(layout.CONFIG_FILE).parent
 
     storage = cache_dir / _repo_folder_name(repo_id)
     try:
@@ -278,38 +196,40 @@ def _download(repo_id: str, revision: str, cache_dir: Path, token: str | None) -
 
 
 def _required_files(repo_id: str, available: set[str]) -> tuple[str, list[str]]:
-    if CONFIG_FILE not in available:
+    if layout.CONFIG_FILE not in available:
         raise ModelError(
             f"model '{repo_id}' has no config.json",
             hint="squeeze runs transformers encoder checkpoints (BERT, DistilBERT, RoBERTa, SqueezeBERT, MiniLM)",
         )
-    weights = _weights_entry(available)
+    weights = layout.weights_entry(available)
     if weights is None:
         raise ModelError(
             f"model '{repo_id}' has no model.safetensors or pytorch_model.bin weights",
             hint="squeeze reads PyTorch checkpoints; ONNX, TensorFlow or Flax-only repos are not supported",
         )
-    if not any(name in available for name in TOKENIZER_VOCABULARIES):
+    if not any(name in available for name in layout.TOKENIZER_VOCABULARIES):
         raise ModelError(f"model '{repo_id}' has no tokenizer (tokenizer.json, vocab.txt or vocab.json)")
-    return weights, _companion_files(available)
+    return weights, layout.companion_files(available)
 
 
 def _cached_or_unreachable(
-    repo_id: str, revision: str, cache_dir: Path, reason: str, cause: BaseException | None = None
+    repo_id: str, revision: str, env: Environment, reason: str, cause: BaseException | None = None
 ) -> Snapshot:
-    cached = cached_snapshot(repo_id, revision, cache_dir)
+    cache_dir = env.hf_cache_dir
+    cached = cached_snapshot(repo_id, revision, env)
     if cached is not None:
         return cached
     where = f"model '{repo_id}'" if revision == DEFAULT_REVISION else f"revision '{revision}' of model '{repo_id}'"
     if cause is None:  # offline mode
         hint = f"run it once while online (HF_HUB_OFFLINE unset) to download it into {cache_dir}"
     else:
-        hint = f"check the network connection to {_endpoint_from_env()} (HF_ENDPOINT); once downloaded, it runs offline"
+        hint = f"check the network connection to {env.endpoint} (HF_ENDPOINT); once downloaded, it runs offline"
     raise NetworkError(f"{where} is not cached and the Hub is unreachable ({reason})", hint=hint) from cause
 
 
 @contextmanager
-def _translated_errors(repo_id: str, revision: str, token: str | None, *, downloading: bool) -> Iterator[None]:
+def _translated_errors(repo_id: str, revision: str, token: str | None, env: Environment, *,
+                       downloading: bool) -> Iterator[None]:
     """Turn huggingface_hub / HTTP-client exceptions into SqueezeErrors, or into the internal
     _HubUnreachable / _DownloadInterrupted that `fetch` answers from the cache when it can."""
     from huggingface_hub import errors as hf
@@ -348,7 +268,7 @@ def _translated_errors(repo_id: str, revision: str, token: str | None, *, downlo
             raise
         if exc.errno is None:  # huggingface_hub's size check: the body was shorter than announced
             raise _DownloadInterrupted("the file arrived incomplete", exc) from exc
-        raise CacheError(f"cannot write to the Hugging Face cache at {hf_cache_dir()}: {exc.strerror}",
+        raise CacheError(f"cannot write to the Hugging Face cache at {env.hf_cache_dir}: {exc.strerror}",
                          hint=_WRITABLE_HINT) from exc
 
 
@@ -385,7 +305,11 @@ def _is_transport_error(exc: BaseException) -> bool:
 
 @contextmanager
 def _progress_bars(enabled: bool) -> Iterator[None]:
-    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+    from huggingface_hub.utils import (
+        are_progress_bars_disabled,
+        disable_progress_bars,
+        enable_progress_bars,
+    )
 
     if enabled or are_progress_bars_disabled():
         yield
@@ -409,7 +333,7 @@ def _read_ref(storage: Path, revision: str) -> str | None:
         commit = (storage / "refs" / revision).read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError):
         return None
-    return commit if _COMMIT_SHA.fullmatch(commit) else None
+    return commit if COMMIT_SHA.fullmatch(commit) else None
 
 
 def _remember_ref(storage: Path, revision: str, commit: str) -> None:
@@ -442,22 +366,3 @@ def _is_valid_repo_name(name: str) -> bool:
         and ".." not in name
         and "--" not in name  # would make the cache folder name models--a--b ambiguous
     )
-
-
-def _is_safe_relative_path(name: str) -> bool:
-    parts = name.split("/")
-    return bool(name) and "\\" not in name and all(part not in ("", ".", "..") for part in parts)
-
-
-def _endpoint_from_env() -> str:
-    return (os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
-
-
-def _token_from_env() -> str | None:
-    # None lets huggingface_hub fall back to the token saved by `hf auth login`.
-    token = (os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN") or "").strip()
-    return token or None
-
-
-def _expand(path: str) -> str:
-    return os.path.expandvars(os.path.expanduser(path))

@@ -1,47 +1,23 @@
-"""The options every task command shares, and `run_pipeline`, the loop they all run.
-
-Commands take these option groups as `inputs`, `output` and `model` objects (simonw/llm style shared
-decorators), load their model, and hand `run_pipeline` a function from a batch of records to result dicts.
-Nothing here imports torch.
+"""The options every task command shares, as decorators (simonw/llm style): a command takes them as
+`inputs`, `output` and `model` objects. Nothing here imports torch.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import click
 
-from .output import FORMATS, Format, open_writer, row_for
-from .stream import DecodeErrors, Record, Unit, check_paths, progress_for, read_records, run_windows
-
-DEFAULT_BATCH_SIZE = 32
-
-# Records are read this many batches at a time and sorted by length, so each batch pads little.
-WINDOW_BATCHES = 8
+from ..environment import Environment
+from ..io.batches import DEFAULT_BATCH_SIZE
+from ..io.pipeline import InputOptions, OutputOptions
+from ..io.records import DecodeErrors, Unit, check_paths
+from ..io.writers import FORMATS, Format
 
 Precision = Literal["int8", "fp32"]
-
-
-@dataclasses.dataclass(frozen=True)
-class InputOptions:
-    """What to read: FILEs ("-" or none for stdin), as lines, JSON lines (text in `field`) or documents."""
-
-    files: tuple[str, ...]
-    unit: Unit
-    field: str | None
-    errors: DecodeErrors
-
-    def read(self, on_read: Callable[[int], None] | None = None) -> Iterator[Record]:
-        return read_records(self.files, self.unit, self.field, self.errors, on_read)
-
-
-@dataclasses.dataclass(frozen=True)
-class OutputOptions:
-    format: Format
-    quiet: bool
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,8 +33,8 @@ class ModelOptions:
     offline: bool
 
 
-def _with_options(command: Callable[..., Any], options: Sequence[Callable[[Any], Any]]) -> Callable[..., Any]:
-    # Applied last to first so --help lists them in the order written.
+def with_options(command: Callable[..., Any], options: Sequence[Callable[[Any], Any]]) -> Callable[..., Any]:
+    """`command` with the Click `options` applied, listed by --help in the order given."""
     for option in reversed(options):
         command = option(command)
     return command
@@ -95,7 +71,7 @@ def input_options(command: Callable[..., Any]) -> Callable[..., Any]:
         check_paths(files)
         return command(*args, inputs=InputOptions(files, unit, field, errors), **kwargs)
 
-    return _with_options(with_inputs, [
+    return with_options(with_inputs, [
         click.argument("files", nargs=-1, metavar="[FILE]...", shell_complete=complete_file_names),
         click.option("--jsonl", is_flag=True,
                      help="Read JSON lines: the text is in --field, other fields are copied to the output "
@@ -120,7 +96,7 @@ def output_options(command: Callable[..., Any] | None = None, *, extra_formats: 
     def with_output(*args: Any, fmt: Format, quiet: bool, **kwargs: Any) -> Any:
         return command(*args, output=OutputOptions(fmt, quiet), **kwargs)
 
-    return _with_options(with_output, [
+    return with_options(with_output, [
         click.option("--format", "fmt", type=click.Choice([*FORMATS, *extra_formats]), default="auto", show_default=True,
                      help="auto is a table on a terminal and JSON lines in a pipe or file."),
         click.option("--quiet", is_flag=True, help="No progress bar."),
@@ -137,7 +113,7 @@ def model_options(command: Callable[..., Any]) -> Callable[..., Any]:
         options = ModelOptions(model, revision, batch_size, max_length, threads, precision, offline)
         return command(*args, model=options, **kwargs)
 
-    return _with_options(with_model, [
+    return with_options(with_model, [
         click.option("-m", "--model", metavar="NAME", help="Hub model id or local directory (default: the task's)."),
         click.option("--revision", metavar="REV", help="Hub branch, tag or commit of the model."),
         batch_size_option,
@@ -151,21 +127,25 @@ def model_options(command: Callable[..., Any]) -> Callable[..., Any]:
     ])
 
 
-def run_pipeline(
-    inputs: InputOptions,
-    output: OutputOptions,
-    *,
-    batch_size: int,
-    length_of: Callable[[Record], int],
-    process_batch: Callable[[list[Record]], Sequence[dict[str, Any]]],
-    columns: Sequence[str] | None = None,
-) -> None:
-    """Read the inputs, run `process_batch` on length-sorted batches, write rows in input order.
+def model_argument(revision_help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """MODEL (an alias, a Hub id or a local directory) and --revision, for the `models` commands."""
+    return lambda command: with_options(command, [
+        click.argument("model"),
+        click.option("--revision", metavar="REV", help=revision_help),
+    ])
 
-    `length_of` estimates a record's token count; `columns` picks the table's columns (see open_writer).
-    """
-    with progress_for(inputs.files, quiet=output.quiet) as progress:
-        records = inputs.read(on_read=progress.advance)
-        writer = open_writer(output.format, columns)
-        for window in run_windows(records, length_of, batch_size, WINDOW_BATCHES * batch_size, process_batch, live=True):
-            writer.write_batch([row_for(record, result) for record, result in window])
+
+def json_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """--json: JSON output even on a terminal, passed as `as_json`."""
+    return click.option("--json", "as_json", is_flag=True, help=help)
+
+
+def pass_environment(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Pass the command the `Environment` the group built for this run (`env`), as its first argument."""
+
+    @functools.wraps(command)
+    def with_environment(*args: Any, **kwargs: Any) -> Any:
+        env = click.get_current_context().find_object(Environment) or Environment.from_os()
+        return command(env, *args, **kwargs)
+
+    return with_environment

@@ -8,14 +8,16 @@ lines (or one JSON object for `info`) in a pipe, JSON always with `--json`.
 from __future__ import annotations
 
 import json
-import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import click
 
-from .output import print_json, print_rich, print_text
-from .stream import is_terminal
+from ..environment import Environment
+from ..errors import write_stderr
+from ..io.writers import print_json, print_rich, print_text
+from .options import json_option, model_argument, pass_environment
 
 
 @click.group("models")
@@ -28,25 +30,29 @@ def models() -> None:
     """
 
 
-@models.command("pull")
-@click.argument("model")
-@click.option("--revision", metavar="REV", help="Hub branch, tag or commit (default: main).")
+def _model_command(name: str, revision_help: str) -> Callable[[Callable[..., Any]], click.Command]:
+    """A `models` subcommand about one MODEL at a --revision, given the run's Environment first."""
+    return lambda function: models.command(name)(model_argument(revision_help)(pass_environment(function)))
+
+
+@_model_command("pull", "Hub branch, tag or commit (default: main).")
 @click.option("--force", is_flag=True, help="Quantize again even if the model is cached.")
-@click.option("--json", "as_json", is_flag=True, help="Print the entry as JSON.")
-def pull(model: str, revision: str | None, force: bool, as_json: bool) -> None:
+@json_option("Print the entry as JSON.")
+def pull(env: Environment, model: str, revision: str | None, force: bool, as_json: bool) -> None:
     """Download MODEL and quantize it to int8, unless it is cached already.
 
     A branch or tag is looked up on the Hub, so pulling again picks up a new commit. With HF_HUB_OFFLINE=1
     nothing is downloaded: a model in the Hugging Face cache is still quantized.
     """
-    from . import store
+    from ..model import loader
 
-    entry = store.pull(model, revision, force=force, progress=is_terminal(sys.stderr))
+    entry = loader.pull(model, revision, force=force, progress=env.stderr_is_terminal, env=env)
     summary = entry.summary()
-    if as_json or not is_terminal(sys.stdout):
-        print_json(summary)
+    if as_json or not env.stdout_is_terminal:
+        print_json(env, summary)
     else:
         print_text(
+            env,
             f"{_display_name(summary)} @ {summary['commit'][:12]}: {summary['architecture']} "
             f"({', '.join(summary['heads'])}), {_parameters(summary['parameters'])} parameters, "
             f"{_size(summary['size_int8'])} int8 ({_size(summary['size_source'])} source)"
@@ -54,18 +60,19 @@ def pull(model: str, revision: str | None, force: bool, as_json: bool) -> None:
 
 
 @models.command("list")
-@click.option("--json", "as_json", is_flag=True, help="JSON lines even on a terminal.")
-def list_models(as_json: bool) -> None:
+@json_option("JSON lines even on a terminal.")
+@pass_environment
+def list_models(env: Environment, as_json: bool) -> None:
     """List cached models, most recently used first."""
-    from . import store
+    from ..store import cache
 
-    summaries = [entry.summary() for entry in store.list_entries()]
-    if as_json or not is_terminal(sys.stdout):
+    summaries = [entry.summary() for entry in cache.list_entries(env)]
+    if as_json or not env.stdout_is_terminal:
         for summary in summaries:
-            print_json(summary)
+            print_json(env, summary)
         return
     if not summaries:
-        click.echo("No models cached yet; `squeeze models pull MODEL` adds one.", err=True)
+        write_stderr(env.stderr, "No models cached yet; `squeeze models pull MODEL` adds one.\n")
         return
     from rich.table import Table
 
@@ -83,23 +90,21 @@ def list_models(as_json: bool) -> None:
             s["alias"] or s["id"], s["commit"][:8], s["architecture"], s["heads"][0], _parameters(s["parameters"]),
             _size(s["size_int8"]), _size(s["size_source"]), _ago(now, s["last_used"]),
         )
-    print_rich(table)
+    print_rich(env, table)
 
 
-@models.command("info")
-@click.argument("model")
-@click.option("--revision", metavar="REV", help="The cached revision to describe (default: main, else the latest).")
+@_model_command("info", "The cached revision to describe (default: main, else the latest).")
 @click.option("--verify", is_flag=True, help="Check the sha256 of every file (slower); a mismatch exits with status 6.")
-@click.option("--json", "as_json", is_flag=True, help="JSON even on a terminal.")
-def info(model: str, revision: str | None, verify: bool, as_json: bool) -> None:
+@json_option("JSON even on a terminal.")
+def info(env: Environment, model: str, revision: str | None, verify: bool, as_json: bool) -> None:
     """Describe a cached model: source, commit, heads, labels, quantization, sizes, files.
 
     Every load checks that the files are complete (sizes and the weights header); --verify also checks
     their checksums, which catches damage inside the weights.
     """
-    from . import store
+    from ..store import cache
 
-    entry = store.info(model, revision, verify=verify)
+    entry = cache.info(model, revision, verify=verify, env=env)
     record: dict[str, Any] = {
         **entry.summary(),
         "labels": _labels(entry),
@@ -108,8 +113,8 @@ def info(model: str, revision: str | None, verify: bool, as_json: bool) -> None:
         "files": entry.manifest["files"],
         "verified": "sha256" if verify else "sizes",
     }
-    if as_json or not is_terminal(sys.stdout):
-        print_json(record)
+    if as_json or not env.stdout_is_terminal:
+        print_json(env, record)
         return
     from rich.table import Table
 
@@ -129,32 +134,34 @@ def info(model: str, revision: str | None, verify: bool, as_json: bool) -> None:
     ]
     for name, value in rows:
         table.add_row(name, str(value))
-    print_rich(table)
+    print_rich(env, table)
 
 
 @models.command("rm")
 @click.argument("names", nargs=-1, metavar="[MODEL]...")
 @click.option("--all", "remove_all", is_flag=True, help="Remove every cached model.")
-def rm(names: tuple[str, ...], remove_all: bool) -> None:
+@pass_environment
+def rm(env: Environment, names: tuple[str, ...], remove_all: bool) -> None:
     """Remove cached models (every cached commit of each MODEL).
 
     MODEL is named as for `pull`, or by the key `models list --json` shows. The Hugging Face download
     cache is left alone; `huggingface-cli delete-cache` cleans that.
     """
-    from . import store
+    from ..store import cache
 
     if remove_all == bool(names):
         raise click.UsageError("give one or more MODELs, or --all")
-    for entry in store.remove(names, all=remove_all):
+    for entry in cache.remove(names, all=remove_all, env=env):
         summary = entry.summary()
-        print_text(f"removed {_display_name(summary)} @ {summary['commit'][:12]} ({_size(summary['size_int8'])})")
+        print_text(env, f"removed {_display_name(summary)} @ {summary['commit'][:12]} ({_size(summary['size_int8'])})")
 
 
 @models.command("aliases")
-@click.option("--json", "as_json", is_flag=True, help="JSON lines even on a terminal.")
-def aliases(as_json: bool) -> None:
+@json_option("JSON lines even on a terminal.")
+@pass_environment
+def aliases(env: Environment, as_json: bool) -> None:
     """The built-in model aliases and each task's default."""
-    from . import catalogue
+    from ..store import catalogue
 
     defaults = set(catalogue.DEFAULTS.values())
     rows = [
@@ -162,9 +169,9 @@ def aliases(as_json: bool) -> None:
          "architecture": m.architecture, "head": m.head, "labels": list(m.labels), "description": m.description}
         for m in catalogue.MODELS
     ]
-    if as_json or not is_terminal(sys.stdout):
+    if as_json or not env.stdout_is_terminal:
         for row in rows:
-            print_json(row)
+            print_json(env, row)
         return
     from rich.markup import escape
     from rich.table import Table
@@ -176,7 +183,7 @@ def aliases(as_json: bool) -> None:
     for row in rows:
         task = f"{row['task']}*" if row["default"] else row["task"]
         table.add_row(row["alias"], task, f"{row['id']}\n[dim]{escape(row['description'])}[/dim]")
-    print_rich(table)
+    print_rich(env, table)
 
 
 # -- formatting ------------------------------------------------------------------------------------

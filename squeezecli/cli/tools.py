@@ -18,9 +18,10 @@ from typing import Any
 
 import click
 
-from . import __version__
-from .output import print_json, print_rich, print_text
-from .stream import is_terminal
+from .._version import __version__
+from ..environment import KERNEL_ENV, OFFLINE_VARIABLES, Environment
+from ..io.writers import print_json, print_rich, print_text
+from .options import json_option, pass_environment
 
 PROG_NAME = "squeeze"
 COMPLETE_VAR = "_SQUEEZE_COMPLETE"  # what Click derives from PROG_NAME; the scripts name it
@@ -28,9 +29,6 @@ SHELLS = ("bash", "zsh", "fish")
 
 # Long enough for a slow link to answer a HEAD, short enough that `doctor` never seems to hang.
 HUB_TIMEOUT_SECONDS = 3.0
-PACKAGES = ("click", "rich", "torch", "tokenizers", "huggingface-hub", "safetensors", "platformdirs")
-TOKEN_VARIABLES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
-OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 
 
 # -- completion -------------------------------------------------------------------------------------
@@ -50,15 +48,11 @@ def completion_script(cli: click.Command, shell: str) -> str:
     return completion_class(cli, {}, PROG_NAME, COMPLETE_VAR).source()
 
 
-def _shell_from_environment() -> str | None:
-    name = os.path.basename(os.environ.get("SHELL", ""))
-    return name if name in SHELLS else None
-
-
 @click.command()
 @click.argument("shell", type=click.Choice(SHELLS), required=False, metavar="[SHELL]")
 @click.pass_context
-def completion(ctx: click.Context, shell: str | None) -> None:
+@pass_environment
+def completion(env: Environment, ctx: click.Context, shell: str | None) -> None:
     """Print the Tab-completion script for a shell.
 
     SHELL is bash, zsh or fish (default: the shell in $SHELL). Install it once:
@@ -70,20 +64,21 @@ def completion(ctx: click.Context, shell: str | None) -> None:
 
     Or load it for the current session only: eval "$(squeeze completion bash)".
     """
-    shell = shell or _shell_from_environment()
+    shell = shell or (env.shell if env.shell in SHELLS else None)
     if shell is None:
         raise click.UsageError(f"cannot tell the shell from $SHELL; name it: {', '.join(SHELLS)}")
     # Bytes and no added newline, as Click's own `_SQUEEZE_COMPLETE=..._source` writes it: a text stream on
     # Windows would turn LF into CRLF, which breaks the scripts.
-    print_text(completion_script(ctx.find_root().command, shell).encode())
+    print_text(env, completion_script(ctx.find_root().command, shell).encode())
 
 
 # -- doctor -----------------------------------------------------------------------------------------
 
 
 @click.command()
-@click.option("--json", "as_json", is_flag=True, help="JSON even on a terminal.")
-def doctor(as_json: bool) -> None:
+@json_option("JSON even on a terminal.")
+@pass_environment
+def doctor(env: Environment, as_json: bool) -> None:
     """Check the setup, the caches and the Hub connection.
 
     Reports versions, torch threads, which int8 kernels this machine has, where the caches are and their
@@ -91,33 +86,34 @@ def doctor(as_json: bool) -> None:
     (HF_ENDPOINT, 3 s timeout, no token) unless offline mode is on. Prints whether a token is set, never
     the token. A table on a terminal, one JSON object otherwise.
     """
-    report = diagnose()
-    if as_json or not is_terminal(sys.stdout):
-        print_json(report)
+    report = diagnose(env)
+    if as_json or not env.stdout_is_terminal:
+        print_json(env, report)
         return
-    _print_table(report)
+    _print_table(env, report)
 
 
-def diagnose() -> dict[str, Any]:
+def diagnose(env: Environment) -> dict[str, Any]:
     """Everything `doctor` reports, as plain JSON-able data."""
     import platform
 
-    from . import hub, store
+    from ..store import cache
 
-    offline = _offline_report()
+    offline = {"enabled": env.offline, "variables": {name: env.settings[name] for name in OFFLINE_VARIABLES
+                                                     if name in env.settings}}
     return {
         "squeezecli": __version__,
         "python": {"version": platform.python_version(), "implementation": platform.python_implementation(),
                    "executable": sys.executable},
         "platform": platform.platform(),
-        "packages": {name: _installed_version(name) for name in PACKAGES},
+        "packages": {name: _installed_version(name) for name in _dependencies()},
         "torch": _torch_report(),
-        "int8": _int8_report(),
-        "cache": {**_directory_report(store.cache_root()), "models": len(store.list_entries())},
-        "hf_cache": _directory_report(hub.hf_cache_dir()),
-        "hub": _hub_report(_endpoint(), check=not offline["enabled"]),
+        "int8": _int8_report(env),
+        "cache": {**_directory_report(cache.cache_root(env)), "models": len(cache.list_entries(env))},
+        "hf_cache": _directory_report(env.hf_cache_dir),
+        "hub": _hub_report(env.endpoint, check=not env.offline),
         "offline": offline,
-        "token": _token_source(),
+        "token": env.token_source,
     }
 
 
@@ -128,28 +124,47 @@ def _torch_report() -> dict[str, Any]:
             "interop_threads": torch.get_num_interop_threads()}
 
 
-def _int8_report() -> dict[str, Any]:
+def _int8_report(env: Environment) -> dict[str, Any]:
     """The kernel squeeze's int8 path will use (None: int8 runs fall back to fp32), the setting that chose it,
     and every quantized engine this torch build was compiled with."""
     import torch
 
-    from . import quantize
-    from .errors import SqueezeError
+    from ..errors import SqueezeError
+    from ..precision.int8 import int8_backend
 
     try:
-        backend, problem = quantize.int8_backend(), None
+        backend, problem = int8_backend(env.kernel), None
     except SqueezeError as exc:  # a bad SQUEEZE_INT8_KERNEL: the one thing doctor must report, not die of
         backend, problem = None, exc.message
     return {
         "backend": backend,
-        "setting": os.environ.get(quantize.KERNEL_ENV) or None,
+        "setting": env.settings.get(KERNEL_ENV),
         "problem": problem,
         "engines": [engine for engine in torch.backends.quantized.supported_engines if engine != "none"],
     }
 
 
+# What squeeze needs, should its own metadata be missing (run from a checkout that was never installed).
+_FALLBACK_DEPENDENCIES = ("click", "rich", "torch", "tokenizers", "huggingface-hub", "safetensors", "platformdirs",
+                          "numpy", "filelock")
+
+
+def _dependencies() -> list[str]:
+    """The distributions squeeze requires, as pyproject.toml declares them (its installed metadata)."""
+    import re
+    from importlib import metadata
+
+    try:
+        requires = metadata.requires("squeezecli") or []
+    except metadata.PackageNotFoundError:
+        return list(_FALLBACK_DEPENDENCIES)
+    return [re.split(r"[<>=!~;\[ ]", requirement, maxsplit=1)[0] for requirement in requires if "extra ==" not in requirement]
+
+
 def _installed_version(distribution: str) -> str | None:
-    from importlib import metadata  # not at module level: importing it costs every Tab press tens of ms
+    from importlib import (
+        metadata,  # not at module level: importing it costs every Tab press tens of ms
+    )
 
     try:
         return metadata.version(distribution)
@@ -184,12 +199,6 @@ def _writable(path: Path) -> bool:
         if candidate.exists():
             return candidate.is_dir() and os.access(candidate, os.W_OK | os.X_OK)
     return False
-
-
-def _endpoint() -> str:
-    from . import hub
-
-    return (os.environ.get("HF_ENDPOINT") or hub.DEFAULT_ENDPOINT).rstrip("/")
 
 
 def _hub_report(endpoint: str, *, check: bool) -> dict[str, Any]:
@@ -242,28 +251,10 @@ def _without_credentials(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def _offline_report() -> dict[str, Any]:
-    """Whether offline mode is on (as the downloader decides it), and the variables that say so."""
-    from . import hub
-
-    return {"enabled": hub.offline_from_env(),
-            "variables": {name: os.environ[name] for name in OFFLINE_VARIABLES if os.environ.get(name)}}
-
-
-def _token_source() -> str | None:
-    """Where huggingface_hub would find a token (a variable, or the file `hf auth login` writes); never its value."""
-    for name in TOKEN_VARIABLES:
-        if os.environ.get(name, "").strip():
-            return name
-    hf_home = os.environ.get("HF_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME") or "~/.cache", "huggingface")
-    token_file = Path(os.path.expanduser(os.environ.get("HF_TOKEN_PATH") or os.path.join(hf_home, "token")))
-    return "token file" if token_file.is_file() else None
-
-
 # -- the table --------------------------------------------------------------------------------------
 
 
-def _print_table(report: dict[str, Any]) -> None:
+def _print_table(env: Environment, report: dict[str, Any]) -> None:
     from rich.table import Table
     from rich.text import Text
 
@@ -273,7 +264,7 @@ def _print_table(report: dict[str, Any]) -> None:
     for name, value in _table_rows(report):
         # Text, not markup: a path like "[cache]" must print as typed.
         table.add_row(name, Text(value))
-    print_rich(table)
+    print_rich(env, table)
 
 
 def _table_rows(report: dict[str, Any]) -> list[tuple[str, str]]:

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ModelError
+from ..errors import ModelError
 
 ARCHITECTURES = ("bert", "squeezebert", "distilbert", "roberta")
 # model_type values that are one of ours under another name.
@@ -46,6 +46,7 @@ class EncoderConfig:
     position_offset: int = 0  # RoBERTa numbers positions from pad_token_id + 1
     groups: Groups = field(default_factory=Groups)
     id2label: dict[int, str] = field(default_factory=dict)
+    problem_type: str | None = None  # "regression", "multi_label_classification", ...: how logits are scored
 
     @property
     def num_labels(self) -> int:
@@ -80,52 +81,34 @@ class EncoderConfig:
                 hint="squeeze runs bert, squeezebert, distilbert, roberta and xlm-roberta checkpoints",
             )
         read = _Reader(cfg, str(model_type))
-        id2label = read.labels()
-        if arch == "distilbert":
-            config = cls(
-                arch=arch,
-                vocab_size=read.int("vocab_size"),
-                hidden_size=read.int("dim"),
-                num_layers=read.int("n_layers"),
-                num_heads=read.int("n_heads"),
-                intermediate_size=read.int("hidden_dim"),
-                max_positions=read.int("max_position_embeddings"),
-                type_vocab_size=0,
-                layer_norm_eps=1e-12,  # hard-coded in transformers' DistilBERT
-                activation=read.str("activation", "gelu"),
-                pad_token_id=read.int("pad_token_id", 0, minimum=0),
-                id2label=id2label,
+        names = _DISTILBERT_NAMES if arch == "distilbert" else _BERT_NAMES
+        groups = Groups()
+        if arch == "squeezebert":
+            if read.int("embedding_size", read.int("hidden_size")) != read.int("hidden_size"):
+                raise ModelError("squeezebert checkpoints with embedding_size != hidden_size are not supported")
+            groups = Groups(
+                query=read.int("q_groups", 4),
+                key=read.int("k_groups", 4),
+                value=read.int("v_groups", 4),
+                attn_out=read.int("post_attention_groups", 1),
+                ffn_in=read.int("intermediate_groups", 4),
+                ffn_out=read.int("output_groups", 4),
             )
-        else:
-            groups = Groups()
-            if arch == "squeezebert":
-                if read.int("embedding_size", read.int("hidden_size")) != read.int("hidden_size"):
-                    raise ModelError("squeezebert checkpoints with embedding_size != hidden_size are not supported")
-                groups = Groups(
-                    query=read.int("q_groups", 4),
-                    key=read.int("k_groups", 4),
-                    value=read.int("v_groups", 4),
-                    attn_out=read.int("post_attention_groups", 1),
-                    ffn_in=read.int("intermediate_groups", 4),
-                    ffn_out=read.int("output_groups", 4),
-                )
-            pad = read.int("pad_token_id", 1 if arch == "roberta" else 0, minimum=0)
-            config = cls(
-                arch=arch,
-                vocab_size=read.int("vocab_size"),
-                hidden_size=read.int("hidden_size"),
-                num_layers=read.int("num_hidden_layers"),
-                num_heads=read.int("num_attention_heads"),
-                intermediate_size=read.int("intermediate_size"),
-                max_positions=read.int("max_position_embeddings"),
-                type_vocab_size=read.int("type_vocab_size", 2, minimum=0),
-                layer_norm_eps=read.float("layer_norm_eps", 1e-12),
-                activation=read.str("hidden_act", "gelu"),
-                pad_token_id=pad,
-                position_offset=pad + 1 if arch == "roberta" else 0,
-                groups=groups,
-                id2label=id2label,
-            )
+        pad = read.int("pad_token_id", 1 if arch == "roberta" else 0, minimum=0)
+        config = cls(
+            arch=arch,
+            **{ours: read.int(theirs) for ours, theirs in names.items()},
+            max_positions=read.int("max_position_embeddings"),
+            # DistilBERT has no token types, and transformers hard-codes its LayerNorm epsilon.
+            type_vocab_size=0 if arch == "distilbert" else read.int("type_vocab_size", 2, minimum=0),
+            layer_norm_eps=1e-12 if arch == "distilbert" else read.float("layer_norm_eps", 1e-12),
+            activation=read.str("activation" if arch == "distilbert" else "hidden_act", "gelu"),
+            pad_token_id=pad,
+            position_offset=pad + 1 if arch == "roberta" else 0,
+            groups=groups,
+            id2label=read.labels(),
+            problem_type=read.optional_str("problem_type"),
+        )
         config.check()
         return config
 
@@ -155,6 +138,11 @@ class EncoderConfig:
             )
 
 
+# Our names -> config.json's: DistilBERT spells the sizes its own way.
+_BERT_NAMES = {"vocab_size": "vocab_size", "hidden_size": "hidden_size", "num_layers": "num_hidden_layers",
+               "num_heads": "num_attention_heads", "intermediate_size": "intermediate_size"}
+_DISTILBERT_NAMES = {"vocab_size": "vocab_size", "hidden_size": "dim", "num_layers": "n_layers", "num_heads": "n_heads",
+                     "intermediate_size": "hidden_dim"}
 # Larger than any encoder squeeze is for (BERT-large and XLM-R large are 335M and 560M) and small enough
 # that a config.json with absurd sizes fails before anything is allocated for it.
 MAX_PARAMETERS = 2_000_000_000
@@ -197,6 +185,12 @@ class _Reader:
     def str(self, key: str, default: str) -> str:
         value = self._value(key, default)
         if not isinstance(value, str):
+            raise self._wrong(key, value, "a string")
+        return value
+
+    def optional_str(self, key: str) -> str | None:
+        value = self.cfg.get(key)
+        if value is not None and not isinstance(value, str):
             raise self._wrong(key, value, "a string")
         return value
 

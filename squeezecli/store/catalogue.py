@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .errors import ModelError
+from ..errors import ModelError
 
 TASKS = ("sentiment", "zero-shot", "qa", "ner", "embed")
 # `classify` runs any sequence classifier given with --model (and zero-shot with --labels); without either

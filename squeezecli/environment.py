@@ -1,0 +1,123 @@
+"""The one place squeeze reads the process it runs in: its standard streams and the environment variables
+it knows. `Environment.from_os()` reads them once; the CLI builds one per command and passes it down, the
+Python API builds one per `load`, and tests build their own (as httpie's `Environment` does).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from .errors import DEBUG_ENV, one_line, write_stderr
+
+CACHE_ENV = "SQUEEZE_CACHE_DIR"
+KERNEL_ENV = "SQUEEZE_INT8_KERNEL"
+DEFAULT_ENDPOINT = "https://huggingface.co"
+OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+TOKEN_VARIABLES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+# squeeze's own settings, which a Ray worker needs to find the models its driver found. Credentials are
+# not among them: a runtime_env is readable by anyone who can reach the cluster.
+SETTINGS = (CACHE_ENV, KERNEL_ENV, DEBUG_ENV, "HF_ENDPOINT", "HF_HOME", "HF_HUB_CACHE", *OFFLINE_VARIABLES)
+_TRUE_VALUES = {"1", "ON", "YES", "TRUE"}
+
+
+@dataclass(frozen=True)
+class Environment:
+    stdin: TextIO | None
+    stdout: TextIO | None
+    stderr: TextIO | None
+    stdout_is_terminal: bool
+    stderr_is_terminal: bool
+    stdout_is_pipe: bool  # a pipe or socket: its reader usually prints to the same terminal
+    cache_dir: Path  # squeeze's cache (SQUEEZE_CACHE_DIR, else the user cache directory); not checked here
+    cache_dir_setting: str | None  # SQUEEZE_CACHE_DIR as given, for messages
+    hf_cache_dir: Path  # the Hugging Face hub cache, resolved as huggingface_hub resolves it
+    endpoint: str  # the Hub (HF_ENDPOINT)
+    offline: bool  # HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE
+    debug: bool  # SQUEEZE_DEBUG: tracebacks with errors
+    kernel: str  # SQUEEZE_INT8_KERNEL, lower case, "auto" when unset
+    shell: str | None  # the name of $SHELL
+    token: str | None = field(default=None, repr=False)  # HF_TOKEN: never printed
+    token_source: str | None = None  # where a token is: a variable's name, "token file", or None
+    settings: Mapping[str, str] = field(default_factory=dict)  # SETTINGS that are set
+
+    @classmethod
+    def from_os(cls, environ: Mapping[str, str] | None = None) -> Environment:
+        """Read the streams and variables now (sys.stdout may have been swapped, e.g. by a test runner)."""
+        env = os.environ if environ is None else environ
+        explicit = env.get(CACHE_ENV) or None
+        if explicit:
+            cache_dir = Path(_expand(explicit))
+        else:
+            import platformdirs
+
+            cache_dir = Path(platformdirs.user_cache_dir("squeeze", appauthor=False))
+        token = next((env[name].strip() for name in TOKEN_VARIABLES if env.get(name, "").strip()), None)
+        return cls(
+            stdin=sys.stdin,
+            stdout=sys.stdout,
+            stderr=sys.stderr,
+            stdout_is_terminal=is_terminal(sys.stdout),
+            stderr_is_terminal=is_terminal(sys.stderr),
+            stdout_is_pipe=is_pipe(sys.stdout),
+            cache_dir=cache_dir,
+            cache_dir_setting=explicit,
+            hf_cache_dir=_hf_cache_dir(env),
+            endpoint=(env.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/"),
+            offline=any(env.get(name, "").upper() in _TRUE_VALUES for name in OFFLINE_VARIABLES),
+            debug=env.get(DEBUG_ENV, "") not in ("", "0"),
+            kernel=env.get(KERNEL_ENV, "auto").strip().lower() or "auto",
+            shell=os.path.basename(env.get("SHELL", "")) or None,
+            token=token,
+            token_source=_token_source(env),
+            settings={name: env[name] for name in SETTINGS if env.get(name)},
+        )
+
+    def notice(self, message: str) -> None:
+        """One line for the user on stderr ("squeeze: ..."): a first-use download, a cut line."""
+        write_stderr(self.stderr, f"squeeze: {one_line(message)}\n")
+
+
+def is_terminal(stream: Any) -> bool:
+    """Whether `stream` is a terminal; False for pipes, files and test runners' captures."""
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def is_pipe(stream: Any) -> bool:
+    """Whether `stream` is a pipe or socket (False for files, /dev/null and streams without a descriptor)."""
+    try:
+        mode = os.fstat(stream.fileno()).st_mode
+    except (AttributeError, ValueError, OSError, io.UnsupportedOperation):
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+
+
+def _hf_cache_dir(env: Mapping[str, str]) -> Path:
+    explicit = env.get("HF_HUB_CACHE") or env.get("HUGGINGFACE_HUB_CACHE")
+    if explicit:
+        return Path(_expand(explicit))
+    home = env.get("HF_HOME") or os.path.join(env.get("XDG_CACHE_HOME") or os.path.join("~", ".cache"), "huggingface")
+    return Path(_expand(home)) / "hub"
+
+
+def _token_source(env: Mapping[str, str]) -> str | None:
+    """Where huggingface_hub would find a token (a variable, or the file `hf auth login` writes)."""
+    for name in TOKEN_VARIABLES:
+        if env.get(name, "").strip():
+            return name
+    hf_home = env.get("HF_HOME") or os.path.join(env.get("XDG_CACHE_HOME") or "~/.cache", "huggingface")
+    token_file = Path(os.path.expanduser(env.get("HF_TOKEN_PATH") or os.path.join(hf_home, "token")))
+    return "token file" if token_file.is_file() else None
+
+
+def _expand(path: str) -> str:
+    return os.path.expandvars(os.path.expanduser(path))

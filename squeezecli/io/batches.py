@@ -1,0 +1,117 @@
+"""Records -> batches of similar length -> results in input order, with reading overlapped on a thread.
+
+`run_windows` is the streaming core every command shares: it reads a window of records, sorts it by
+length so each batch pads little, runs the batch function, and hands back the window in input order
+before reading on, so output streams and memory holds one window.
+"""
+
+from __future__ import annotations
+
+import itertools
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+DEFAULT_BATCH_SIZE = 32
+# Records are read this many batches at a time and sorted by length, so each batch pads little.
+WINDOW_BATCHES = 8
+# The thread that reads input ahead of the model. The CLI leaves without finalising while it is blocked
+# on a stdin that never ends (Ctrl-C during `tail -f | squeeze`).
+READER_THREAD = "squeeze-reader"
+
+
+def batched(iterable: Iterable[T], n: int) -> Iterator[list[T]]:
+    """Lists of `n` items (the last one shorter), pulling only as many items as each list needs."""
+    if n < 1:
+        raise ValueError("batch size must be at least 1")
+    iterator = iter(iterable)
+    while batch := list(itertools.islice(iterator, n)):
+        yield batch
+
+
+def run_bucketed(*args: Any, **kwargs: Any) -> Iterator[tuple[Any, Any]]:
+    """`run_windows(...)` flattened: one (record, result) pair at a time, in input order."""
+    return itertools.chain.from_iterable(run_windows(*args, **kwargs))
+
+
+def run_windows(
+    records: Iterable[T],
+    length_of: Callable[[T], int],
+    batch_size: int,
+    window: int,
+    process_batch: Callable[[list[T]], Sequence[R]],
+    live: bool = False,
+) -> Iterator[list[tuple[T, R]]]:
+    """Per window, its (record, result) pairs in input order; results come from batches of similar length.
+
+    Reads `window` records at a time, sorts them by `length_of` so each batch pads little, runs
+    `process_batch` on each batch (it must return one result per record, in the order given) and yields
+    the window's pairs in input order before reading the next window, so output keeps streaming.
+    With `live`, records are read ahead on a thread and a window holds only what has arrived (see
+    `arriving_windows`), so a slow stream such as `tail -f` gets each line's result promptly.
+    """
+    if window < batch_size:
+        raise ValueError("the window must hold at least one batch")
+    for chunk in (arriving_windows(records, window) if live else batched(records, window)):
+        # sorted() is stable: records of equal length keep their input order inside a batch.
+        by_length = sorted(range(len(chunk)), key=lambda i: length_of(chunk[i]))
+        results: list[Any] = [None] * len(chunk)
+        for indices in batched(by_length, batch_size):
+            batch_results = process_batch([chunk[i] for i in indices])
+            if len(batch_results) != len(indices):
+                raise ValueError(f"process_batch returned {len(batch_results)} results for {len(indices)} records")
+            for i, result in zip(indices, batch_results):
+                results[i] = result
+        yield list(zip(chunk, results))
+
+
+class _Failed:
+    """The reader thread's exception, delivered in order after the records read before it."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+_END = object()
+
+
+def arriving_windows(records: Iterable[T], size: int, linger: float = 0.05) -> Iterator[list[T]]:
+    """Windows of at most `size` records, holding what has arrived rather than waiting for `size`.
+
+    A reader thread pulls records into a queue of one window (so memory stays bounded and reading and
+    decoding overlap the model). A window waits for its first record, then takes more while each next
+    one arrives within `linger` seconds: a fast file gives full windows, `tail -f` one line at a time.
+    An error raised while reading (bad UTF-8 on line N) comes after the results of lines before it.
+    """
+    pending: queue.Queue = queue.Queue(maxsize=size)
+
+    def read() -> None:
+        try:
+            for record in records:
+                pending.put(record)
+        except BaseException as error:  # delivered to the consumer, which re-raises it
+            pending.put(_Failed(error))
+        pending.put(_END)
+
+    threading.Thread(target=read, name=READER_THREAD, daemon=True).start()
+    while True:
+        item = pending.get()
+        window: list[T] = []
+        while item is not _END and not isinstance(item, _Failed):
+            window.append(item)
+            if len(window) == size:
+                break
+            try:
+                item = pending.get(timeout=linger)
+            except queue.Empty:
+                break
+        if window:
+            yield window
+        if isinstance(item, _Failed):
+            raise item.error
+        if item is _END:
+            return

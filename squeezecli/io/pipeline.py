@@ -1,0 +1,70 @@
+"""What a command reads and writes, and `run_pipeline`, the loop every task command runs:
+
+    files or stdin -> records -> windows sorted by length -> batches -> results -> rows on stdout
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from ..environment import Environment
+from .batches import WINDOW_BATCHES, run_windows
+from .progress import progress_for
+from .records import DecodeErrors, Record, Unit, read_records
+from .writers import Format, open_writer, resolved_format, row_for
+
+
+@dataclasses.dataclass(frozen=True)
+class InputOptions:
+    """What to read: FILEs ("-" or none for stdin), as lines, JSON lines (text in `field`) or documents."""
+
+    files: tuple[str, ...]
+    unit: Unit
+    field: str | None
+    errors: DecodeErrors
+
+    def read(self, on_read: Callable[[int], None] | None = None, env: Environment | None = None) -> Iterator[Record]:
+        return read_records(self.files, self.unit, self.field, self.errors, on_read, env)
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputOptions:
+    format: Format
+    quiet: bool
+
+
+TableView = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def run_pipeline(
+    inputs: InputOptions,
+    output: OutputOptions,
+    *,
+    batch_size: int,
+    length_of: Callable[[Record], int],
+    process_batch: Callable[[list[Record]], Sequence[dict[str, Any]]],
+    columns: Sequence[str] | None = None,
+    table_view: TableView | None = None,
+    env: Environment | None = None,
+) -> None:
+    """Read the inputs, run `process_batch` on length-sorted batches, write rows in input order.
+
+    `length_of` estimates a record's token count. JSON lines and CSV get each result as it is, named by
+    its file and line; a table shows it through `table_view` (nested results as one line of text) next
+    to its input's text, in `columns` (see open_writer).
+    """
+    env = env or Environment.from_os()
+    table = resolved_format(output.format, env) == "table"
+
+    def row(record: Record, result: dict[str, Any]) -> dict[str, Any]:
+        if table:
+            return row_for(record, {**(table_view(result) if table_view else result), "text": record.text})
+        return row_for(record, result)
+
+    with progress_for(inputs.files, quiet=output.quiet, env=env) as progress:
+        records = inputs.read(on_read=progress.advance, env=env)
+        writer = open_writer(output.format, columns, env)
+        for window in run_windows(records, length_of, batch_size, WINDOW_BATCHES * batch_size, process_batch, live=True):
+            writer.write_batch([row(record, result) for record, result in window])

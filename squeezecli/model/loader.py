@@ -1,0 +1,165 @@
+"""A model at a precision: where its files come from and how they become a `Runtime`.
+
+fp32 runs the original checkpoint (a local directory, or the Hugging Face cache at the commit that was
+pulled); int8 runs squeeze's cache entry, pulled and quantized on first use. The one module of `model/`
+that reaches up to `store/` (where the files are) and `precision/` (how int8 runs); nothing below it
+imports it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..environment import Environment
+from ..errors import CacheError, ModelError, SqueezeError
+from ..store import build, cache, hub, refs
+from ..store.sources import Source, resolve_source
+
+if TYPE_CHECKING:
+    from .encoder import Encoder
+    from .runtime import Runtime
+
+PRECISIONS = ("int8", "fp32")
+HEAD_KINDS = {"base": "a base encoder", "sequence": "a sequence classifier", "token": "a token classifier",
+              "qa": "a question-answering model"}
+
+
+def load_runtime(model: str, head: str, *, precision: str = "int8", revision: str | None = None,
+                 offline: bool = False, progress: bool = True, env: Environment | None = None) -> Runtime:
+    """A ready model for `head` ("base", "sequence", "token" or "qa").
+
+    int8 (the default) loads the cached int8 entry, pulling it first if this is the model's first use;
+    fp32 runs the original checkpoint. A classifier, token or QA checkpoint also serves "base" (its
+    encoder without the task head, e.g. embeddings of a sentiment model). Where this machine has no int8
+    kernel, fp32 is used with a one-line notice.
+    """
+    from ..precision.int8 import int8_backend
+
+    env = env or Environment.from_os()
+    source = resolve_source(model, revision)
+    if precision not in PRECISIONS:
+        raise ModelError(f"unknown precision {precision!r}", hint=f"use {' or '.join(PRECISIONS)}")
+    if precision == "fp32":
+        return _load_fp32(source, head, offline=offline, progress=progress, env=env)
+    backend = int8_backend(env.kernel)
+    if backend is None:
+        env.notice("no int8 kernel on this machine (or SQUEEZE_INT8_KERNEL=none): running in fp32")
+        return _load_fp32(source, head, offline=offline, progress=progress, env=env)
+    entry = cache.cached_entry(cache.cache_root(env), source)
+    if entry is None:
+        entry = _pull(source, offline=offline, progress=progress, head_hint=head, env=env, first_use=True)
+    return _load_int8(entry, head, backend, source)
+
+
+def pull(model: str, revision: str | None = None, *, force: bool = False, offline: bool = False,
+         progress: bool = True, env: Environment | None = None) -> cache.Entry:
+    """Make sure `model` (Hub id, alias or local directory) has an intact int8 entry; return it (see
+    store/build.py's `pull`: a branch is looked up, a damaged entry rebuilt, `force` always rebuilds)."""
+    return _pull(resolve_source(model, revision), force=force, offline=offline, progress=progress,
+                 env=env or Environment.from_os())
+
+
+def _pull(source: Source, *, force: bool = False, offline: bool, progress: bool, head_hint: str | None = None,
+          env: Environment, first_use: bool = False) -> cache.Entry:
+    def quantizer(source: Source, directory: Path, hint: str | None) -> build.Artifact:
+        from ..precision import artifact
+        from .runtime import Runtime
+
+        checkpoint = inspect_checkpoint(source, directory, hint)
+        runtime = Runtime.from_dir(directory, checkpoint.head, name=source.name)
+        if first_use:  # told only once the checkpoint loaded: a failure is reported by its error alone
+            env.notice(f"{source.name} is used for the first time: quantizing it to int8 (once; it is cached for "
+                       "next time)")
+        tensors, meta = artifact.quantize(runtime, kernel=env.kernel)
+        return build.Artifact(tensors, meta, sum(p.numel() for p in runtime.encoder.parameters()), checkpoint)
+
+    return build.pull(source, quantizer, force=force, offline=offline, progress=progress, head_hint=head_hint, env=env)
+
+
+def inspect_checkpoint(source: Source, directory: Path, head_hint: str | None = None) -> build.Checkpoint:
+    """The head a checkpoint has and the labels it gets, after the catalogue's checks for catalogued models."""
+    from ..store import catalogue, files
+    from .layout import CONFIG_FILE
+    from .weights import checkpoint_head
+
+    raw = files.read_json(directory / CONFIG_FILE, ModelError)
+    head = checkpoint_head(directory, raw, source.model.head if source.model else head_hint)
+    try:
+        id2label = {int(k): str(v) for k, v in (raw.get("id2label") or {}).items()}
+    except (TypeError, ValueError, AttributeError):
+        raise ModelError("config.json's id2label is not a map from class ids to names") from None
+    if head not in ("sequence", "token"):
+        id2label = {}
+    if source.model is not None:
+        id2label = catalogue.checked_labels(source.model, str(raw.get("model_type") or ""), head, id2label)
+    return build.Checkpoint(source, directory, raw, head, id2label)
+
+
+def _load_int8(entry: cache.Entry, head: str, backend: str, source: Source) -> Runtime:
+    from safetensors.torch import load_file
+
+    from ..precision import artifact
+    from .config import read_config
+    from .runtime import Runtime
+    from .tokenizer import Tokenizer
+
+    _require_head(entry.heads, head, source)
+    cache.check_entry(entry, name=source.name)
+    try:
+        cfg, _ = read_config(entry.path)
+        tensors = load_file(entry.path / cache.WEIGHTS)
+        encoder = artifact.load_quantized(cfg, entry.head, tensors, entry.manifest["quantization"]["meta"], backend)
+        tokenizer = Tokenizer.from_dir(entry.path)
+    except Exception as exc:  # whatever a damaged or outdated entry makes the loaders raise
+        problem = exc.message if isinstance(exc, SqueezeError) else f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+        raise CacheError(f"cannot load the cached int8 model for '{source.name}': {problem} ({entry.path})",
+                         hint=cache.fix_hint(source.name)) from exc
+    from ..store import files
+
+    files.touch(entry.path / cache.LAST_USED)
+    return Runtime(_with_head(encoder, head), tokenizer, entry.path, source.name)
+
+
+def _load_fp32(source: Source, head: str, *, offline: bool, progress: bool, env: Environment) -> Runtime:
+    from .runtime import Runtime
+
+    if source.kind == "dir":
+        model_dir = source.path
+    else:
+        assert source.revision is not None
+        # The commit this revision was pulled at, so fp32 and int8 run the same weights, with no request.
+        revision = refs.read_ref(cache.cache_root(env), source.id, source.revision) or source.revision
+        downloaded_before = hub.cached_snapshot(source.id, revision, env) is not None
+        model_dir = hub.fetch(source.id, revision, offline=offline, progress=progress, env=env).path
+        if not downloaded_before:
+            env.notice(f"{source.name} is used for the first time: downloaded it into the Hugging Face cache")
+    checkpoint = inspect_checkpoint(source, model_dir, head)
+    _require_head([checkpoint.head] + (["base"] if checkpoint.head != "base" else []), head, source)
+    runtime = Runtime.from_dir(model_dir, checkpoint.head, name=source.name)
+    if checkpoint.id2label and checkpoint.id2label != runtime.config.id2label:
+        runtime.encoder.cfg = dataclasses.replace(runtime.config, id2label=checkpoint.id2label)
+    runtime.encoder = _with_head(runtime.encoder, head)
+    return runtime
+
+
+def _with_head(encoder: Encoder, head: str) -> Encoder:
+    """The encoder itself, or for "base" from a task checkpoint the same encoder without its task head:
+    the body's weights are shared, only the final layer differs."""
+    if head == encoder.head_kind:
+        return encoder
+    import torch
+
+    encoder.head = torch.nn.Identity()
+    encoder.head_kind = "base"
+    return encoder
+
+
+def _require_head(available: list[str], head: str, source: Source) -> None:
+    if head in available:
+        return
+    raise ModelError(
+        f"model '{source.name}' is {HEAD_KINDS.get(available[0], available[0])}, not {HEAD_KINDS.get(head, head)}",
+        hint="pick a model made for this task; `squeeze models list` shows each model's heads",
+    )

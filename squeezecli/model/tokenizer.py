@@ -1,0 +1,228 @@
+"""Text to token ids with the `tokenizers` library, exactly as transformers' fast tokenizers do it (the
+backend comes from tokenizer_files.py): truncation, windows over long texts, pairs, padding.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from tokenizers import Encoding
+from tokenizers import Tokenizer as BackendTokenizer
+
+from ..errors import InputError, ModelError
+from . import tokenizer_files
+from .tokenizer_files import (
+    FALLBACK_MAX_LENGTH,
+    INCOMPLETE_HINT,
+    SpecialTokens,
+    special_content,
+)
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["FALLBACK_MAX_LENGTH", "Tokenizer", "Window", "collate", "flatten_windows"]
+
+Truncation = Literal["longest_first", "only_first", "only_second"]
+
+
+@dataclass(frozen=True)
+class Window:
+    """One model input cut from input number `input_index` (several per input when a long text overflows)."""
+
+    input_index: int
+    encoding: Encoding
+
+
+class Tokenizer:
+    def __init__(self, backend: BackendTokenizer, specials: SpecialTokens, model_max_length: int) -> None:
+        self.backend = backend
+        self.model_max_length = model_max_length
+        self.pad_id = self._required_id(specials, "pad_token")
+        self.cls_id = self._required_id(specials, "cls_token")
+        self.sep_id = self._required_id(specials, "sep_token")
+
+    @classmethod
+    def from_dir(cls, path: str | Path) -> Tokenizer:
+        return cls(*tokenizer_files.load(Path(path)))
+
+    def _required_id(self, specials: SpecialTokens, key: str) -> int:
+        token_id = self.backend.token_to_id(special_content(specials, key))
+        if token_id is None:
+            raise ModelError(f"the {key.replace('_', ' ')} is not in the vocabulary", hint=INCOMPLETE_HINT)
+        return token_id
+
+    def encode(
+        self,
+        texts: Sequence[str],
+        pairs: Sequence[str] | None = None,
+        *,
+        max_length: int,
+        stride: int = 0,
+        overflow: bool = False,
+        truncation: Truncation = "longest_first",
+    ) -> list[Encoding]:
+        """One Encoding per input (or per (text, pair)), truncated to `max_length` tokens with `truncation`.
+
+        With overflow=True each Encoding's `.overflowing` holds the further windows of the truncated text,
+        each overlapping the previous by `stride` tokens, as transformers' return_overflowing_tokens gives
+        them (flatten them with `flatten_windows`). Without overflow the stride is not used, and
+        `.overflowing` (which tokenizers fills whenever it truncates) is not meant to be read.
+        """
+        if pairs is not None and len(pairs) != len(texts):
+            raise ValueError(f"{len(texts)} texts but {len(pairs)} pairs")
+        if pairs is None and truncation == "only_second":
+            raise ValueError("truncation='only_second' needs pairs")
+        if overflow and pairs is not None and truncation != "only_second":
+            # Windows over a pair are only defined with one side fixed (the question, in QA).
+            raise ValueError(f"overflow over pairs needs truncation='only_second', not {truncation!r}")
+        if stride < 0:
+            raise ValueError(f"negative stride {stride}")
+        room = max_length - self.backend.num_special_tokens_to_add(is_pair=pairs is not None)
+        if room < 1:
+            raise InputError(
+                f"max_length {max_length} leaves no room for text next to the special tokens",
+                hint=f"use a max_length above {max_length - room}",
+            )
+        if not texts:
+            return []
+        stride = stride if overflow else 0
+        if stride:
+            self._check_windows_advance(texts, pairs, room=room, stride=stride)
+        self._set_truncation(max_length=max_length, stride=stride, strategy=truncation)
+        if pairs is None and not overflow:
+            return self._encode_prefixes(texts, max_length)
+        inputs: list[Any] = list(texts) if pairs is None else list(zip(texts, pairs))
+        try:
+            return self.backend.encode_batch(inputs, add_special_tokens=True)
+        except Exception as error:  # tokenizers raises a plain Exception for a pair it cannot truncate
+            raise InputError(
+                f"input does not fit in {max_length} tokens: {error}",
+                hint="the first text of a pair must leave room for the second within max_length",
+            ) from error
+
+    def count(self, text: str, limit: int) -> int:
+        """Tokens in `text` without special tokens, counted exactly up to `limit` (the order is what length
+        bucketing needs; a 10 MB line must not be tokenized whole to learn that it is long)."""
+        budget = _prefix_budget(limit)
+        prefix = _whitespace_prefix(_shorten_giant_words(text, budget), budget)
+        return min(len(self.backend.encode(prefix, add_special_tokens=False)), limit)
+
+    def _encode_prefixes(self, texts: Sequence[str], max_length: int) -> list[Encoding]:
+        """Truncating encodings of single texts, tokenizing at most a prefix of each very long text.
+
+        The tokenizer would otherwise build every token of a 10 MB line (gigabytes of Encoding) only to keep
+        `max_length` of them. A prefix cut at whitespace tokenizes exactly like the start of the whole text
+        (normalisation and pre-tokenization never look across a space); it is used when it still fills the
+        window, and the whole text is tokenized when it does not. A giant word (a run without whitespace
+        longer than the prefix budget) is first shortened to that budget: WordPiece makes it one [UNK] at
+        any length, and in BPE its first tokens fill the window, so the ids do not change; only the offsets
+        of the tokens from that word on do (tokenizing a 2 MB word whole costs 150 MB, and no task reads the
+        offsets of a plain truncated text).
+        """
+        budget = _prefix_budget(max_length)
+        short = [_shorten_giant_words(text, budget) for text in texts]
+        cut = [_whitespace_prefix(text, budget) for text in short]
+        encodings = self.backend.encode_batch(cut, add_special_tokens=True)
+        for index, (text, prefix, encoding) in enumerate(zip(short, cut, encodings)):
+            if len(prefix) < len(text) and len(encoding.ids) < max_length:  # the prefix did not fill the window
+                encodings[index] = self.backend.encode(text, add_special_tokens=True)
+        return encodings
+
+    def _check_windows_advance(
+        self, texts: Sequence[str], pairs: Sequence[str] | None, *, room: int, stride: int
+    ) -> None:
+        """Reject inputs whose windows could not advance past the stride: tokenizers panics on them, which
+        kills the process with a Rust backtrace instead of raising."""
+        if pairs is None:
+            if stride >= room:
+                raise InputError(
+                    f"stride {stride} must be smaller than the {room} text tokens a window holds",
+                    hint="use a smaller stride or a larger max_length",
+                )
+            return
+        # Only the second text is cut into windows; each window repeats the whole first text.
+        self.backend.no_truncation()
+        firsts = self.backend.encode_batch(list(texts), add_special_tokens=False)
+        first_lengths = [len(encoding.ids) for encoding in firsts]
+        for index, first_length in enumerate(first_lengths):
+            window_room = room - first_length
+            if window_room > stride:
+                continue
+            second_length = len(self.backend.encode(pairs[index], add_special_tokens=False).ids)
+            if second_length > window_room:  # it needs truncating, so it needs windows that advance
+                problem = (
+                    f"is {first_length} tokens long but a window holds {room}"
+                    if window_room < 1
+                    else f"leaves {window_room} tokens per window for the second, not more than the stride ({stride})"
+                )
+                raise InputError(
+                    f"input {index + 1}: the first text of the pair {problem}",
+                    hint="shorten the first text (the question), or use a smaller stride or a larger max_length",
+                )
+
+    def _set_truncation(self, *, max_length: int, stride: int, strategy: Truncation) -> None:
+        target = {"max_length": max_length, "stride": stride, "strategy": strategy, "direction": "right"}
+        current = self.backend.truncation
+        # Re-enabling costs little, but skipping it keeps the common repeated-batch path free of churn.
+        if current is None or any(current.get(key) != value for key, value in target.items()):
+            self.backend.enable_truncation(**target)
+
+    def tokens_to_string(self, tokens: Sequence[str]) -> str:
+        """Join tokens back into text the way transformers' convert_tokens_to_string does (e.g. '##' merging)."""
+        return self.backend.decoder.decode(list(tokens))
+
+
+def flatten_windows(encodings: Sequence[Encoding]) -> list[Window]:
+    """All windows in transformers' return_overflowing_tokens order: each input's main window, then its overflow."""
+    return [
+        Window(input_index, window)
+        for input_index, encoding in enumerate(encodings)
+        for window in [encoding, *encoding.overflowing]
+    ]
+
+
+def collate(encodings: Sequence[Encoding], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad to the longest encoding in the batch."""
+    import torch
+
+    width = max((len(encoding.ids) for encoding in encodings), default=0)
+
+    def padded(rows: list[list[int]], fill: int) -> torch.Tensor:
+        return torch.tensor([row + [fill] * (width - len(row)) for row in rows], dtype=torch.long).view(
+            len(rows), width
+        )  # [B, T]
+
+    return {
+        "input_ids": padded([encoding.ids for encoding in encodings], pad_id),  # [B, T]
+        "attention_mask": padded([encoding.attention_mask for encoding in encodings], 0),  # [B, T]
+        "token_type_ids": padded([encoding.type_ids for encoding in encodings], 0),  # [B, T]
+    }
+
+
+# A token covers a few characters; a prefix of 64 per token leaves ample room (whitespace runs, long words).
+_CHARS_PER_TOKEN_BOUND = 64
+
+
+def _prefix_budget(max_length: int) -> int:
+    """Characters of a long text worth tokenizing for `max_length` tokens (never fewer than 4096)."""
+    return max(max_length, 64) * _CHARS_PER_TOKEN_BOUND
+
+
+def _whitespace_prefix(text: str, budget: int) -> str:
+    """`text` itself when short; otherwise its first `budget` characters, ending at the last whitespace."""
+    if len(text) <= budget:
+        return text
+    space = max(text.rfind(" ", 0, budget), text.rfind("\n", 0, budget), text.rfind("\t", 0, budget))
+    return text[:space] if space > budget // 2 else text[:budget]
+
+
+def _shorten_giant_words(text: str, budget: int) -> str:
+    """`text` with every run of more than `budget` non-space characters cut to `budget` characters."""
+    if len(text) <= budget:
+        return text
+    return re.sub(r"\S{%d}\S+" % budget, lambda match: match.group()[:budget], text)

@@ -1,0 +1,202 @@
+"""The int8 artifact squeeze caches: what it holds, how an fp32 model becomes one, how one is loaded.
+
+Scheme "squeeze-int8" v2 is kernel-independent: each quantized projection is its int8 weight plus one
+fp32 scale per output channel; the word-embedding table is int8 with one scale per row; everything else
+stays fp32. Which projections are int8, and how each quantizes its activations (per call, per token, or
+not at all: "weight", dequantized at load), is written in the metadata, never inferred: calibration
+(calibration.py) decides it per model on a built-in text sample. The README's "int8 fidelity" section
+has the measurements behind the choices.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from ..errors import CacheError, ModelError
+from ..model.config import EncoderConfig
+from ..model.encoder import Encoder, GroupedProjection
+from .calibration import WEIGHT_ONLY
+from .int8 import (
+    RANGES,
+    Int8Embedding,
+    Int8Projection,
+    dequantize_per_channel,
+    int8_backend,
+    quantize_per_channel,
+)
+
+SCHEME = "squeeze-int8"
+SCHEME_VERSION = 2
+# Mean cosine (fp32 vs int8) on the calibration sample, which tracks held-out text to about +-0.001
+# (benchmarks/int8_fidelity.py). The target is what per-token activations are spent on: nearest-neighbour
+# search needs it (a sentence's nearest neighbour is sometimes only 0.001 nearer than the next). Below
+# the floor, projections go back to fp32: the promise to users is 0.99 on their text.
+CALIBRATION_TARGET = 0.999
+CALIBRATION_FLOOR = 0.995
+MODES = (*RANGES, WEIGHT_ONLY)
+PROJECTIONS = ("query", "key", "value", "attn_out", "ffn_in", "ffn_out")
+WORD_EMBEDDING = "embed.word"
+
+
+def projection_names(cfg: EncoderConfig) -> list[str]:
+    return [f"blocks.{i}.{p}" for i in range(cfg.num_layers) for p in PROJECTIONS]
+
+
+def quantize(runtime, texts: list[str] | None = None, kernel: str = "auto") -> tuple[dict[str, torch.Tensor], dict]:
+    """The int8 artifact of an fp32 `Runtime`: (tensors by our state-dict names, JSON-able metadata).
+
+    Calibrates on `texts` (default: calibration_texts.CALIBRATION_TEXTS) with this machine's kernel
+    (`kernel` is SQUEEZE_INT8_KERNEL); with no kernel there is nothing to calibrate against, and every
+    projection is stored int8 to run per token, the more faithful granularity.
+    """
+    from . import calibration
+    from .calibration_texts import CALIBRATION_TEXTS
+
+    encoder: Encoder = runtime.encoder
+    names = projection_names(encoder.cfg)
+    backend = int8_backend(kernel)
+    embedding = Int8Embedding.from_float(encoder.embed.word)
+    if backend is None:
+        activations = dict.fromkeys(names, "token")
+        keep_fp32: dict[str, str] = {}
+        report: dict = {"skipped": "no int8 kernel on the machine that quantized: every projection is int8, per token"}
+    else:
+        candidates = {
+            name: {
+                **{mode: Int8Projection.from_float(encoder.get_submodule(name), backend, mode) for mode in RANGES},
+                WEIGHT_ONLY: _weight_only(encoder.get_submodule(name)),
+            }
+            for name in names
+        }
+        batches = calibration.batches(runtime.tokenizer, texts or CALIBRATION_TEXTS, runtime.max_length)
+        started = time.perf_counter()
+        result = calibration.choose(encoder, candidates, {WORD_EMBEDDING: embedding}, batches, CALIBRATION_TARGET,
+                                    CALIBRATION_FLOOR)
+        activations = {name: mode for name, mode in result.plan.items() if mode != "fp32"}
+        keep_fp32 = {
+            name: f"calibration: int8 stayed below {CALIBRATION_FLOOR}; "
+            f"this projection alone lowers it by {result.damage[name]:.1e}"
+            for name, mode in result.plan.items() if mode == "fp32"
+        }
+        report = {
+            "kernel": backend,
+            "texts": sum(len(b["input_ids"]) for b in batches),
+            "metric": result.metric,
+            "target": CALIBRATION_TARGET,
+            "floor": CALIBRATION_FLOOR,
+            **{f"cosine_{key}": round(value, 5) for key, value in result.cosines.items()},
+            "seconds": round(time.perf_counter() - started, 2),
+        }
+
+    tensors = {name: t.detach().contiguous() for name, t in encoder.state_dict().items()}
+    tensors[f"{WORD_EMBEDDING}.weight"] = embedding.weight
+    tensors[f"{WORD_EMBEDDING}.weight_scale"] = embedding.weight_scale
+    for name in activations:
+        q, scale = quantize_per_channel(tensors[f"{name}.weight"])
+        tensors[f"{name}.weight"], tensors[f"{name}.weight_scale"] = q, scale
+    meta = {
+        "scheme": SCHEME,
+        "version": SCHEME_VERSION,
+        "arch": encoder.cfg.arch,
+        "head": encoder.head_kind,
+        "weights": "int8 symmetric per output channel, fp32 scales (<name>.weight_scale)",
+        "activations": {
+            "tensor": "quantized by the kernel, one asymmetric uint8 range per call (per group when grouped)",
+            "token": "each token mapped affinely onto [0, 1] first, so the kernel's one range fits every token",
+            WEIGHT_ONLY: "not quantized: the int8 weights are dequantized once at load and run in fp32",
+        },
+        "embedding": {"name": WORD_EMBEDDING, "storage": "int8 per row", "lookup": "rows dequantized on lookup"},
+        "int8": activations,  # projection -> activation granularity
+        "fp32": {
+            **keep_fp32,
+            "other": "position and token-type embeddings, LayerNorms, biases and the task head: small, "
+            "and a negligible share of the compute",
+        },
+        "calibration": report,
+    }
+    return tensors, meta
+
+
+def _weight_only(proj: GroupedProjection) -> GroupedProjection:
+    """`proj` with its weights rounded to int8 per channel and back: what a weight-only projection runs."""
+    rounded = GroupedProjection(proj.in_features, proj.out_features, proj.groups)
+    rounded.load_state_dict({"weight": dequantize_per_channel(*quantize_per_channel(proj.weight)), "bias": proj.bias})
+    return rounded
+
+
+def load_quantized(
+    cfg: EncoderConfig, head: str, tensors: dict[str, torch.Tensor], meta: dict, backend: str | None
+) -> Encoder:
+    """The Encoder of an int8 artifact: Int8Projections run by `backend`, or, with backend None,
+    GroupedProjections holding the dequantized weights. No quantization happens here."""
+    _check_meta(meta, cfg, head)
+    int8: dict[str, str] = meta["int8"]
+    embedding = meta["embedding"]["name"]
+    _check_dtypes(tensors, [*int8, embedding])
+    tensors = dict(tensors)
+    for name, mode in int8.items():
+        if backend is None or mode == WEIGHT_ONLY:
+            q, scale = tensors[f"{name}.weight"], tensors.pop(f"{name}.weight_scale")
+            tensors[f"{name}.weight"] = dequantize_per_channel(q, scale)
+    with torch.device("meta"):
+        model = Encoder(cfg, head)
+        model.embed.word = Int8Embedding(cfg.vocab_size, cfg.hidden_size)
+        if backend is not None:
+            for name, activations in int8.items():
+                if activations == WEIGHT_ONLY:
+                    continue
+                proj: GroupedProjection = model.get_submodule(name)
+                parent, attr = name.rsplit(".", 1)
+                setattr(model.get_submodule(parent), attr,
+                        Int8Projection(proj.in_features, proj.out_features, proj.groups, backend, activations))
+    from ..model.weights import check_state
+
+    try:
+        check_state(model, tensors)
+    except ModelError as exc:
+        raise CacheError(f"int8 tensors do not fit the model: {exc.message}") from None
+    model.load_state_dict(tensors, assign=True)
+    for module in model.modules():
+        if isinstance(module, Int8Projection):
+            module.prepack()
+    return model.eval()
+
+
+def _check_meta(meta: dict, cfg: EncoderConfig, head: str) -> None:
+    if meta.get("scheme") != SCHEME or meta.get("version") != SCHEME_VERSION:
+        raise CacheError(
+            f"int8 weights are in format {meta.get('scheme')!r} v{meta.get('version')}, "
+            f"this squeeze reads {SCHEME!r} v{SCHEME_VERSION}",
+            hint="re-quantize it: squeeze models pull --force MODEL",
+        )
+    if meta.get("arch") != cfg.arch or meta.get("head") != head:
+        raise CacheError(
+            f"int8 weights are for a {meta.get('arch')} {meta.get('head')} model, not {cfg.arch} {head}",
+        )
+    int8, embedding = meta.get("int8"), meta.get("embedding")
+    if not isinstance(int8, dict) or not isinstance(embedding, dict) or embedding.get("name") != WORD_EMBEDDING:
+        raise CacheError("int8 metadata lacks the list of quantized tensors")
+    unknown = [name for name in int8 if name not in projection_names(cfg)]
+    if unknown:
+        raise CacheError(f"int8 metadata names projections the model does not have: {', '.join(unknown[:3])}")
+    odd = [f"{name}: {mode!r}" for name, mode in int8.items() if mode not in MODES]
+    if odd:
+        raise CacheError(f"int8 metadata gives unknown activation granularities: {', '.join(odd[:3])}")
+
+
+def _check_dtypes(tensors: dict[str, torch.Tensor], quantized: list[str]) -> None:
+    for name in quantized:
+        weight, scale = tensors.get(f"{name}.weight"), tensors.get(f"{name}.weight_scale")
+        if weight is None or scale is None:
+            raise CacheError(f"int8 tensors lack {name}.weight or {name}.weight_scale")
+        if weight.dtype != torch.int8 or scale.dtype != torch.float32 or scale.shape != weight.shape[:-1]:
+            raise CacheError(
+                f"{name} should be int8 with fp32 scales of shape {tuple(weight.shape[:-1])}, "
+                f"not {weight.dtype} with {scale.dtype} {tuple(scale.shape)}"
+            )
+    int8_weights = {f"{name}.weight" for name in quantized}
+    wrong = [f"{key} ({t.dtype})" for key, t in tensors.items() if key not in int8_weights and t.dtype != torch.float32]
+    if wrong:
+        raise CacheError(f"int8 artifact tensors should otherwise be fp32: {', '.join(wrong[:3])}")

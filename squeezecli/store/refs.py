@@ -1,0 +1,75 @@
+"""The cache's refs, which find an entry with no network request: the commit a Hub branch or tag resolved
+to when it was pulled (refs/hub/<owner--name>/<revision>), and a local directory's content hash with the
+file stats it was computed from (refs/dir/<hash>.json).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from pathlib import Path
+
+from ..model import layout
+from . import files
+from .hub import COMMIT_SHA
+
+
+def repo_folder(repo_id: str) -> str:
+    return repo_id.replace("/", "--")  # hub.validate_repo_id forbids "--" inside names, so this is reversible
+
+
+def _ref_path(root: Path, repo_id: str, revision: str) -> Path:
+    return root / "refs" / "hub" / repo_folder(repo_id) / revision
+
+
+def read_ref(root: Path, repo_id: str, revision: str) -> str | None:
+    try:
+        commit = _ref_path(root, repo_id, revision).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return commit if COMMIT_SHA.fullmatch(commit) else None
+
+
+def write_ref(root: Path, repo_id: str, revision: str, commit: str) -> None:
+    if revision != commit:
+        files.write_atomically(_ref_path(root, repo_id, revision), commit)
+
+
+def drop_dangling_refs(root: Path) -> None:
+    """Refs whose entry is gone; the next use of that revision pulls again."""
+    for ref in (root / "refs" / "hub").glob("*/**/*"):
+        if not ref.is_file():
+            continue
+        folder = ref.relative_to(root / "refs" / "hub").parts[0]
+        try:
+            commit = ref.read_text(encoding="utf-8", errors="replace").strip()
+        except OSError:
+            commit = ""  # unreadable: it points nowhere squeeze can use
+        if not (root / "entries" / f"hub--{folder}--{commit}").is_dir():
+            ref.unlink(missing_ok=True)
+
+
+def content_hash(root: Path, directory: Path) -> str:
+    """sha256 over the files squeeze reads from a local model directory.
+
+    Hashing a few hundred MB on every run would cost seconds, so the hash is remembered together with the
+    files' sizes and modification times, and recomputed only when one of those changes.
+    """
+    names = layout.directory_files(directory)
+    stats = [[relative, (directory / relative).stat().st_size, (directory / relative).stat().st_mtime_ns]
+             for relative in names]
+    memo_path = root / "refs" / "dir" / (hashlib.sha256(str(directory).encode()).hexdigest()[:32] + ".json")
+    try:
+        memo = json.loads(memo_path.read_text(encoding="utf-8"))
+        if memo.get("path") == str(directory) and memo.get("stats") == stats:
+            return str(memo["content"])
+    except (OSError, ValueError, KeyError, AttributeError):
+        pass
+    digest = hashlib.sha256()
+    for relative in names:
+        digest.update(f"{relative}\0{files.sha256(directory / relative)}\0".encode())
+    content = digest.hexdigest()
+    with contextlib.suppress(OSError):  # a read-only cache only costs the re-hash next time
+        files.write_atomically(memo_path, json.dumps({"path": str(directory), "stats": stats, "content": content}))
+    return content
