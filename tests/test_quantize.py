@@ -13,13 +13,17 @@ import torch
 import torch.nn.functional as F
 from sentences import HANDWRITTEN, varied
 
-from squeezecli import calibration, encoder, quantize, store
-from squeezecli.encoder import GroupedProjection
+from squeezecli.environment import KERNEL_ENV, Environment
 from squeezecli.errors import CacheError, SqueezeError
-from squeezecli.runtime import Runtime
+from squeezecli.model import encoder, loader
+from squeezecli.model.encoder import GroupedProjection
+from squeezecli.model.runtime import Runtime
+from squeezecli.precision import artifact as int8_artifact
+from squeezecli.precision import calibration
+from squeezecli.precision import int8 as quantize
 
 SMALL = "wordpiece_cased"
-BACKEND = quantize.int8_backend()
+BACKEND = quantize.int8_backend(Environment.from_os().kernel)
 needs_kernel = pytest.mark.skipif(BACKEND is None, reason="this torch/CPU has no int8 kernel (fbgemm)")
 
 
@@ -69,14 +73,14 @@ def test_per_channel_round_trip_is_within_half_a_step_per_row() -> None:
 
 
 def test_kernel_setting_none_means_no_kernel(monkeypatch) -> None:
-    monkeypatch.setenv(quantize.KERNEL_ENV, " None ")
-    assert quantize.int8_backend() is None
+    monkeypatch.setenv(KERNEL_ENV, " None ")
+    assert quantize.int8_backend(Environment.from_os().kernel) is None
 
 
 def test_unknown_kernel_setting_is_a_one_line_error(monkeypatch) -> None:
-    monkeypatch.setenv(quantize.KERNEL_ENV, "mkl-turbo")
+    monkeypatch.setenv(KERNEL_ENV, "mkl-turbo")
     with pytest.raises(SqueezeError) as caught:
-        quantize.int8_backend()
+        quantize.int8_backend(Environment.from_os().kernel)
     assert "mkl-turbo" in caught.value.message and "\n" not in caught.value.message
     assert "fbgemm" in caught.value.hint
 
@@ -84,8 +88,8 @@ def test_unknown_kernel_setting_is_a_one_line_error(monkeypatch) -> None:
 @needs_kernel
 @pytest.mark.parametrize("setting", ["auto", "", "fbgemm-reduce-range"])
 def test_kernel_setting_picks_a_working_kernel(monkeypatch, setting: str) -> None:
-    monkeypatch.setenv(quantize.KERNEL_ENV, setting)
-    backend = quantize.int8_backend()
+    monkeypatch.setenv(KERNEL_ENV, setting)
+    backend = quantize.int8_backend(Environment.from_os().kernel)
     assert backend in quantize.BACKENDS
     if setting in quantize.BACKENDS:
         assert backend == setting
@@ -93,7 +97,7 @@ def test_kernel_setting_picks_a_working_kernel(monkeypatch, setting: str) -> Non
 
 @needs_kernel
 @pytest.mark.parametrize("groups", [1, 4])
-@pytest.mark.parametrize("activations", quantize.ACTIVATIONS)
+@pytest.mark.parametrize("activations", quantize.RANGES)
 def test_int8_projection_matches_fp32_on_its_dequantized_weights(groups: int, activations: str) -> None:
     """The only error left against the dequantized weights is activation rounding: at most half a step
     per input, so |error| <= step/2 * sum|W| per output, the step being the range over levels -- the
@@ -120,7 +124,7 @@ def test_int8_projection_matches_fp32_on_its_dequantized_weights(groups: int, ac
 
 
 @needs_kernel
-@pytest.mark.parametrize("activations", quantize.ACTIVATIONS)
+@pytest.mark.parametrize("activations", quantize.RANGES)
 def test_grouped_projections_handing_on_pieces_compute_what_whole_tensors_do(activations: str) -> None:
     """A grouped feed-forward whose groups' outputs go on as pieces (never glued into one tensor): the
     activation, the next projection and the in-place residual give what the same steps on whole tensors
@@ -134,10 +138,10 @@ def test_grouped_projections_handing_on_pieces_compute_what_whole_tensors_do(act
     second = quantize.Int8Projection.from_float(ffn_out, BACKEND, activations)
     x, residual = torch.randn(3, 20, 64), torch.randn(3, 20, 64)  # [B, T, in], [B, T, out]
     with torch.inference_mode():
-        inner = encoder.project(first, x, activation="gelu", pieces=True)
+        inner = first(x, activation="gelu", pieces=True)
         if activations == "tensor":  # per token runs whole: its ranges span the groups
             assert isinstance(inner, list) and [p.shape for p in inner] == [(3, 20, 32)] * 4
-        got = encoder.project(second, inner, residual=residual.clone(), in_place=True)  # [B, T, 64]
+        got = second(inner, residual=residual.clone(), in_place=True)  # [B, T, 64]
         expected = second(F.gelu(first(x))) + residual
         assert torch.equal(encoder.whole(inner), F.gelu(first(x)))
     torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)
@@ -183,18 +187,18 @@ class Perturbed(torch.nn.Module):
         self.proj.load_state_dict({"weight": weight + noise * weight.std() * torch.randn(weight.shape, generator=gen),
                                    "bias": proj.bias.detach()})
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(x)
+    def forward(self, x: torch.Tensor, **epilogue) -> torch.Tensor:
+        return self.proj(x, **epilogue)
 
 
 def choose(runtime: Runtime, damaged: dict[str, dict[str, float]]) -> calibration.Calibration:
     """Calibration (target 0.999, floor 0.995) where the stand-in of projection p for mode m carries weight
     noise damaged[m][p] (in units of the weights' spread) and is exact otherwise."""
     model = runtime.encoder
-    names = quantize.projection_names(model.cfg)
-    candidates = {
-        name: {mode: Perturbed(model.get_submodule(name), damaged.get(mode, {}).get(name, 0.0), i)
-               for mode in quantize.ACTIVATIONS}
+    names = int8_artifact.projection_names(model.cfg)
+    candidates = {  # each mode's stand-in its own noise draw: two modes are never the same by construction
+        name: {mode: Perturbed(model.get_submodule(name), damaged.get(mode, {}).get(name, 0.0), 2 * i + m)
+               for m, mode in enumerate(quantize.RANGES)}
         for i, name in enumerate(names)
     }
     batches = calibration.batches(runtime.tokenizer, HANDWRITTEN[:16], 64)
@@ -220,17 +224,18 @@ def test_calibration_moves_exactly_the_damaging_projections_to_per_token(runtime
 
 
 def test_calibration_spends_nothing_on_per_token_where_it_does_not_help(runtimes) -> None:
-    """Short of the target, but per token no better than per tensor (random weights): all stays per tensor."""
-    both = {"blocks.1.ffn_in": 0.5}
-    result = choose(runtimes("bert"), {"tensor": both, "token": both})
-    assert 0.995 <= result.cosines["all_int8_per_tensor"] < 0.999, "the noise must land between floor and target"
-    assert result.cosines["all_int8_per_token"] == result.cosines["all_int8_per_tensor"]
+    """Short of the target, and per token no better than per tensor (a little more noise, drawn apart; on
+    random weights rounding, not outlier tokens, is the error): all stays per tensor."""
+    result = choose(runtimes("bert"), {"tensor": {"blocks.1.ffn_in": 0.5}, "token": {"blocks.1.ffn_in": 0.6}})
+    tensor, token = result.cosines["all_int8_per_tensor"], result.cosines["all_int8_per_token"]
+    assert 0.995 <= tensor < 0.999, "the noise must land between floor and target"
+    assert token < tensor, "per token must be the worse of the two here"
     assert set(result.plan.values()) == {"tensor"}
 
 
 def test_calibration_goes_per_token_where_that_fixes_most_even_short_of_the_target(runtimes) -> None:
-    names = quantize.projection_names(runtimes("bert").config)
-    result = choose(runtimes("bert"), {"tensor": dict.fromkeys(names, 1.0), "token": dict.fromkeys(names, 0.1)})
+    names = int8_artifact.projection_names(runtimes("bert").config)
+    result = choose(runtimes("bert"), {"tensor": dict.fromkeys(names, 1.0), "token": dict.fromkeys(names, 0.12)})
     best = result.cosines["all_int8_per_token"]
     assert 0.995 <= best < 0.999, "per token must land between floor and target"
     assert result.cosines["chosen"] >= best - calibration.CLOSE_TO_BEST * (1 - best)
@@ -238,7 +243,7 @@ def test_calibration_goes_per_token_where_that_fixes_most_even_short_of_the_targ
 
 
 def test_calibration_keeps_fp32_only_what_int8_cannot_bring_to_the_floor(runtimes) -> None:
-    names = quantize.projection_names(runtimes("bert").config)
+    names = int8_artifact.projection_names(runtimes("bert").config)
     hopeless = {"blocks.1.ffn_in"}
     result = choose(runtimes("bert"), {"tensor": dict.fromkeys(names, 1.0), "token": dict.fromkeys(hopeless, 1.0)})
     assert chosen(result, "fp32") == hopeless
@@ -251,7 +256,7 @@ def test_calibration_leaves_the_encoder_as_it_came(runtimes) -> None:
     runtime = runtimes("squeezebert")
     before = forward(runtime.encoder, runtime)
     choose(runtime, {"tensor": {"blocks.0.query": 1.0}})
-    names = quantize.projection_names(runtime.config)
+    names = int8_artifact.projection_names(runtime.config)
     assert all(type(runtime.encoder.get_submodule(name)) is GroupedProjection for name in names)
     torch.testing.assert_close(forward(runtime.encoder, runtime), before)
 
@@ -262,7 +267,7 @@ def test_calibration_leaves_the_encoder_as_it_came(runtimes) -> None:
 @needs_kernel
 def test_metadata_names_how_every_projection_is_stored_and_load_honours_it(runtimes, monkeypatch) -> None:
     runtime = runtimes("squeezebert", "sequence")
-    names = quantize.projection_names(runtime.config)
+    names = int8_artifact.projection_names(runtime.config)
     plan = {name: "tensor" for name in names} | {"blocks.0.ffn_in": "token", "blocks.1.attn_out": "fp32"}
 
     def planned(model, candidates, fixed, batches, target, floor):
@@ -270,9 +275,9 @@ def test_metadata_names_how_every_projection_is_stored_and_load_honours_it(runti
                                        {"blocks.1.attn_out": 0.25})
 
     monkeypatch.setattr(calibration, "choose", planned)
-    tensors, meta = quantize.quantize(runtime)
+    tensors, meta = int8_artifact.quantize(runtime)
 
-    assert meta["scheme"] == quantize.SCHEME and meta["version"] == quantize.SCHEME_VERSION
+    assert meta["scheme"] == int8_artifact.SCHEME and meta["version"] == int8_artifact.SCHEME_VERSION
     assert meta["int8"] == {name: mode for name, mode in plan.items() if mode != "fp32"}
     assert "blocks.1.attn_out" in meta["fp32"] and "2.5e-01" in meta["fp32"]["blocks.1.attn_out"]
     assert meta["calibration"]["cosine_chosen"] == 0.9995
@@ -284,7 +289,7 @@ def test_metadata_names_how_every_projection_is_stored_and_load_honours_it(runti
             assert weight.dtype == torch.float32 and f"{name}.weight_scale" not in tensors
     assert tensors["embed.word.weight"].dtype == torch.int8
 
-    loaded = quantize.load_quantized(runtime.config, "sequence", tensors, meta, BACKEND)
+    loaded = int8_artifact.load_quantized(runtime.config, "sequence", tensors, meta, BACKEND)
     kinds = {name: loaded.get_submodule(name) for name in names}
     assert type(kinds["blocks.1.attn_out"]) is GroupedProjection
     assert kinds["blocks.0.ffn_in"].activations == "token" and kinds["blocks.0.query"].activations == "tensor"
@@ -294,11 +299,11 @@ def test_metadata_names_how_every_projection_is_stored_and_load_honours_it(runti
 @pytest.mark.parametrize("arch", ["bert", "squeezebert"])
 def test_loaded_int8_runs_close_to_fp32_with_the_kernel_and_without(runtimes, arch: str) -> None:
     runtime = runtimes(arch, "base")
-    tensors, meta = quantize.quantize(runtime)
+    tensors, meta = int8_artifact.quantize(runtime)
     assert meta["int8"], "something must be int8 for this test to mean anything"
 
-    with_kernel = quantize.load_quantized(runtime.config, "base", tensors, meta, BACKEND)
-    dequantized = quantize.load_quantized(runtime.config, "base", tensors, meta, None)
+    with_kernel = int8_artifact.load_quantized(runtime.config, "base", tensors, meta, BACKEND)
+    dequantized = int8_artifact.load_quantized(runtime.config, "base", tensors, meta, None)
     assert any(isinstance(m, quantize.Int8Projection) for m in with_kernel.modules())
     assert not any(isinstance(m, quantize.Int8Projection) for m in dequantized.modules())
 
@@ -312,13 +317,13 @@ def test_loaded_int8_runs_close_to_fp32_with_the_kernel_and_without(runtimes, ar
 
 
 def test_without_a_kernel_everything_is_int8_per_token_and_loads_dequantized(runtimes, monkeypatch) -> None:
-    monkeypatch.setenv(quantize.KERNEL_ENV, "none")
+    monkeypatch.setenv(KERNEL_ENV, "none")
     runtime = runtimes("distilbert", "sequence")
-    tensors, meta = quantize.quantize(runtime)
-    assert meta["int8"] == dict.fromkeys(quantize.projection_names(runtime.config), "token")
+    tensors, meta = int8_artifact.quantize(runtime, kernel=Environment.from_os().kernel)
+    assert meta["int8"] == dict.fromkeys(int8_artifact.projection_names(runtime.config), "token")
     assert "skipped" in meta["calibration"]
 
-    loaded = quantize.load_quantized(runtime.config, "sequence", tensors, meta, None)
+    loaded = int8_artifact.load_quantized(runtime.config, "sequence", tensors, meta, None)
     fp32 = forward(runtime.encoder, runtime)  # [B, labels]
     assert relative_error(forward(loaded, runtime), fp32) < 0.01
 
@@ -332,15 +337,16 @@ def test_load_does_no_quantization_work(runtimes, artifact, monkeypatch, backend
         raise AssertionError("quantization work while loading")
 
     monkeypatch.setattr(quantize, "quantize_per_channel", forbidden)
+    monkeypatch.setattr(int8_artifact, "quantize_per_channel", forbidden)
     monkeypatch.setattr(calibration, "choose", forbidden)
-    loaded = quantize.load_quantized(runtime.config, "sequence", tensors, meta, backend)
+    loaded = int8_artifact.load_quantized(runtime.config, "sequence", tensors, meta, backend)
     assert forward(loaded, runtime).shape == forward(runtime.encoder, runtime).shape
 
 
 @pytest.fixture(scope="module")
 def artifact(runtimes):
     runtime = runtimes("bert", "sequence")
-    tensors, meta = quantize.quantize(runtime)
+    tensors, meta = int8_artifact.quantize(runtime)
     return runtime.config, tensors, meta
 
 
@@ -353,15 +359,15 @@ def refused(artifact, *, meta_changes: dict | None = None, tensor_changes: dict 
         if value is None:
             del tensors[name]
     with pytest.raises(CacheError) as caught:
-        quantize.load_quantized(cfg, head, tensors, meta, BACKEND)
+        int8_artifact.load_quantized(cfg, head, tensors, meta, BACKEND)
     assert "\n" not in caught.value.message
     return caught.value
 
 
 @pytest.mark.parametrize("changes", [
     {"scheme": "gptq"},
-    {"version": quantize.SCHEME_VERSION - 1},
-    {"version": quantize.SCHEME_VERSION + 1},
+    {"version": int8_artifact.SCHEME_VERSION - 1},
+    {"version": int8_artifact.SCHEME_VERSION + 1},
     {"arch": "roberta"},
     {"head": "qa"},
     {"int8": ["blocks.0.query"]},  # v1's list
@@ -406,17 +412,17 @@ def test_minilm_int8_embeddings_keep_cosine_099_through_the_store() -> None:
 
     path = str(gt.get_model_path())
     texts = varied(64)
-    int8 = store.load_runtime(path, "base")  # pulls: quantizes and calibrates, as on first use
+    int8 = loader.load_runtime(path, "base")  # pulls: quantizes and calibrates, as on first use
     meta = json.loads((int8.model_dir / "manifest.json").read_text())["quantization"]["meta"]
     # Every projection is stored int8: run by the kernel, or (where calibration found activation rounding
     # too lossy, as on MiniLM) dequantized at load; none is kept fp32.
-    assert sorted(meta["int8"]) == sorted(quantize.projection_names(int8.config))
+    assert sorted(meta["int8"]) == sorted(int8_artifact.projection_names(int8.config))
     assert not [name for name in meta["fp32"] if name != "other"]
     kernel = sum(isinstance(m, quantize.Int8Projection) for m in int8.encoder.modules())
-    assert kernel == sum(mode != quantize.WEIGHT_ONLY for mode in meta["int8"].values())
+    assert kernel == sum(mode != int8_artifact.WEIGHT_ONLY for mode in meta["int8"].values())
 
     got = Embed(int8).vectors(texts)  # [N, 384]
-    expected = Embed(store.load_runtime(path, "base", precision="fp32")).vectors(texts)  # [N, 384]
+    expected = Embed(loader.load_runtime(path, "base", precision="fp32")).vectors(texts)  # [N, 384]
     cosine = F.cosine_similarity(got, expected, dim=-1)  # [N]
     assert cosine.mean() >= 0.99, cosine.mean()
     assert cosine.min() >= 0.97, cosine.min()

@@ -9,9 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from squeezecli import encoder, runtime
-from squeezecli.encoder import ACTIVATIONS, GroupedProjection
-from squeezecli.runtime import Runtime
+from squeezecli.model import encoder, runtime
+from squeezecli.model.encoder import ACTIVATIONS, GroupedProjection
+from squeezecli.model.runtime import Runtime
 
 
 def projection(groups: int, seed: int = 0) -> GroupedProjection:
@@ -69,9 +69,16 @@ def test_in_place_residual_that_is_not_contiguous_still_adds(kernels):
         torch.testing.assert_close(proj(x, residual=residual, in_place=True), expected, atol=1e-5, rtol=1e-5)
 
 
-def test_empty_input(kernels):
+@pytest.mark.parametrize("groups", [1, 4])
+@pytest.mark.parametrize("epilogue", ["none", "activation", "residual", "in-place residual"])
+def test_empty_input(groups, epilogue):
+    """No tokens at all (an empty batch): an empty output of the right width, whatever the epilogue, before
+    any kernel is asked (oneDNN refuses zero-width images), so the fused and plain paths are one here."""
+    residual = torch.randn(2, 0, 128)
+    kwargs = {"none": {}, "activation": {"activation": "gelu"}, "residual": {"residual": residual},
+              "in-place residual": {"residual": residual, "in_place": True}}[epilogue]
     with torch.inference_mode():
-        assert projection(4)(torch.randn(2, 0, 64), activation="gelu").shape == (2, 0, 128)
+        assert projection(groups)(torch.randn(2, 0, 64), **kwargs).shape == (2, 0, 128)
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +120,7 @@ def test_runtime_runs_long_batches_in_slices_with_the_same_output(squeezebert_ba
 
 def test_loading_a_model_does_not_import_dynamo(squeezebert_dir):
     code = (
-        "import sys; from squeezecli.weights import load_encoder; load_encoder(sys.argv[1], 'sequence'); "
+        "import sys; from squeezecli.model.weights import load_encoder; load_encoder(sys.argv[1], 'sequence'); "
         "print('torch._dynamo' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code, str(squeezebert_dir)], capture_output=True, text=True, check=True)
