@@ -46,7 +46,7 @@ def load(
     model: str | None = None,
     *,
     revision: str | None = None,
-    precision: str = "int8",
+    precision: str = "auto",
     offline: bool = False,
     batch_size: int = DEFAULT_BATCH_SIZE,
     max_length: int | None = None,

@@ -233,7 +233,7 @@ def test_option_groups_reach_the_command_as_objects(tmp_path):
     defaults = CliRunner().invoke(task, [], catch_exceptions=False)
     assert defaults.exit_code == 0
     assert seen["inputs"] == options.InputOptions((), "line", None, "strict")
-    assert seen["model"] == options.ModelOptions(None, None, 32, None, None, "int8", False)
+    assert seen["model"] == options.ModelOptions(None, None, 32, None, None, "auto", False)
 
 
 # --- a real process with real pipes ------------------------------------------------------------------

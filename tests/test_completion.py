@@ -79,7 +79,7 @@ def test_the_scripts_register_for_the_squeeze_command():
     ([], "mo", [("plain", "models")]),
     ([], "co", [("plain", "completion")]),
     (["sentiment"], "--prec", [("plain", "--precision")]),
-    (["sentiment", "--precision"], "", [("plain", "int8"), ("plain", "fp32")]),
+    (["sentiment", "--precision"], "", [("plain", "auto"), ("plain", "bf16"), ("plain", "int8"), ("plain", "fp32")]),
     (["ner", "--aggregation"], "a", [("plain", "average")]),
     (["completion"], "", [("plain", "bash"), ("plain", "zsh"), ("plain", "fish")]),
     # Input files are completed by the shell's own file-name completion.
@@ -150,7 +150,7 @@ def test_a_real_bash_completes_through_the_committed_script(tmp_path):
     registered, sen, precision, models = done.stdout.splitlines()
     assert registered == "complete -o nosort -F _squeeze_completion squeeze"
     assert sen == "sentiment"
-    assert precision == "int8 fp32"
+    assert precision == "auto bf16 int8 fp32"
     assert models.split() == ["aliases", "info", "list", "pull", "rm"]
 
 

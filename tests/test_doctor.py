@@ -17,6 +17,7 @@ from click.testing import CliRunner
 
 from squeezecli import __version__
 from squeezecli.cli import squeeze
+from squeezecli.precision import cpu
 from squeezecli.precision import int8 as quantize
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,7 +44,9 @@ def test_reports_this_process_and_a_reachable_hub(hub):
     assert report["torch"]["version"] == torch.__version__
     assert report["torch"]["threads"] == torch.get_num_threads()
     assert report["int8"]["backend"] == quantize.int8_backend()
-    assert report["int8"]["engines"] == [e for e in torch.backends.quantized.supported_engines if e != "none"]
+    assert report["cpu"]["auto"]["precision"] == cpu.auto_precision().precision
+    assert set(report["cpu"]["flags"]) == set(cpu.REPORTED) & cpu.cpu_flags()
+    assert set(report["int8"]["kernels"]) == {"fp32", "bf16", "int8"}
     assert report["int8"]["problem"] is None
     assert report["packages"]["torch"] is not None and report["packages"]["click"] is not None
     assert report["hub"]["endpoint"] == hub.url
@@ -59,6 +62,7 @@ def test_the_int8_kernel_setting_is_reported(monkeypatch):
     monkeypatch.setenv("SQUEEZE_INT8_KERNEL", "none")
     report = doctor()
     assert report["int8"]["backend"] is None and report["int8"]["setting"] == "none"
+    assert report["int8"]["kernels"]["int8"]["projections"] == "fp32"  # what an int8 run then gets
 
 
 def test_a_bad_int8_kernel_setting_is_diagnosed_not_fatal(monkeypatch):

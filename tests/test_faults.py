@@ -204,7 +204,7 @@ def test_scores_that_overflow_print_as_null_json(model, tmp_path):
 def test_input_without_a_newline_is_read_in_bounded_memory(model, tmp_path, source):
     env = squeeze_env(tmp_path)
     run(["models", "pull", str(model)], tmp_path, env=env)  # quantize first: measure the run alone
-    status, stdout, stderr, peak, _ = run_measured(["sentiment", "-m", str(model)], stdin=source, timeout=300, env=env)
+    status, stdout, stderr, peak, _ = run_measured(["sentiment", "-m", str(model), "--precision", "int8"], stdin=source, timeout=300, env=env)
     assert status == 0, stderr
     (row,) = [json.loads(line) for line in stdout.splitlines()]
     assert row["line"] == 1 and row["label"] in ("NEGATIVE", "POSITIVE")
@@ -290,11 +290,11 @@ def test_a_read_only_cache(model, tmp_path):
     edit_config(other, id2label={"0": "NO", "1": "YES"}, label2id={"NO": 0, "YES": 1})
     cmd = " ".join(SQUEEZE)
     script = f"""
-        echo hi | {cmd} sentiment -m {model} > /dev/null || exit 10
+        echo hi | {cmd} sentiment --precision int8 -m {model} > /dev/null || exit 10
         find {cache} -type f | sort > {tmp_path}/before
         remount-ro
-        echo hi | {cmd} sentiment -m {model} || exit 11
-        echo hi | {cmd} sentiment -m {other} 2> {tmp_path}/new.err; echo $? > {tmp_path}/new.status
+        echo hi | {cmd} sentiment --precision int8 -m {model} || exit 11
+        echo hi | {cmd} sentiment --precision int8 -m {other} 2> {tmp_path}/new.err; echo $? > {tmp_path}/new.status
         {cmd} models pull --force {model} 2> {tmp_path}/force.err; echo $? > {tmp_path}/force.status
         {cmd} models rm --all 2> {tmp_path}/rm.err; echo $? > {tmp_path}/rm.status
         find {cache} -type f | sort > {tmp_path}/after
@@ -316,11 +316,11 @@ def test_a_full_cache_leaves_nothing_half_written_and_the_next_run_works(model, 
     cmd = " ".join(SQUEEZE)
     script = f"""
         head -c 600000 /dev/zero > {cache}/filler  # leave about 400 kB: less than the 2.4 MB entry
-        echo hi | {cmd} sentiment -m {model} 2> {tmp_path}/full.err; echo $? > {tmp_path}/full.status
+        echo hi | {cmd} sentiment --precision int8 -m {model} 2> {tmp_path}/full.err; echo $? > {tmp_path}/full.status
         find {cache}/tmp {cache}/entries -type f 2>/dev/null | sort > {tmp_path}/left
         rm {cache}/filler
         mount -o remount,size=8m {cache}
-        echo hi | {cmd} sentiment -m {model}
+        echo hi | {cmd} sentiment --precision int8 -m {model}
     """
     result = in_small_filesystem(cache, script, size_kb=1000, env=env)
     stderr = (tmp_path / "full.err").read_text()
@@ -343,7 +343,7 @@ def test_a_cache_without_write_permission(model, tmp_path):
     cache = tmp_path / "cache"
     cache.mkdir(mode=0o555)
     env = squeeze_env(tmp_path, SQUEEZE_CACHE_DIR=str(cache))
-    result = run(["sentiment", "-m", str(model)], tmp_path, env=env, privileged=False)
+    result = run(["sentiment", "-m", str(model), "--precision", "int8"], tmp_path, env=env, privileged=False)
     assert_one_line(result, ExitStatus.CACHE, f"squeeze: error: cannot write to squeeze's cache at {cache}: Permission denied")
     assert list(cache.iterdir()) == []
 
@@ -353,11 +353,11 @@ def test_an_unreadable_cached_file_says_so_and_how_to_mend_it(model, tmp_path):
     assert run(["models", "pull", str(model)], tmp_path, env=env).returncode == 0
     (weights,) = (tmp_path / "squeeze").glob("entries/*/model.safetensors")
     weights.chmod(0o000)
-    stderr = assert_one_line(run(["sentiment", "-m", str(model)], tmp_path, env=env, privileged=False),
+    stderr = assert_one_line(run(["sentiment", "-m", str(model), "--precision", "int8"], tmp_path, env=env, privileged=False),
                              ExitStatus.CACHE, f"squeeze: error: cannot read {weights}: Permission denied")
     assert "hint: make squeeze's cache readable (e.g. chmod -R u+rwX" in stderr
     weights.chmod(0o644)
-    assert run(["sentiment", "-m", str(model)], tmp_path, env=env, privileged=False).returncode == 0
+    assert run(["sentiment", "-m", str(model), "--precision", "int8"], tmp_path, env=env, privileged=False).returncode == 0
 
 
 # -- damaged entries: one rule ---------------------------------------------------------------------------
@@ -371,7 +371,7 @@ def test_an_unreadable_cached_file_says_so_and_how_to_mend_it(model, tmp_path):
 ])
 def test_every_damaged_entry_is_refused_by_a_run_and_rebuilt_by_pull(model, tmp_path, damage, says):
     env = squeeze_env(tmp_path)
-    before = run(["sentiment", "-m", str(model)], tmp_path, env=env)
+    before = run(["sentiment", "-m", str(model), "--precision", "int8"], tmp_path, env=env)
     (entry,) = (tmp_path / "squeeze" / "entries").iterdir()
     weights = entry / "model.safetensors"
     if damage == "flip":
@@ -384,11 +384,11 @@ def test_every_damaged_entry_is_refused_by_a_run_and_rebuilt_by_pull(model, tmp_
         (entry / "manifest.json").unlink()
     else:
         (entry / "manifest.json").write_text("{bad")
-    stderr = assert_one_line(run(["sentiment", "-m", str(model)], tmp_path, env=env), ExitStatus.CACHE, "squeeze: error:")
+    stderr = assert_one_line(run(["sentiment", "-m", str(model), "--precision", "int8"], tmp_path, env=env), ExitStatus.CACHE, "squeeze: error:")
     assert says in stderr
     assert f"hint: run `squeeze models pull --force {model}` to rebuild it" in stderr
     assert run(["models", "pull", str(model)], tmp_path, env=env).returncode == 0
-    after = run(["sentiment", "-m", str(model)], tmp_path, env=env)
+    after = run(["sentiment", "-m", str(model), "--precision", "int8"], tmp_path, env=env)
     assert after.returncode == 0 and after.stdout == before.stdout
 
 

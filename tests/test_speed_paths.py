@@ -104,18 +104,35 @@ def test_unpadded_batch_runs_attention_without_mask_with_the_same_result(squeeze
         torch.testing.assert_close(unmasked, model.head(x))
 
 
-def test_runtime_runs_long_batches_in_slices_with_the_same_output(squeezebert_base_dir, monkeypatch):
+def test_runtime_runs_a_batch_in_passes_of_similar_length_with_the_same_output(squeezebert_base_dir, monkeypatch):
+    """Rows sorted by length into passes that hold at most TOKENS_PER_PASS tokens (a longer row alone),
+    each padded only to its own longest row; the output is what one pass over the padded batch gives."""
     model = Runtime.from_dir(squeezebert_base_dir, "base")
-    texts = [" ".join(["word"] * n) + " end" for n in (3, 40, 17, 25, 8)]
+    texts = [" ".join(["word"] * n) + " end" for n in (3, 40, 17, 25, 8, 1, 33)]
     encodings = model.tokenizer.encode(texts, max_length=64)
-    whole = model.forward(encodings)  # [5, T, H]
+    lengths = [len(e.ids) for e in encodings]
+    monkeypatch.setattr(runtime, "TOKENS_PER_PASS", 10 ** 6)
+    whole = model.forward(encodings)  # [7, T, H], one pass
     passes = []
-    monkeypatch.setattr(runtime, "TOKENS_PER_PASS", 2 * whole.shape[1])  # two rows a pass
-    real_encoder = model.encoder
-    model.encoder = lambda *batch: passes.append(batch[0].shape) or real_encoder(*batch)
+    monkeypatch.setattr(runtime, "TOKENS_PER_PASS", 2 * max(lengths))  # two of the longest rows a pass
+    monkeypatch.setattr(runtime, "MIN_PASS_TOKENS", 0)
+
+    class Spy:
+        head_kind = model.encoder.head_kind
+
+        def __call__(self, ids, mask, types):
+            passes.append([int(n) for n in mask.sum(1)])  # each pass's rows, by their lengths
+            return real(ids, mask, types)
+
+    real, model.encoder = model.encoder, Spy()
     sliced = model.forward(encodings)
-    assert passes == [(2, whole.shape[1])] * 2 + [(1, whole.shape[1])]
-    torch.testing.assert_close(sliced, whole)
+    assert sorted(n for p in passes for n in p) == sorted(lengths)
+    for lengths_of_pass in passes:
+        assert len(lengths_of_pass) == 1 or max(lengths_of_pass) * len(lengths_of_pass) <= 2 * max(lengths)
+        assert lengths_of_pass == sorted(lengths_of_pass)
+    assert len(passes) > 1
+    for row, n in enumerate(lengths):
+        torch.testing.assert_close(sliced[row, :n], whole[row, :n], rtol=1e-5, atol=1e-5)  # padding: undefined
 
 
 def test_loading_a_model_does_not_import_dynamo(squeezebert_dir):

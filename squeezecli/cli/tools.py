@@ -81,8 +81,9 @@ def completion(env: Environment, ctx: click.Context, shell: str | None) -> None:
 def doctor(env: Environment, as_json: bool) -> None:
     """Check the setup, the caches and the Hub connection.
 
-    Reports versions, torch threads, which int8 kernels this machine has, where the caches are and their
-    size, whether the Hub answers, and the offline and token settings. Sends one HEAD request to the Hub
+    Reports versions, torch threads, the CPU, what --precision auto runs on it and what kernels each
+    precision uses, where the caches are and their size, whether the Hub answers, and the offline and
+    token settings. Sends one HEAD request to the Hub
     (HF_ENDPOINT, 3 s timeout, no token) unless offline mode is on. Prints whether a token is set, never
     the token. A table on a terminal, one JSON object otherwise.
     """
@@ -108,6 +109,7 @@ def diagnose(env: Environment) -> dict[str, Any]:
         "platform": platform.platform(),
         "packages": {name: _installed_version(name) for name in _dependencies()},
         "torch": _torch_report(),
+        "cpu": _cpu_report(),
         "int8": _int8_report(env),
         "cache": {**_directory_report(cache.cache_root(env)), "models": len(cache.list_entries(env))},
         "hf_cache": _directory_report(env.hf_cache_dir),
@@ -124,24 +126,29 @@ def _torch_report() -> dict[str, Any]:
             "interop_threads": torch.get_num_interop_threads()}
 
 
+def _cpu_report() -> dict[str, Any]:
+    """The CPU, the flags that decide squeeze's kernels, what --precision auto runs here and why."""
+    from ..precision import cpu
+
+    choice = cpu.auto_precision()
+    flags = cpu.cpu_flags()
+    return {"name": cpu.cpu_name(), "flags": [flag for flag in cpu.REPORTED if flag in flags],
+            "auto": {"precision": choice.precision, "reason": choice.reason}}
+
+
 def _int8_report(env: Environment) -> dict[str, Any]:
     """The kernel squeeze's int8 path will use (None: int8 runs fall back to fp32), the setting that chose it,
-    and every quantized engine this torch build was compiled with."""
-    import torch
-
+    and what runs each projection and attention at each precision."""
     from ..errors import SqueezeError
+    from ..precision import cpu
     from ..precision.int8 import int8_backend
 
     try:
         backend, problem = int8_backend(env.kernel), None
     except SqueezeError as exc:  # a bad SQUEEZE_INT8_KERNEL: the one thing doctor must report, not die of
         backend, problem = None, exc.message
-    return {
-        "backend": backend,
-        "setting": env.settings.get(KERNEL_ENV),
-        "problem": problem,
-        "engines": [engine for engine in torch.backends.quantized.supported_engines if engine != "none"],
-    }
+    return {"backend": backend, "setting": env.settings.get(KERNEL_ENV), "problem": problem,
+            "kernels": cpu.kernels(backend)}
 
 
 # What squeeze needs, should its own metadata be missing (run from a checkout that was never installed).
@@ -268,8 +275,9 @@ def _print_table(env: Environment, report: dict[str, Any]) -> None:
 
 
 def _table_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
-    python, torch_, cache, hf_cache, hub, offline = (
-        report["python"], report["torch"], report["cache"], report["hf_cache"], report["hub"], report["offline"])
+    python, torch_, cpu, cache, hf_cache, hub, offline = (report["python"], report["torch"], report["cpu"],
+                                                          report["cache"], report["hf_cache"], report["hub"],
+                                                          report["offline"])
     if hub["reachable"] is None:
         reachability = hub["detail"]
     elif hub["reachable"]:
@@ -280,7 +288,10 @@ def _table_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     return [
         ("squeeze", f"{report['squeezecli']} (Python {python['version']}, {report['platform']})"),
         ("torch", f"{torch_['version']}, {_count(torch_['threads'], 'thread')} ({torch_['interop_threads']} inter-op)"),
-        ("int8 kernels", _int8_line(report["int8"])),
+        ("cpu", f"{cpu['name']} ({', '.join(cpu['flags']) or 'no AVX2, AVX-512 or AMX'})"),
+        ("auto precision", f"{cpu['auto']['precision']}: {cpu['auto']['reason']}"),
+        ("int8 kernel", _int8_line(report["int8"])),
+        *_kernel_rows(report["int8"]["kernels"]),
         ("squeeze cache", _directory_line(cache, f", {cache['models']} models")),
         ("HF cache", _directory_line(hf_cache)),
         ("Hub", f"{hub['endpoint']}: {reachability}"),
@@ -291,11 +302,15 @@ def _table_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _int8_line(int8: dict[str, Any]) -> str:
-    engines = ", ".join(int8["engines"]) or "none"
     chosen = int8["backend"] or "none, int8 runs fall back to fp32"
-    setting = f"; SQUEEZE_INT8_KERNEL={int8['setting']}" if int8["setting"] else ""
+    setting = f" (SQUEEZE_INT8_KERNEL={int8['setting']})" if int8["setting"] else ""
     problem = f"; PROBLEM: {int8['problem']}" if int8["problem"] else ""
-    return f"{chosen} (torch engines: {engines}{setting}){problem}"
+    return f"{chosen}{setting}{problem}"
+
+
+def _kernel_rows(kernels: dict[str, dict[str, str]]) -> list[tuple[str, str]]:
+    return [(f"{precision} kernels", f"{k['projections']}; attention: {k['attention']} ({k['why']})")
+            for precision, k in kernels.items()]
 
 
 def _offline_line(offline: dict[str, Any]) -> str:

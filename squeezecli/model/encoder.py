@@ -33,6 +33,8 @@ from ..errors import ModelError
 from .config import EncoderConfig
 
 HEADS = ("base", "sequence", "token", "qa")
+# Attention runs over keys padded to a multiple of this (Block.attention says why).
+KEY_BLOCK = 16
 
 # Applied to fresh projection outputs only, so in place where torch has an in-place form.
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -73,7 +75,8 @@ class Epilogue(NamedTuple):
     pieces: bool = False
 
     def apply(self, y: torch.Tensor | Pieces) -> torch.Tensor | Pieces:
-        """The epilogue on a fresh product `y` (a tensor, or pieces), in place where torch allows."""
+        """The epilogue on a fresh product `y` (a tensor, or pieces), in place where torch allows. A
+        residual of another dtype (fp32, under a bf16 product) keeps its own: the sum is the residual's."""
         if isinstance(y, list):
             if self.residual is not None and self.in_place and self.residual.is_contiguous():
                 slots = self.residual.view(-1, len(y), self.residual.shape[-1] // len(y))  # [N, G, C/G]
@@ -83,6 +86,8 @@ class Epilogue(NamedTuple):
             if self.activation is not None and self.pieces:
                 return [ACTIVATIONS[self.activation](piece) for piece in y]
             y = whole(y)
+        if self.residual is not None and self.residual.dtype != y.dtype:
+            return self.residual.add_(y) if self.in_place else self.residual + y
         if self.residual is not None:
             y = y.add_(self.residual)
         return ACTIVATIONS[self.activation](y) if self.activation is not None else y
@@ -100,6 +105,11 @@ class Projection(nn.Module):
 
     def project(self, x: torch.Tensor | Pieces, epilogue: Epilogue) -> torch.Tensor | Pieces:
         raise NotImplementedError
+
+    @property
+    def input_dtype(self) -> torch.dtype:
+        """The dtype the product takes its input in: bf16 for bf16 weights; the block casts to it once."""
+        return torch.float32
 
 
 class GroupedProjection(Projection):
@@ -119,12 +129,18 @@ class GroupedProjection(Projection):
         self.weight = nn.Parameter(torch.empty(shape))
         self.bias = nn.Parameter(torch.zeros(out_features))
 
+    @property
+    def input_dtype(self) -> torch.dtype:
+        return self.weight.dtype
+
     def project(self, x: torch.Tensor | Pieces, epilogue: Epilogue) -> torch.Tensor:
         residual, activation = epilogue.residual, epilogue.activation
         x = whole(x)
         *lead, c = x.shape
         if x.numel() == 0:  # oneDNN refuses zero-width images, and there is nothing to compute
-            return x.new_empty(*lead, self.out_features)
+            return x.new_empty(*lead, self.out_features, dtype=x.dtype if residual is None else residual.dtype)
+        if residual is not None and residual.dtype != x.dtype:  # a bf16 product into an fp32 residual stream
+            return epilogue.apply(self.project(x, Epilogue()))
         weight = self.weight.view(self.out_features, c // self.groups, 1, 1)  # [out, in/G, 1, 1]
         fused = _fused_convolution()
         conv_args = ([0, 0], [1, 1], [1, 1], self.groups)  # padding, stride, dilation, groups
@@ -161,6 +177,13 @@ def _pixels(x: torch.Tensor) -> torch.Tensor:
 def _unpixels(y: torch.Tensor, lead: list[int]) -> torch.Tensor:
     """[1, C, 1, N] channels-last -> [*lead, C], a view: y is [N, C] in memory."""
     return y.permute(0, 2, 3, 1).reshape(*lead, y.shape[1])
+
+
+def projection_kernel() -> str:
+    """What runs a float projection on this machine, in words (for `squeeze doctor`)."""
+    if _fused_convolution() is None:
+        return "oneDNN 1x1 convolution, then the residual or activation"
+    return "oneDNN 1x1 convolution, residual or GELU fused"
 
 
 class _FusedConvolution:
@@ -229,7 +252,7 @@ class Embeddings(nn.Module):
             positions = torch.cumsum(real, dim=1) * real + cfg.pad_token_id  # [B, T]
         else:
             positions = torch.arange(input_ids.shape[1], device=input_ids.device).unsqueeze(0)  # [1, T]
-        x = self.word(input_ids) + self.position(positions)  # [B, T, H]
+        x = self.word(input_ids).float() + self.position(positions)  # [B, T, H] (a bf16 table is looked up as fp32)
         if self.token_type is not None:
             if token_type_ids is None:
                 token_type_ids = torch.zeros_like(input_ids)
@@ -262,14 +285,48 @@ class Block(nn.Module):
         return x.view(b, t, self.num_heads, h // self.num_heads).transpose(1, 2)  # [B, nh, T, hd]
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        b, t, h = x.shape
-        q, k, v = self.heads(self.query(x)), self.heads(self.key(x)), self.heads(self.value(x))
-        a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # [B, nh, T, hd]
-        a = a.transpose(1, 2).reshape(b, t, h)  # [B, T, H], a view: SDPA's output is [B, T, nh, hd] in memory
+        """x [B, T, H] fp32 (the residual stream and LayerNorms stay fp32 at every precision) -> [B, T, H]."""
+        xc = x.to(self.query.input_dtype)  # the products' dtype: a no-op in fp32, one cast for q, k and v in bf16
+        a = self.attention(self.query(xc), self.key(xc), self.value(xc), mask)  # [B, T, H]
         x = self.attn_norm(self.attn_out(a, residual=x))  # [B, T, H]
-        inner = self.ffn_in(x, activation=self.activation, pieces=True)  # [B, T, I], or G x [B, T, I/G]
+        inner = self.ffn_in(x.to(self.ffn_in.input_dtype), activation=self.activation, pieces=True)  # [B, T, I], or G x [B, T, I/G]
         # x is this block's own tensor now (attn_norm's output), so the sum may overwrite it.
         return self.ffn_norm(self.ffn_out(inner, residual=x, in_place=True))  # [B, T, H]
+
+    def attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """Softmax(q k^T / sqrt(hd)) v over `num_heads` heads, keys masked by `mask` [B, 1, 1, T]; q, k, v and
+        the result [B, T, H]; padding positions' results are undefined.
+
+        The keys are padded to a multiple of KEY_BLOCK, masked: every reduction over keys (the
+        softmax's, the product with v) then runs in whole vector-width blocks, where the masked keys add
+        exact zeros, so a row gets the same bits alone and padded beside longer rows (a bare padded call
+        sums a ragged tail in another order, which bf16's rounding, or int8's downstream, magnifies).
+        """
+        b, t, h = q.shape
+        lengths = torch.full((b,), t) if mask is None else mask.view(b, t).sum(1)  # [B]
+        if mask is not None and not torch.equal(mask.view(b, t), torch.arange(t)[None, :] < lengths[:, None]):
+            a = F.scaled_dot_product_attention(self.heads(q), self.heads(k), self.heads(v), attn_mask=mask)
+            return a.transpose(1, 2).reshape(b, t, h)  # not right padding: batch-independence not promised
+        width = (t + KEY_BLOCK - 1) // KEY_BLOCK * KEY_BLOCK  # keys per row
+        if width != t:
+            k, v = (F.pad(x, (0, 0, 0, width - t)) for x in (k, v))  # [B, width, H]
+        padding = torch.arange(width)[None, :] >= lengths[:, None]  # [B, width]
+        bias = torch.zeros(b, 1, 1, width, dtype=q.dtype).masked_fill_(padding.view(b, 1, 1, width), float("-inf"))
+        return self._attend(q, k, v, bias)
+
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """q [B, T, H], k and v [B, S, H], bias [B, 1, 1, S] added to the scores -> [B, T, H]. fp32 runs
+        torch's fused kernel; bf16 batched products and a softmax, which oneDNN runs over twice as fast
+        as the fused kernel does in bf16."""
+        (b, t, h), s, nh = q.shape, k.shape[1], self.num_heads
+        if q.dtype == torch.float32:
+            a = F.scaled_dot_product_attention(self.heads(q), self.heads(k), self.heads(v), attn_mask=bias)
+            return a.transpose(1, 2).reshape(b, t, h)  # a view: SDPA's output is [B, T, nh, hd] in memory
+        qh, kh, vh = (x.reshape(b, -1, nh, h // nh).transpose(1, 2).reshape(b * nh, -1, h // nh) for x in (q, k, v))
+        scores = torch.baddbmm(bias.expand(b, nh, 1, s).reshape(b * nh, 1, s), qh, kh.transpose(1, 2),
+                               alpha=(h // nh) ** -0.5)  # [B*nh, T, S]
+        out = torch.bmm(torch.softmax(scores, dim=-1), vh)  # [B*nh, T, hd]
+        return out.view(b, nh, t, h // nh).transpose(1, 2).reshape(b, t, h)
 
 
 class SequenceHead(nn.Module):

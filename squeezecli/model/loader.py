@@ -1,19 +1,22 @@
 """A model at a precision: where its files come from and how they become a `Runtime`.
 
-fp32 runs the original checkpoint (a local directory, or the Hugging Face cache at the commit that was
-pulled); int8 runs squeeze's cache entry, pulled and quantized on first use. The one module of `model/`
-that reaches up to `store/` (where the files are) and `precision/` (how int8 runs); nothing below it
-imports it.
+fp32 and bf16 run the original checkpoint (a local directory, or the Hugging Face cache at the commit
+that was pulled), bf16 with its projections cast as they load; int8 runs squeeze's cache entry, pulled
+and quantized on first use; auto is what precision/cpu.py says this CPU runs best. The one module of
+`model/` that reaches up to `store/` (where the files are) and `precision/` (how int8 runs); nothing
+below it imports it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..environment import Environment
 from ..errors import CacheError, ModelError, SqueezeError
+from ..precision.cpu import PRECISIONS
 from ..store import build, cache, hub, refs
 from ..store.sources import Source, resolve_source
 
@@ -21,32 +24,38 @@ if TYPE_CHECKING:
     from .encoder import Encoder
     from .runtime import Runtime
 
-PRECISIONS = ("int8", "fp32")
 HEAD_KINDS = {"base": "a base encoder", "sequence": "a sequence classifier", "token": "a token classifier",
               "qa": "a question-answering model"}
 
 
-def load_runtime(model: str, head: str, *, precision: str = "int8", revision: str | None = None,
+def load_runtime(model: str, head: str, *, precision: str = "auto", revision: str | None = None,
                  offline: bool = False, progress: bool = True, env: Environment | None = None) -> Runtime:
     """A ready model for `head` ("base", "sequence", "token" or "qa").
 
-    int8 (the default) loads the cached int8 entry, pulling it first if this is the model's first use;
-    fp32 runs the original checkpoint. A classifier, token or QA checkpoint also serves "base" (its
-    encoder without the task head, e.g. embeddings of a sentiment model). Where this machine has no int8
-    kernel, fp32 is used with a one-line notice.
+    auto (the default) is bf16 on a CPU with native bf16 products and fp32 elsewhere (precision/cpu.py);
+    int8 loads the cached int8 entry, pulling it first if this is the model's first use; fp32 and bf16
+    run the original checkpoint. A classifier, token or QA checkpoint also serves "base" (its encoder
+    without the task head, e.g. embeddings of a sentiment model). Where a precision's kernels do not run
+    here, fp32 is used with a one-line notice.
     """
+    from ..precision import cpu
     from ..precision.int8 import int8_backend
 
     env = env or Environment.from_os()
     source = resolve_source(model, revision)
     if precision not in PRECISIONS:
-        raise ModelError(f"unknown precision {precision!r}", hint=f"use {' or '.join(PRECISIONS)}")
-    if precision == "fp32":
-        return _load_fp32(source, head, offline=offline, progress=progress, env=env)
+        raise ModelError(f"unknown precision {precision!r}", hint=f"use {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        precision = cpu.auto_precision().precision
+    if precision == "bf16" and not cpu.bf16_kernels_work():
+        env.notice("torch's bf16 kernels do not run right on this machine: running in fp32")
+        precision = "fp32"
+    if precision in ("fp32", "bf16"):
+        return _load_checkpoint(source, head, precision, offline=offline, progress=progress, env=env)
     backend = int8_backend(env.kernel)
     if backend is None:
         env.notice("no int8 kernel on this machine (or SQUEEZE_INT8_KERNEL=none): running in fp32")
-        return _load_fp32(source, head, offline=offline, progress=progress, env=env)
+        return _load_checkpoint(source, head, "fp32", offline=offline, progress=progress, env=env)
     entry = cache.cached_entry(cache.cache_root(env), source)
     if entry is None:
         entry = _pull(source, offline=offline, progress=progress, head_hint=head, env=env, first_use=True)
@@ -122,22 +131,33 @@ def _load_int8(entry: cache.Entry, head: str, backend: str, source: Source) -> R
     return Runtime(_with_head(encoder, head), tokenizer, entry.path, source.name)
 
 
-def _load_fp32(source: Source, head: str, *, offline: bool, progress: bool, env: Environment) -> Runtime:
+def _load_checkpoint(source: Source, head: str, precision: str, *, offline: bool, progress: bool,
+                     env: Environment) -> Runtime:
+    import torch
+
     from .runtime import Runtime
 
     if source.kind == "dir":
         model_dir = source.path
     else:
         assert source.revision is not None
-        # The commit this revision was pulled at, so fp32 and int8 run the same weights, with no request.
-        revision = refs.read_ref(cache.cache_root(env), source.id, source.revision) or source.revision
+        # The commit this revision was pulled (or first run) at: every precision runs the same weights,
+        # and later runs need no request; `squeeze models pull` moves it on when the branch moves.
+        root = cache.cache_root(env)
+        recorded = refs.read_ref(root, source.id, source.revision)
+        revision = recorded or source.revision
         downloaded_before = hub.cached_snapshot(source.id, revision, env) is not None
-        model_dir = hub.fetch(source.id, revision, offline=offline, progress=progress, env=env).path
+        snapshot = hub.fetch(source.id, revision, offline=offline, progress=progress, env=env)
+        model_dir = snapshot.path
+        if recorded is None:
+            with contextlib.suppress(OSError):  # a read-only cache: the next run asks the Hub again, no harm
+                refs.write_ref(root, source.id, source.revision, snapshot.commit)
         if not downloaded_before:
             env.notice(f"{source.name} is used for the first time: downloaded it into the Hugging Face cache")
     checkpoint = inspect_checkpoint(source, model_dir, head)
     _require_head([checkpoint.head] + (["base"] if checkpoint.head != "base" else []), head, source)
-    runtime = Runtime.from_dir(model_dir, checkpoint.head, name=source.name)
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    runtime = Runtime.from_dir(model_dir, checkpoint.head, name=source.name, dtype=dtype)
     if checkpoint.id2label and checkpoint.id2label != runtime.config.id2label:
         runtime.encoder.cfg = dataclasses.replace(runtime.config, id2label=checkpoint.id2label)
     runtime.encoder = _with_head(runtime.encoder, head)

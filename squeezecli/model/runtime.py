@@ -20,8 +20,11 @@ from .encoder import Encoder
 from .tokenizer import Tokenizer, collate
 
 # Padding included; rows are never split, so one text longer than this still runs whole. At ~1,000 tokens
-# a pass is already big enough for the matrix kernels to run at full speed.
+# a pass is already big enough for the matrix kernels to run at full speed (README, Speed)...
 TOKENS_PER_PASS = 1024
+# ...and from this size on, a pass is closed rather than pad more than this share of its tokens.
+MIN_PASS_TOKENS = 256
+PASS_PADDING = 0.125
 
 
 @dataclass
@@ -41,23 +44,43 @@ class Runtime:
         return min(self.tokenizer.model_max_length, self.config.max_length)
 
     @classmethod
-    def from_dir(cls, model_dir: str | Path, head: str = "base", name: str = "") -> "Runtime":
-        """fp32, straight from a Hub-format directory."""
+    def from_dir(cls, model_dir: str | Path, head: str = "base", name: str = "",
+                 dtype: torch.dtype = torch.float32) -> "Runtime":
+        """Straight from a Hub-format directory: fp32, or with the products in bf16 (`dtype`)."""
         from .weights import load_encoder
 
-        return cls(load_encoder(model_dir, head), Tokenizer.from_dir(model_dir), Path(model_dir), name or str(model_dir))
+        encoder = load_encoder(model_dir, head, dtype)
+        return cls(encoder, Tokenizer.from_dir(model_dir), Path(model_dir), name or str(model_dir))
 
     def forward(self, encodings: Sequence[Encoding]) -> torch.Tensor:
-        """Pad a batch of encodings and run the encoder; returns the head's output (see Encoder)."""
-        batch = collate(encodings, self.tokenizer.pad_id)
-        ids, mask, types = batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]  # [B, T] each
-        b, t = ids.shape
-        rows = max(1, TOKENS_PER_PASS // max(t, 1))
+        """Run the encoder over a batch; the head's output (see Encoder) for each encoding, in the order
+        given, token-level outputs padded to the longest encoding (what padding positions hold is not
+        defined: read each row's own tokens).
+
+        The batch runs in passes of rows of similar length, each padded only to its own longest row:
+        rows sorted by length, a pass closed when it would hold more than TOKENS_PER_PASS tokens, or pad
+        more than PASS_PADDING of them once it holds MIN_PASS_TOKENS. Rows are independent, so the
+        passes change no result, and little of the work goes to padding.
+        """
+        lengths = [len(encoding.ids) for encoding in encodings]
+        passes = _passes(lengths)
+        outs: list[torch.Tensor] = []
         with torch.inference_mode():
-            # Rows are independent (but for int8's activation ranges, which are per call anyway).
-            outs = [self.encoder(ids[s:s + rows], mask[s:s + rows], types[s:s + rows]) for s in range(0, max(b, 1), rows)]
-        out = outs[0] if len(outs) == 1 else torch.cat(outs)  # [B, ...]
+            for rows in passes:
+                batch = collate([encodings[i] for i in rows], self.tokenizer.pad_id)
+                outs.append(self.encoder(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]))
         process.release_free_memory()
+        if len(outs) == 1 and passes[0] == list(range(len(encodings))):
+            return outs[0]
+        width = max(lengths)
+        token_level = self.encoder.head_kind != "sequence"
+        out = outs[0].new_zeros(len(encodings), *((width,) if token_level else ()), *outs[0].shape[2 if token_level else 1:])
+        for rows, result in zip(passes, outs):
+            index = torch.tensor(rows)
+            if token_level:
+                out[index, : result.shape[1]] = result
+            else:
+                out[index] = result
         return out
 
     def forward_each(self, encodings: Sequence[Encoding], batch_size: int) -> list[torch.Tensor]:
@@ -71,3 +94,20 @@ class Runtime:
             for row, i in enumerate(indices):
                 outputs[i] = batch[row, : len(encodings[i].ids)]  # [T_i, ...]
         return outputs
+
+
+def _passes(lengths: Sequence[int]) -> list[list[int]]:
+    """Row indices in passes (see Runtime.forward), shortest rows first."""
+    passes: list[list[int]] = []
+    current: list[int] = []
+    real = 0
+    for i in sorted(range(len(lengths)), key=lengths.__getitem__):
+        width, count = lengths[i], len(current) + 1  # sorted: the new row is the pass's longest
+        padded = width * count
+        if current and (padded > TOKENS_PER_PASS or (
+                len(current) * lengths[current[-1]] >= MIN_PASS_TOKENS and padded - real - width > PASS_PADDING * padded)):
+            passes.append(current)
+            current, real = [], 0
+        current.append(i)
+        real += width
+    return [*passes, current]

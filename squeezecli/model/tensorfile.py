@@ -6,7 +6,8 @@
 
 Writing it ourselves keeps a full disk or a read-only directory an ordinary OSError (the package's Rust
 writer reports them as its own exception type) and needs no numpy (safetensors 0.8's `save_file` imports
-it). Tensors are read with `safetensors.torch.load_file`, which memory-maps the file.
+it). Reading one tensor at a time (`tensors`) lets a loader cast each as it comes (fp32 -> bf16) and
+hold a checkpoint once: a memory-mapped file stays resident as long as any tensor of it is alive.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import ctypes
 import json
 import os
 from pathlib import Path
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 if TYPE_CHECKING:
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
 MAX_HEADER_BYTES = 100 << 20
 _DTYPES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "float64": "F64", "int8": "I8", "uint8": "U8",
            "int16": "I16", "int32": "I32", "int64": "I64", "bool": "BOOL"}
+_TORCH_DTYPES = {code: name for name, code in _DTYPES.items()}
 
 
 class HeaderError(ValueError):
@@ -55,6 +58,33 @@ def read_header(path: Path) -> dict[str, Any]:
     if 8 + header_size + end != size:
         raise HeaderError(f"holds {size - 8 - header_size} bytes of tensor data, its header declares {end}")
     return header
+
+
+def tensors(path: Path) -> Iterator[tuple[str, torch.Tensor]]:
+    """The file's tensors one at a time, each in memory of its own (a read, not a memory map). A file that
+    is not a complete safetensors file raises HeaderError; OSError passes through."""
+    import torch
+
+    header = read_header(path)
+    with open(path, "rb") as f:
+        start = 8 + int.from_bytes(f.read(8), "little")
+        for name, entry in sorted(header.items(), key=lambda item: item[1]["data_offsets"][0]):
+            try:
+                dtype = getattr(torch, _TORCH_DTYPES[entry["dtype"]])
+                shape = [int(n) for n in entry["shape"]]
+                begin, end = (int(n) for n in entry["data_offsets"])
+            except (KeyError, TypeError, ValueError, AttributeError):
+                raise HeaderError(f"has a tensor {name!r} of a dtype or shape squeeze cannot read") from None
+            count = 1
+            for n in shape:
+                count *= n
+            if count * dtype.itemsize != end - begin:
+                raise HeaderError(f"says tensor {name!r} has {end - begin} bytes, its shape needs {count * dtype.itemsize}")
+            data = bytearray(end - begin)
+            f.seek(start + begin)
+            if f.readinto(data) != len(data):
+                raise HeaderError("ends inside its tensor data")
+            yield name, (torch.frombuffer(data, dtype=dtype) if data else torch.empty(0, dtype=dtype)).view(shape)
 
 
 def write(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:

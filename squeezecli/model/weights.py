@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import pickle
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -109,20 +110,35 @@ def _our_name(name: str, rules: list[tuple[re.Pattern, str]]) -> str | None:
     return None
 
 
-def map_names(cfg: EncoderConfig, head: str, checkpoint: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Rename a checkpoint's tensors to ours. Unknown tensors are an error; pooler goes where the head wants it."""
-    base_rules = _compile(NAME_TABLE[cfg.arch])
-    head_rules = _compile(HEAD_TABLE[head][cfg.arch])
-    prefix = BASE_PREFIX[cfg.arch]
-    ours, unexpected = {}, []
-    for name, tensor in checkpoint.items():
-        inner = name[len(prefix):] if name.startswith(prefix) else name
-        target = _our_name(inner, base_rules) or _our_name(name, head_rules)
+class Namer:
+    """A checkpoint tensor's name -> ours for an architecture and head (None: not ours to load)."""
+
+    def __init__(self, cfg: EncoderConfig, head: str) -> None:
+        self.base_rules = _compile(NAME_TABLE[cfg.arch])
+        self.head_rules = _compile(HEAD_TABLE[head][cfg.arch])
+        self.prefix = BASE_PREFIX[cfg.arch]
+
+    def __call__(self, name: str) -> str | None:
+        inner = name[len(self.prefix):] if name.startswith(self.prefix) else name
+        target = _our_name(inner, self.base_rules) or _our_name(name, self.head_rules)
         if target and target.startswith("pooler."):
             # The BERT pooler is part of the base model in the checkpoint but of the head for us.
-            target = _our_name(target, head_rules)
+            target = _our_name(target, self.head_rules)
+        return target
+
+    def ignored(self, name: str) -> bool:
+        inner = name[len(self.prefix):] if name.startswith(self.prefix) else name
+        return bool(IGNORED.search(inner) or IGNORED.search(name))
+
+
+def map_names(cfg: EncoderConfig, head: str, checkpoint: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename a checkpoint's tensors to ours. Unknown tensors are an error; pooler goes where the head wants it."""
+    namer = Namer(cfg, head)
+    ours, unexpected = {}, []
+    for name, tensor in checkpoint.items():
+        target = namer(name)
         if target is None:
-            if not IGNORED.search(inner) and not IGNORED.search(name):
+            if not namer.ignored(name):
                 unexpected.append(name)
             continue
         ours[target] = tensor
@@ -136,12 +152,20 @@ def _names(names: list[str], limit: int = 5) -> str:
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
-def to_model_layout(model: Encoder, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Reshape checkpoint layouts to ours (Conv1d [out, in/g, 1] -> [g, out/g, in/g]), as fp32."""
+# The tensors that run in the products' dtype (bf16 where that is the precision): the projections and the
+# word-embedding table (looked up as fp32). The rest (LayerNorms, small embeddings, heads) stays fp32.
+_PRODUCT_TENSORS = re.compile(r"blocks\.\d+\.(query|key|value|attn_out|ffn_in|ffn_out)\.(weight|bias)|embed\.word\.weight")
+
+
+def to_model_layout(model: Encoder, tensors: dict[str, torch.Tensor], dtype: torch.dtype = torch.float32
+                    ) -> dict[str, torch.Tensor]:
+    """Reshape checkpoint layouts to ours (Conv1d [out, in/g, 1] -> [g, out/g, in/g]), as fp32, and the
+    projections and word embeddings as `dtype`."""
     expected = model.state_dict()
     out = {}
     for name, t in tensors.items():
-        t = t.float() if t.is_floating_point() else t  # fp16/bf16 checkpoints load as fp32
+        if t.is_floating_point():  # fp16/bf16 checkpoints load as fp32
+            t = t.to(dtype if _PRODUCT_TENSORS.fullmatch(name) else torch.float32)
         want = expected.get(name)
         if want is not None and t.shape != want.shape and t.numel() == want.numel() and t.dim() == 3:
             t = t.reshape(want.shape)
@@ -177,17 +201,22 @@ def check_size(cfg: EncoderConfig, files: list[Path], bytes_per_parameter: int) 
         )
 
 
-def check_finite(tensors: dict[str, torch.Tensor]) -> None:
+def check_finite(name: str, tensor: torch.Tensor) -> None:
     """Refuse weights holding NaN or infinity: every output would be NaN, and int8 cannot scale them."""
-    for name, tensor in tensors.items():
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise ModelError(f"the checkpoint's tensor {name} holds NaN or infinite values",
-                             hint="the weights are damaged; download or export them again")
+    if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+        raise ModelError(f"the checkpoint's tensor {name} holds NaN or infinite values",
+                         hint="the weights are damaged; download or export them again")
 
 
-def read_checkpoint(model_dir: str | Path) -> dict[str, torch.Tensor]:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+Convert = Callable[[str, torch.Tensor], torch.Tensor]
+
+
+def read_checkpoint(model_dir: str | Path, convert: Convert | None = None) -> dict[str, torch.Tensor]:
+    """Every tensor of a checkpoint by its name, each passed through `convert(name, tensor)` as it is read
+    (a cast to bf16, say), so that a checkpoint is never held twice."""
+
+    def kept(name: str, tensor: torch.Tensor) -> torch.Tensor:
+        return convert(name, tensor) if convert is not None else tensor
 
     tensors: dict[str, torch.Tensor] = {}
     for path in weight_files(Path(model_dir)):
@@ -195,32 +224,42 @@ def read_checkpoint(model_dir: str | Path) -> dict[str, torch.Tensor]:
             raise ModelError(f"weight shard {path.name} is missing from {model_dir}")
         try:
             if path.suffix == ".safetensors":
-                tensors.update(load_file(path))
+                tensors.update((name, kept(name, tensor)) for name, tensor in tensorfile.tensors(path))
             else:
-                tensors.update(torch.load(path, map_location="cpu", weights_only=True))
+                loaded = torch.load(path, map_location="cpu", weights_only=True)
+                tensors.update((name, kept(name, tensor)) for name, tensor in loaded.items())
         except pickle.UnpicklingError as exc:
             raise ModelError(
                 f"refusing to load {path.name}: it is not a plain tensor file ({str(exc).splitlines()[0]})",
                 hint="squeeze loads pickles only with weights_only=True; prefer model.safetensors",
             ) from None
-        except (SafetensorError, RuntimeError, EOFError, OSError) as exc:
+        except (tensorfile.HeaderError, RuntimeError, EOFError, OSError) as exc:
             raise ModelError(f"cannot read {path}: {str(exc).splitlines()[0]}") from None
     return tensors
 
 
-def load_encoder(model_dir: str | Path, head: str = "base") -> Encoder:
-    """Build an fp32 Encoder from a Hub-format directory (config.json + weights)."""
+def load_encoder(model_dir: str | Path, head: str = "base", dtype: torch.dtype = torch.float32) -> Encoder:
+    """Build an Encoder from a Hub-format directory (config.json + weights), its products in `dtype`
+    (fp32 or bf16: see to_model_layout)."""
     from .config import read_config
 
     cfg, _ = read_config(model_dir)
     if head in ("sequence", "token") and cfg.num_labels == 0:
         raise ModelError(f"{model_dir} has no id2label in config.json, so no {head}-classification head")
-    checkpoint = read_checkpoint(model_dir)  # as large as its files, whatever config.json says
+    namer = Namer(cfg, head)
+
+    def convert(name: str, tensor: torch.Tensor) -> torch.Tensor:
+        check_finite(name, tensor)
+        if not tensor.is_floating_point():
+            return tensor
+        return tensor.to(dtype if _PRODUCT_TENSORS.fullmatch(namer(name) or "") else torch.float32)
+
+    checkpoint = read_checkpoint(model_dir, convert)  # as large as its files, whatever config.json says
     check_size(cfg, weight_files(Path(model_dir)), bytes_per_parameter=2)
-    check_finite(checkpoint)
     with torch.device("meta"):
         model = Encoder(cfg, head)
-    tensors = to_model_layout(model, map_names(cfg, head, checkpoint))
+    tensors = to_model_layout(model, map_names(cfg, head, checkpoint), dtype)
+    del checkpoint
     check_state(model, tensors)
     model.load_state_dict(tensors, assign=True)
     return model.eval()

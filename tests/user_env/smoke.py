@@ -37,7 +37,7 @@ sys.path[:0] = [str(HERE), str(HERE.parent)]  # standins; tests/hubserver.py
 import standins  # noqa: E402
 from hubserver import CDN_HOST, HUB_HOST, HubServer  # noqa: E402
 
-PRECISIONS = ("int8", "fp32")
+PRECISIONS = ("auto", "int8", "fp32")  # auto: bf16 on a CPU with native bf16, else fp32
 TIMEOUT = 300
 
 
