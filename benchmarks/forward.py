@@ -1,15 +1,20 @@
-"""The model forward alone, against the machine's own fp32 matmul peak, in one process (run as a child).
+"""The model forward alone, against the machine's own matmul peak at each precision, in one process.
 
-    python benchmarks/forward.py MODEL_DIR [--rounds N] [--batch 32] [--tokens 128]
+    python benchmarks/forward.py MODEL_DIR [--rounds N] [--batch 32] [--tokens 128] [--precisions fp32,bf16,int8]
+    python benchmarks/forward.py MODEL_DIR --table      # a Markdown table with the CPU named, not JSON
 
-Prints one JSON object: GFLOP/s of the peak and of each contender's forward (median over rounds, the
-contenders alternating within each round so that load from other processes hits them alike).
+Prints one JSON object: GFLOP/s (int8: GOP/s) of each peak and of each contender's forward (median over
+rounds, the contenders alternating within each round so that load from other processes hits them
+alike), and each forward's fraction of the fp32 peak and of its own precision's peak.
 
 The peak is the fastest of the two fp32 matrix-multiply libraries torch carries, MKL (torch.mm) and
 oneDNN (the library behind torch's CPU convolutions), each on two products: a square 2048^3 one and
 one of BERT's own feed-forward shape (4096 tokens x 768 -> 3072), which oneDNN runs faster than the
 square one. On AMD processors MKL does not take its AVX-512 path and reaches about half of what
-oneDNN does, so MKL alone would flatter everything measured against it.
+oneDNN does, so MKL alone would flatter everything measured against it. The bf16 peak is oneDNN's bf16
+1x1 convolution and bf16 torch.mm on the same shapes; the int8 peak torch._int_mm (int8 x int8 -> int32),
+the kernel squeeze's int8 runs. squeeze's int8 forward is the model as `squeeze models pull` builds it
+(its calibration may keep some projections weight-only, which run at fp32 speed).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 from processes import DISTURBED_CORES, cpu_busy_seconds, wait_for_quiet  # noqa: E402
 
 from squeezecli.model.encoder import flops_per_token  # noqa: E402
+from squeezecli.precision import cpu  # noqa: E402
 from squeezecli.model.runtime import TOKENS_PER_PASS, Runtime  # noqa: E402
 
 PEAK_SHAPES = {"2048^3": (2048, 2048, 2048), "4096x768x3072": (4096, 768, 3072)}  # M x K x N
@@ -46,8 +52,8 @@ def seconds(run: Callable[[], object], repeats: int) -> list[float]:
     return times
 
 
-def peak_contenders() -> dict[str, tuple[Callable[[], object], float]]:
-    """name -> (run, FLOPs) for each library on each PEAK_SHAPES product."""
+def peak_contenders(precisions: list[str]) -> dict[str, tuple[Callable[[], object], float]]:
+    """name -> (run, FLOPs) for each library on each PEAK_SHAPES product, at each precision."""
     out = {}
     for shape, (m, k, n) in PEAK_SHAPES.items():
         a = torch.randn(m, k)
@@ -55,9 +61,23 @@ def peak_contenders() -> dict[str, tuple[Callable[[], object], float]]:
         # A 1x1 convolution over channels-last pixels is the product a @ b^T, computed by oneDNN.
         pixels = a.view(1, m, 1, k).permute(0, 3, 1, 2)  # [1, K, 1, M], channels-last
         weight = b.view(n, k, 1, 1)  # [N, K, 1, 1]
-        out[f"peak_mkl_{shape}"] = (lambda a=a, b=b: torch.mm(a, b.t()), 2 * m * k * n)
-        out[f"peak_onednn_{shape}"] = (lambda pixels=pixels, weight=weight: F.conv2d(pixels, weight), 2 * m * k * n)
+        flops = 2 * m * k * n
+        out[f"peak_mkl_{shape}"] = (lambda a=a, b=b: torch.mm(a, b.t()), flops)
+        out[f"peak_onednn_{shape}"] = (lambda pixels=pixels, weight=weight: F.conv2d(pixels, weight), flops)
+        if "bf16" in precisions:
+            pb, wb, ab, bb = pixels.bfloat16(), weight.bfloat16(), a.bfloat16(), b.t().contiguous().bfloat16()
+            out[f"peak_bf16_conv_{shape}"] = (lambda pb=pb, wb=wb: F.conv2d(pb, wb), flops)
+            out[f"peak_bf16_mm_{shape}"] = (lambda ab=ab, bb=bb: torch.mm(ab, bb), flops)
+        if "int8" in precisions:
+            qa = torch.randint(-127, 128, (m, k), dtype=torch.int8)
+            qb = torch.randint(-127, 128, (k, n), dtype=torch.int8)
+            out[f"peak_int8_int_mm_{shape}"] = (lambda qa=qa, qb=qb: torch._int_mm(qa, qb), flops)
     return out
+
+
+def peak_of(precision: str, gflops: dict[str, float]) -> float:
+    prefixes = ("peak_mkl_", "peak_onednn_") if precision == "fp32" else (f"peak_{precision}_",)
+    return max(value for name, value in gflops.items() if name.startswith(prefixes))
 
 
 def main() -> None:
@@ -67,8 +87,13 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--quiet-wait", type=float, default=0.0, help="Seconds to wait for a quiet machine per round.")
+    parser.add_argument("--precisions", default="fp32", help="Comma-separated: fp32, bf16, int8 (default fp32).")
+    parser.add_argument("--table", action="store_true", help="Print a Markdown table instead of JSON.")
     args = parser.parse_args()
+    precisions = args.precisions.split(",")
     from transformers import AutoModelForSequenceClassification
+
+    from squeezecli.model import loader
 
     torch.manual_seed(0)
     runtime = Runtime.from_dir(args.model_dir, "sequence")
@@ -82,9 +107,13 @@ def main() -> None:
     assert all(len(e.ids) == args.tokens for e in encodings)
     flops = flops_per_token(ours.cfg, args.tokens) * args.batch * args.tokens
 
-    contenders = peak_contenders()
+    contenders = peak_contenders(precisions)
     contenders["squeeze_fp32"] = (lambda: ours(ids, mask), flops)
     contenders["squeeze_fp32_runtime"] = (lambda: runtime.forward(encodings), flops)
+    for precision in precisions:
+        if precision != "fp32":
+            encoder = loader.load_runtime(args.model_dir, "sequence", precision=precision).encoder
+            contenders[f"squeeze_{precision}"] = (lambda encoder=encoder: encoder(ids, mask), flops)
     contenders["transformers_fp32"] = (lambda: theirs(input_ids=ids, attention_mask=mask), flops)
     times: dict[str, list[float]] = {name: [] for name in contenders}
     others: list[float] = []  # cores used by other processes during each round
@@ -107,16 +136,33 @@ def main() -> None:
                 times[name] += ts
             others.append(disturbed)
     gflops = {name: contenders[name][1] / statistics.median(ts) / 1e9 for name, ts in times.items()}
-    peak = max(value for name, value in gflops.items() if name.startswith("peak"))
-    print(json.dumps({
+    peaks = {precision: peak_of(precision, gflops) for precision in precisions}
+    report = {
+        "cpu": cpu.cpu_name(),
+        "flags": [flag for flag in cpu.REPORTED if flag in cpu.cpu_flags()],
         "threads": torch.get_num_threads(),
         "shape": [args.batch, args.tokens],
         "tokens_per_pass": TOKENS_PER_PASS,
         "gflops": {name: round(value, 1) for name, value in gflops.items()},
-        "peak": round(peak, 1),
-        "fraction_of_peak": {name: round(value / peak, 3) for name, value in gflops.items()},
+        "peak": round(peaks["fp32"], 1),
+        "peaks": {precision: round(value, 1) for precision, value in peaks.items()},
+        "fraction_of_peak": {name: round(value / peaks["fp32"], 3) for name, value in gflops.items()},
+        "fraction_of_own_peak": {name: round(gflops[name] / peaks[name.split("_")[1]], 3)
+                                 for name in gflops if name.startswith("squeeze_")},
         "others_cores": round(statistics.median(others), 2),
-    }))
+    }
+    print(table(report) if args.table else json.dumps(report))
+
+
+def table(report: dict) -> str:
+    out = [f"CPU: {report['cpu']} ({', '.join(report['flags'])}), {report['threads']} threads; "
+           f"forward at {report['shape'][0]} x {report['shape'][1]} tokens; others used {report['others_cores']:.2f} cores.",
+           "", "| | GFLOP/s (int8: GOP/s) | of fp32 peak | of its precision's peak |", "|---|---:|---:|---:|"]
+    for name, value in report["gflops"].items():
+        own = report["fraction_of_own_peak"].get(name)
+        out.append(f"| {name} | {value:.0f} | {report['fraction_of_peak'][name]:.0%} | "
+                   f"{'' if own is None else f'{own:.0%}'} |")
+    return "\n".join(out)
 
 
 if __name__ == "__main__":

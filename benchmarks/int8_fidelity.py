@@ -103,7 +103,7 @@ def pull(name: str, model_dir: Path) -> cache.Entry:
 
 
 def int8_runtime(model_dir: Path, head: str) -> Runtime:
-    runtime = loader.load_runtime(str(model_dir), head, progress=False)
+    runtime = loader.load_runtime(str(model_dir), head, precision="int8", progress=False)
     if not any(isinstance(module, (Int8Projection, Int8Embedding)) for module in runtime.encoder.modules()):
         raise SystemExit(f"{model_dir.name} did not load as int8 (no int8 kernel on this machine?)")
     return runtime
