@@ -12,7 +12,7 @@ Prints a Markdown report (progress goes to stderr):
   2-label logits of a random head say little), and how often the label is the same;
 - the int8 artifact's size against the fp32 checkpoint, and the time `loader.load_runtime` takes to load the
   SqueezeBERT artifact from squeeze's cache (median of several loads, after one untimed);
-- what calibration chose for each model: activation ranges per call or per token, and what it kept fp32.
+- what calibration chose for each model: int8 activations (per token) or weight-only, and what it kept fp32.
 
 Both precisions go through squeeze's own path: the int8 model is pulled (quantized and calibrated) into a
 temporary SQUEEZE_CACHE_DIR and loaded with loader.load_runtime, the fp32 one with precision="fp32".
@@ -250,8 +250,8 @@ def describe_choice(meta: dict) -> str:
     cosines = ", ".join(f"{key.removeprefix('cosine_').replace('_', ' ')} {value}"
                         for key, value in calibration.items() if key.startswith("cosine_"))
     parts = [
-        f"{len(int8)} projections int8 ({len(int8) - len(per_token) - len(weight_only)} with activation ranges "
-        f"per call, {len(per_token)} per token, {len(weight_only)} weight-only with fp32 activations), "
+        f"{len(int8)} projections int8 ({len(per_token)} with int8 activations scaled per token, "
+        f"{len(weight_only)} weight-only with fp32 activations), "
         f"{len(fp32)} fp32",
         f"kept fp32: {', '.join(f'{name} ({reason})' for name, reason in fp32.items())}" if fp32
         else "nothing kept fp32",
