@@ -305,6 +305,28 @@ def test_process_output_to_head_ends_quietly(tmp_path):
     assert int((tmp_path / "status.txt").read_text()) == ExitStatus.BROKEN_PIPE
 
 
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads thread signal masks from Linux's /proc")
+def test_ctrl_c_is_left_to_the_main_thread_while_a_reader_thread_waits_on_stdin(tmp_path):
+    """The kernel may hand a process's SIGINT to any thread that does not block it; one handled on the
+    reader thread (blocked reading stdin) would leave the main thread asleep, and Ctrl-C would hang."""
+    with subprocess.Popen(SQUEEZE + ["echo-lines", "--batch-size", "1"], stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path, env=squeeze_env()) as process:
+        try:
+            process.stdin.write(b"line\n")
+            process.stdin.flush()
+            assert json.loads(process.stdout.readline())["text"] == "line"
+            others = [task for task in Path(f"/proc/{process.pid}/task").iterdir() if task.name != str(process.pid)]
+            assert others  # the reader thread
+            for task in others:
+                blocked = next(line for line in (task / "status").read_text().splitlines() if line.startswith("SigBlk:"))
+                assert int(blocked.split()[1], 16) & (1 << (signal.SIGINT - 1)), task.name
+            process.send_signal(signal.SIGINT)
+            status = process.wait(timeout=30)
+        finally:
+            process.kill()
+    assert status == ExitStatus.INTERRUPTED
+
+
 def test_process_ctrl_c_on_endless_stdin_exits_130_quietly(tmp_path):
     with subprocess.Popen(SQUEEZE + ["echo-lines", "--batch-size", "1"], stdin=subprocess.PIPE,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path, env=squeeze_env()) as process:

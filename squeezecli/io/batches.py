@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import queue
+import signal
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
@@ -79,6 +80,17 @@ class _Failed:
 _END = object()
 
 
+def _next(pending: queue.Queue) -> Any:
+    """The next item, waiting as long as it takes, in short waits: the interpreter runs a signal's
+    handler (Ctrl-C) only when the main thread wakes, and a signal the kernel delivers to another
+    thread does not wake it."""
+    while True:
+        try:
+            return pending.get(timeout=0.25)
+        except queue.Empty:
+            continue
+
+
 def arriving_windows(records: Iterable[T], size: int, linger: float = 0.05) -> Iterator[list[T]]:
     """Windows of at most `size` records, holding what has arrived rather than waiting for `size`.
 
@@ -90,6 +102,8 @@ def arriving_windows(records: Iterable[T], size: int, linger: float = 0.05) -> I
     pending: queue.Queue = queue.Queue(maxsize=size)
 
     def read() -> None:
+        if hasattr(signal, "pthread_sigmask"):  # Ctrl-C goes to the main thread, which handles it
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
             for record in records:
                 pending.put(record)
@@ -99,7 +113,7 @@ def arriving_windows(records: Iterable[T], size: int, linger: float = 0.05) -> I
 
     threading.Thread(target=read, name=READER_THREAD, daemon=True).start()
     while True:
-        item = pending.get()
+        item = _next(pending)
         window: list[T] = []
         while item is not _END and not isinstance(item, _Failed):
             window.append(item)
