@@ -89,6 +89,33 @@ def test_sentiment_int8_agrees_with_fp32_labels(served, lines_file):
     assert all(abs(a["score"] - b["score"]) < 0.05 for a, b in zip(int8, fp32))
 
 
+@pytest.mark.parametrize("command", [["sentiment"], ["classify", "--labels", "sports,politics"], ["embed"]])
+def test_texts_cut_to_the_window_say_so_and_the_run_counts_them(served, tmp_path, command):
+    """No silent truncation: each cut text's result says so with its whole length in tokens, and one line
+    on stderr counts them; texts that fit (one of them exactly) carry no mark."""
+    window = 24
+    options = {"labels": ["sports", "politics"]} if command[0] == "classify" else {}
+    loaded = squeezecli.load(command[0] if command[0] != "classify" else "zero-shot", precision="fp32", **options)
+    tokenizer, limit = loaded.runtime.tokenizer, loaded.runtime.max_length
+    room = window - tokenizer.backend.num_special_tokens_to_add(is_pair=command[0] == "classify")
+    exact = " ".join(["a"] * room) if command[0] != "classify" else "a"  # a pair's room depends on the label
+    texts = ["short line", " ".join(["word"] * 30), exact, " ".join(["word"] * 500)]
+    whole = [len(tokenizer.backend.encode(text, add_special_tokens=False).ids) for text in texts]
+    assert whole[2] == (room if command[0] != "classify" else 1) and whole[1] > window and whole[3] > window
+    path = tmp_path / "texts.txt"
+    path.write_text("\n".join(texts) + "\n", encoding="utf-8")
+    result = run([*command, str(path), "--precision", "fp32", "--max-length", str(window), "--format", "jsonl"])
+    assert result.exit_code == 0, result.stderr
+    rows = records(result.stdout)
+    assert [(row.get("truncated"), row.get("tokens")) for row in rows] == [
+        (None, None), (True, whole[1]), (None, None), (True, whole[3])]
+    notices = [line for line in result.stderr.splitlines() if "window" in line]
+    assert notices == [f"squeeze: 2 of 4 texts were longer than the {window}-token window and cut to it (their "
+                       f'JSON results say "truncated": true); --max-length {limit} keeps more of each']
+    short = run([*command, "--precision", "fp32", "--format", "jsonl"], input="short line\n")
+    assert short.exit_code == 0 and "window" not in short.stderr and "truncated" not in short.stdout
+
+
 def test_classify_needs_a_model_or_labels(served):
     result = run(["classify"], input="text\n")
     assert result.exit_code == ExitStatus.USAGE

@@ -197,18 +197,23 @@ def test_scores_that_overflow_print_as_null_json(model, tmp_path):
 # -- input: no newline, numbers JSON cannot hold, formulas for spreadsheets, closed descriptors -----------
 
 
-@pytest.mark.parametrize("source", [
-    "head -c 300000000 /dev/zero",  # one 300 MB "line" of NUL characters
-    "yes a | tr '\\n' ' ' | head -c 300000000",  # 300 MB of words without a newline
+@pytest.mark.parametrize("source, tokens", [
+    ("head -c 300000000 /dev/zero", None),  # one 300 MB "line" of NUL characters: no tokens to cut
+    ("yes a | tr '\\n' ' ' | head -c 300000000", 8 * 2**20),  # 300 MB of words without a newline: 16 MiB read
 ])
-def test_input_without_a_newline_is_read_in_bounded_memory(model, tmp_path, source):
+def test_input_without_a_newline_is_read_in_bounded_memory(model, tmp_path, source, tokens):
     env = squeeze_env(tmp_path)
     run(["models", "pull", str(model)], tmp_path, env=env)  # quantize first: measure the run alone
     status, stdout, stderr, peak, _ = run_measured(["sentiment", "-m", str(model), "--precision", "int8"], stdin=source, timeout=300, env=env)
     assert status == 0, stderr
     (row,) = [json.loads(line) for line in stdout.splitlines()]
     assert row["line"] == 1 and row["label"] in ("NEGATIVE", "POSITIVE")
-    assert stderr == "squeeze: <stdin>:1: the line is longer than 16 MiB; only its first 16 MiB are read\n"
+    assert row.get("tokens") == tokens  # the whole length of what was read, counted in bounded memory
+    notices = ["squeeze: <stdin>:1: the line is longer than 16 MiB; only its first 16 MiB are read"]
+    if tokens:
+        notices.append("squeeze: 1 of 1 text was longer than the 128-token window and cut to it (their JSON "
+                       'results say "truncated": true)')
+    assert stderr.splitlines() == notices
     # The interpreter, torch and the model take about 300 MiB; the line is held up to 16 MiB, decoded once.
     assert peak < 500 * 2**20, f"peak RSS {peak / 2**20:.0f} MiB for a 300 MB line"
 

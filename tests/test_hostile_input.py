@@ -83,11 +83,13 @@ def expected_texts(data: bytes, errors: str) -> tuple[list[tuple[int, str]], int
 
 
 def assert_each_line_got_its_own_result(rows, good, reference, **source):
+    """Each row is the API's result for its line, a cut line's mark (`truncated`, `tokens`) included."""
     assert [row["line"] for row in rows] == [number for number, _ in good]
     expected = reference([text for _, text in good]) if good else []
     for row, want in zip(rows, expected):
+        cut = {key: want[key] for key in ("truncated", "tokens") if key in want}
         assert row == {**source, "line": row["line"], "label": want["label"],
-                       "score": pytest.approx(want["score"], abs=1e-5)}
+                       "score": pytest.approx(want["score"], abs=1e-5), **cut}
 
 
 def assert_one_line_error(stderr: str, starts_with: str):
@@ -278,9 +280,17 @@ def test_a_10_mb_line_is_truncated_in_bounded_time_and_memory(model_dir, referen
     assert "Traceback" not in stderr
     rows = rows_of(stdout.decode())
     # The first 128 tokens of each long line lie within its first 4 kB, so the API's result for that prefix
-    # is the one truncation must give the whole line (without making this test tokenize 12 MB itself).
+    # is the one truncation must give the whole line (without making this test tokenize 12 MB itself);
+    # the cut line's whole length is its word count (each of these words is one token).
     good = [(1, "before it"), (2, ten_mb[:4096].decode()), (3, one_word[:4096].decode()), (4, "after it")]
-    assert_each_line_got_its_own_result(rows, good, reference, file="-")
+
+    def whole_line(texts):  # the 4 kB prefix's result, with the whole line's length
+        results = reference(texts)
+        assert results[1]["truncated"] is True and "truncated" not in results[2]  # a giant word is one [UNK]
+        return [{**results[0]}, {**results[1], "tokens": len(ten_mb.split())}, *results[2:]]
+
+    assert_each_line_got_its_own_result(rows, good, whole_line, file="-")
+    assert stderr.strip().splitlines()[-1].startswith("squeeze: 1 of 4 texts was longer than the 128-token window")
 
     _, _, _, baseline_peak, _ = blank_run
     input_size = path.stat().st_size
@@ -314,8 +324,11 @@ def test_random_bytes_through_a_pipe(model_dir, reference, tmp_path):
         env=squeeze_env(tmp_path))
     stdout, stderr = process.communicate(data, timeout=120)
     assert process.returncode == 0, stderr.decode(errors="replace")
-    assert stderr == b""
     good, _ = expected_texts(data, "replace")
+    cut = sum(1 for row in reference([text for _, text in good]) if row.get("truncated"))
+    assert stderr.decode().splitlines() == ([f"squeeze: {cut} of {len(good)} texts were longer than the 128-token "
+                                             f'window and cut to it (their JSON results say "truncated": true)']
+                                            if cut else [])
     assert len(good) > 100
     assert_each_line_got_its_own_result(rows_of(stdout.decode()), good, reference, file="-")
 

@@ -169,6 +169,45 @@ def test_very_long_texts_truncate_like_the_whole_text(both, max_length):
         assert ours == theirs, f"text {index}"
 
 
+def full_lengths(reference, texts, pairs=None) -> list[int]:
+    """transformers' count of each text's own tokens, nothing truncated."""
+    return [len(reference(text, add_special_tokens=False)["input_ids"]) for text in texts]
+
+
+@pytest.mark.parametrize("max_length", [5, 17, 128])
+def test_cut_lengths_name_exactly_the_texts_a_window_cuts_with_their_whole_length(both, max_length):
+    """A text is reported cut iff its tokens do not all fit beside the special tokens, with its whole
+    length; one that fills the window exactly is not cut."""
+    tokenizer, reference = both
+    room = max_length - tokenizer.backend.num_special_tokens_to_add(is_pair=False)
+    word = next(w for w in ("a", "the", "x", "1") if full_lengths(reference, [f"{w} {w} {w}"]) == [3])  # 1 token each
+    words = [" ".join([word] * n) for n in (room - 1, room, room + 1)]
+    texts = HOSTILE + words + [" ".join(HOSTILE) * 40, "short " * 20_000]
+    whole = full_lengths(reference, texts)
+    assert whole[len(HOSTILE):len(HOSTILE) + 3] == [room - 1, room, room + 1]
+    cut = tokenizer.cut_lengths(texts, tokenizer.encode(texts, max_length=max_length), max_length)
+    assert cut == [n if n > room else None for n in whole]
+
+
+def test_cut_lengths_of_pairs_count_the_first_text(both):
+    tokenizer, reference = both
+    texts = ["a " * 3, "a " * 40, DOCUMENT]
+    pairs = ["This example is about sports."] * 3
+    encodings = tokenizer.encode(texts, pairs, max_length=24, truncation="only_first")
+    batch = reference_batch(reference, texts, pairs, truncation="only_first", max_length=24)
+    kept = [batch.sequence_ids(i).count(0) for i in range(len(texts))]
+    whole = full_lengths(reference, texts)
+    assert whole[1] > kept[1] and whole[2] > kept[2]
+    assert tokenizer.cut_lengths(texts, encodings, 24) == [n if n > k else None for n, k in zip(whole, kept)]
+
+
+def test_total_tokens_of_a_long_text_add_up_in_pieces(both):
+    """A long text is counted in whitespace-cut pieces, which add up to the count of the whole."""
+    tokenizer, reference = both
+    text = "\n".join(HOSTILE) * 2000  # about 1.4 MB: several pieces
+    assert tokenizer.total_tokens(text) == full_lengths(reference, [text])[0]
+
+
 @pytest.mark.parametrize("max_length", [7, 24, 512])
 def test_pairs_with_longest_first_match(both, max_length):
     tokenizer, reference = both

@@ -49,11 +49,26 @@ def load(task: str, model: ModelOptions, env: Environment, quiet: bool = False, 
 
 def _run(pipeline: Any, inputs: InputOptions, output: OutputOptions, env: Environment, batch_size: int,
          columns: list[str], table_view: TableView | None = None) -> None:
+    texts = cut = 0
+
     def process_batch(records: list[Record]) -> list[dict[str, Any]]:
-        return pipeline.run_batch([record.text for record in records])
+        nonlocal texts, cut
+        results = pipeline.run_batch([record.text for record in records])
+        texts += len(results)
+        cut += sum(1 for result in results if result.get("truncated"))
+        return results
 
     run_pipeline(inputs, output, batch_size=batch_size, length_of=lambda record: pipeline.length_of(record.text),
                  process_batch=process_batch, columns=columns, table_view=table_view, env=env)
+    if cut:
+        env.notice(truncation_notice(cut, texts, pipeline.task.max_length, pipeline.runtime.max_length))
+
+
+def truncation_notice(cut: int, texts: int, window: int, limit: int) -> str:
+    """The run's last word when texts were cut to the model's window: how many, and what keeps more."""
+    message = (f"{cut:,} of {texts:,} text{'s' if texts != 1 else ''} {'were' if cut != 1 else 'was'} longer "
+               f"than the {window}-token window and cut to it (their JSON results say \"truncated\": true)")
+    return f"{message}; --max-length {limit} keeps more of each" if window < limit else message
 
 
 def _run_classifier(pipeline: Any, inputs: InputOptions, output: OutputOptions, env: Environment, batch_size: int,

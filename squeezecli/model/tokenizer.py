@@ -112,6 +112,36 @@ class Tokenizer:
         prefix = _whitespace_prefix(_shorten_giant_words(text, budget), budget)
         return min(len(self.backend.encode(prefix, add_special_tokens=False)), limit)
 
+    def cut_lengths(self, texts: Sequence[str], encodings: Sequence[Encoding], max_length: int) -> list[int | None]:
+        """Per text, None if its encoding holds all of it, else the text's whole length in tokens (without
+        special tokens): what a truncated result reports. `encodings` are `encode(texts[, pairs],
+        max_length=max_length)`'s, one per text; of a pair, the text is the first sequence.
+
+        Only a text whose encoding overflowed or fills the window exactly is counted whole, in pieces cut
+        at whitespace (bounded memory; see `_encode_prefixes` for why the pieces add up exactly).
+        """
+        lengths: list[int | None] = []
+        for text, encoding in zip(texts, encodings):
+            if not encoding.overflowing and len(encoding.ids) < max_length:
+                lengths.append(None)
+                continue
+            kept = sum(1 for sequence in encoding.sequence_ids if sequence == 0)  # the text's own tokens
+            whole = self.total_tokens(text)
+            lengths.append(whole if whole > kept else None)
+        return lengths
+
+    def total_tokens(self, text: str) -> int:
+        """Tokens in all of `text`, without special tokens, counted in whitespace-cut pieces."""
+        budget = _prefix_budget(_COUNT_PIECE_TOKENS)
+        text = _shorten_giant_words(text, budget)
+        self._set_truncation(max_length=1 << 30, stride=0, strategy="longest_first")  # a piece whole
+        total, start = 0, 0
+        while start < len(text):
+            end = _whitespace_cut(text, start, budget)
+            total += len(self.backend.encode(text[start:end], add_special_tokens=False).ids)
+            start = end
+        return total
+
     def _encode_prefixes(self, texts: Sequence[str], max_length: int) -> list[Encoding]:
         """Truncating encodings of single texts, tokenizing at most a prefix of each very long text.
 
@@ -206,6 +236,8 @@ def collate(encodings: Sequence[Encoding], pad_id: int) -> dict[str, torch.Tenso
 
 # A token covers a few characters; a prefix of 64 per token leaves ample room (whitespace runs, long words).
 _CHARS_PER_TOKEN_BOUND = 64
+# total_tokens counts a long text in pieces of this many tokens' worth of characters (256 KB).
+_COUNT_PIECE_TOKENS = 4096
 
 
 def _prefix_budget(max_length: int) -> int:
@@ -215,10 +247,17 @@ def _prefix_budget(max_length: int) -> int:
 
 def _whitespace_prefix(text: str, budget: int) -> str:
     """`text` itself when short; otherwise its first `budget` characters, ending at the last whitespace."""
-    if len(text) <= budget:
-        return text
-    space = max(text.rfind(" ", 0, budget), text.rfind("\n", 0, budget), text.rfind("\t", 0, budget))
-    return text[:space] if space > budget // 2 else text[:budget]
+    return text if len(text) <= budget else text[:_whitespace_cut(text, 0, budget)]
+
+
+def _whitespace_cut(text: str, start: int, budget: int) -> int:
+    """Where a piece of `text` from `start` of at most `budget` characters ends: at its last whitespace in
+    the second half, else after `budget` characters (or at the end of the text)."""
+    stop = start + budget
+    if stop >= len(text):
+        return len(text)
+    space = max(text.rfind(" ", start, stop), text.rfind("\n", start, stop), text.rfind("\t", start, stop))
+    return space if space > start + budget // 2 else stop
 
 
 def _shorten_giant_words(text: str, budget: int) -> str:

@@ -43,6 +43,15 @@ class Task:
         raise NotImplementedError
 
 
+def mark_truncated(results: list[dict[str, Any]], lengths: list[int | None]) -> list[dict[str, Any]]:
+    """`results` with `"truncated": true` and the text's whole length in `"tokens"` where a text was cut
+    to the window (`lengths` from Tokenizer.cut_lengths): no result is silently from part of its text."""
+    for result, tokens in zip(results, lengths):
+        if tokens is not None:
+            result.update(truncated=True, tokens=tokens)
+    return results
+
+
 class WindowedTask(Task):
     """A task that slides windows over whole texts (QA, NER) rather than cutting them to one window."""
 

@@ -12,7 +12,7 @@ import torch
 
 from ..errors import ModelError, SqueezeError
 from ..io.batches import batched
-from .base import Task
+from .base import Task, mark_truncated
 
 if TYPE_CHECKING:
     from ..model.runtime import Runtime
@@ -22,7 +22,7 @@ class Classify(Task):
     """Result per text: `{"label": best label, "score": its score}`, plus with `top_k=N` the N best as
     `"labels": [{"label", "score"}, ...]`, or all of them with `all_scores=True`, best first (equal scores
     keep the model's label order). Texts longer than `max_length` tokens (default: the model's limit)
-    are truncated.
+    are truncated, and their results say so (`truncated`, `tokens`).
     """
 
     head = "sequence"
@@ -49,7 +49,7 @@ class Classify(Task):
             if self.top_k is not None:
                 result["labels"] = [{"label": label, "score": score} for label, score in ranked[: self.top_k]]
             results.append(result)
-        return results
+        return mark_truncated(results, self.runtime.tokenizer.cut_lengths(texts, encodings, self.max_length))
 
 
 def labels_in_id_order(id2label: dict[int, str]) -> list[str]:

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from ..errors import ModelError, SqueezeError
 from ..io.batches import batched
-from .base import Task
+from .base import Task, mark_truncated
 
 if TYPE_CHECKING:
     from ..model.runtime import Runtime
@@ -104,16 +104,23 @@ class Embed(Task):
         return self.runtime.config.hidden_size * len(self.pipeline.pooling)
 
     def __call__(self, texts: list[str]) -> list[dict[str, Any]]:
-        return [{"embedding": vector} for vector in self.vectors(texts).tolist()]
+        vectors, lengths = self._embed(texts)
+        return mark_truncated([{"embedding": vector} for vector in vectors.tolist()], lengths)
 
     def vectors(self, texts: Sequence[str]) -> torch.Tensor:
         """The embeddings of `texts` as one tensor [N, dimension]."""
+        return self._embed(texts, count_cut=False)[0]
+
+    def _embed(self, texts: Sequence[str], count_cut: bool = True) -> tuple[torch.Tensor, list[int | None]]:
+        """The embeddings [N, dimension] and, with `count_cut`, Tokenizer.cut_lengths of the texts."""
         if not texts:
-            return torch.empty(0, self.dimension)
+            return torch.empty(0, self.dimension), []
         if self.pipeline.lowercase:
             texts = [text.lower() for text in texts]
         encodings = self.runtime.tokenizer.encode(texts, max_length=self.max_length)
-        return torch.cat([self._pooled(chunk) for chunk in batched(encodings, self.batch_size)])  # [N, D]
+        vectors = torch.cat([self._pooled(chunk) for chunk in batched(encodings, self.batch_size)])  # [N, D]
+        cut = self.runtime.tokenizer.cut_lengths(texts, encodings, self.max_length) if count_cut else []
+        return vectors, cut
 
     def _pooled(self, encodings: list) -> torch.Tensor:
         hidden = self.runtime.forward(encodings).float()  # [N, T, H]

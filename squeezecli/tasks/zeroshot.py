@@ -17,7 +17,7 @@ import torch
 from ..errors import InputError, ModelError
 from ..io.batches import batched
 from . import DEFAULT_TEMPLATE
-from .base import Task
+from .base import Task, mark_truncated
 
 if TYPE_CHECKING:
     from ..model.runtime import Runtime
@@ -58,8 +58,10 @@ class ZeroShot(Task):
         single = tokenizer.backend.num_special_tokens_to_add(is_pair=False)
         pair = tokenizer.backend.num_special_tokens_to_add(is_pair=True)
         # A window far beyond any hypothesis: nothing is truncated, so these are the full lengths.
-        for label, encoding in zip(self.labels, tokenizer.encode(self.hypotheses, max_length=1 << 30)):
-            tokens = len(encoding.ids) - single
+        lengths = [len(encoding.ids) - single for encoding in tokenizer.encode(self.hypotheses, max_length=1 << 30)]
+        # The hypothesis that leaves a text the least room: if any pair cuts a text, this one's does.
+        self._tightest = max(range(len(lengths)), key=lengths.__getitem__)
+        for label, tokens in zip(self.labels, lengths):
             if tokens + pair + 1 > self.max_length:
                 raise InputError(
                     f"the hypothesis for label {label!r} is {tokens} tokens long, which leaves no room for the text "
@@ -91,7 +93,8 @@ class ZeroShot(Task):
             # Stable: equal scores keep the order the labels were given in.
             ranked = sorted(zip(self.labels, row), key=lambda pair: pair[1], reverse=True)
             results.append({"labels": [label for label, _ in ranked], "scores": [score for _, score in ranked]})
-        return results
+        tightest = encodings[self._tightest::count]  # each text's pair with the longest hypothesis
+        return mark_truncated(results, self.runtime.tokenizer.cut_lengths(texts, tightest, self.max_length))
 
 
 def candidate_labels(labels: Sequence[str] | str) -> list[str]:
