@@ -23,6 +23,13 @@ ROOT = Path(__file__).resolve().parent.parent
 SQUEEZE = [sys.executable, "-m", "squeezecli"]
 
 
+def foreground_signals() -> None:
+    """Popen's preexec_fn for a child that Ctrl-C must reach: SIGINT at its default, as in a terminal's
+    foreground job. A shell without job control starts background commands (`.ci/run &`) with SIGINT
+    ignored, every process under them inherits that, and Python then never installs its handler."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def squeeze_env(caches: Path | None = None, **extra: str) -> dict[str, str]:
     """The environment of a squeeze child: this tree's squeezecli, and the caches under `caches`."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))

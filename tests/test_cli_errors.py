@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner
+from processes import foreground_signals
 
 import squeezecli
 from squeezecli import cli
@@ -310,7 +311,8 @@ def test_ctrl_c_is_left_to_the_main_thread_while_a_reader_thread_waits_on_stdin(
     """The kernel may hand a process's SIGINT to any thread that does not block it; one handled on the
     reader thread (blocked reading stdin) would leave the main thread asleep, and Ctrl-C would hang."""
     with subprocess.Popen(SQUEEZE + ["echo-lines", "--batch-size", "1"], stdin=subprocess.PIPE,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path, env=squeeze_env()) as process:
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path, env=squeeze_env(),
+                          preexec_fn=foreground_signals) as process:
         try:
             process.stdin.write(b"line\n")
             process.stdin.flush()
@@ -329,7 +331,8 @@ def test_ctrl_c_is_left_to_the_main_thread_while_a_reader_thread_waits_on_stdin(
 
 def test_process_ctrl_c_on_endless_stdin_exits_130_quietly(tmp_path):
     with subprocess.Popen(SQUEEZE + ["echo-lines", "--batch-size", "1"], stdin=subprocess.PIPE,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path, env=squeeze_env()) as process:
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path, env=squeeze_env(),
+                          preexec_fn=foreground_signals) as process:
         try:
             # One window (8 batches of 1) makes the first result appear: the process is then inside the
             # pipeline, blocked on a stdin that stays open.

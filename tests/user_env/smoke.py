@@ -223,8 +223,11 @@ class OneErrorPerExitStatus(SqueezeTest):
         self.assertTrue(result.stderr.startswith(b"squeeze: error: cannot write the results to stdout"), result.stderr)
 
     def test_130_interrupted(self):
+        # SIGINT at its default in the child, as in a terminal's foreground job: run in the background by a
+        # shell without job control (`.ci/run &`), this process and its children inherit it ignored.
         process = subprocess.Popen(["squeeze", "sentiment", "--batch-size", "1"], stdin=subprocess.PIPE,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=Session.env, cwd=Session.home)
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=Session.env, cwd=Session.home,
+                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         try:
             process.stdin.write(b"".join(b"line %d\n" % n for n in range(8)))
             process.stdin.flush()
