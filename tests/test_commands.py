@@ -188,6 +188,17 @@ def test_similar_ranks_the_corpus(served, tmp_path):
     assert rows[0]["score"] >= rows[1]["score"]
 
 
+def test_similar_marks_the_corpus_lines_it_cut_and_counts_them(served, tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the cat sat\n" + " ".join(["cat"] * 40) + "\n" + " ".join(["rain"] * 50) + "\n", encoding="utf-8")
+    result = run(["similar", "the cat", "--corpus", str(corpus), "-k", "3", "--max-length", "16", "--precision", "fp32",
+                  "--format", "jsonl"])
+    assert result.exit_code == 0, result.stderr
+    marks = {row["line"]: (row.get("truncated"), row.get("tokens")) for row in records(result.stdout)}
+    assert marks == {1: (None, None), 2: (True, 40), 3: (True, 50)}
+    assert "squeeze: 2 of 3 texts were longer than the 16-token window and cut to it" in result.stderr
+
+
 def test_jsonl_input_carries_fields_through(served, tmp_path):
     path = tmp_path / "in.jsonl"
     path.write_text('{"id": 7, "body": "great"}\n{"id": 8, "body": "awful"}\n', encoding="utf-8")

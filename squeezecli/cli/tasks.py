@@ -9,7 +9,7 @@ here, so `run-distributed` (distributed.py) offers the same options with the sam
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
@@ -244,12 +244,22 @@ def similar(env: Environment, output: OutputOptions, model: ModelOptions, query:
     pipeline = load("embed", model, env, output.quiet)
     from ..tasks.embed import nearest
 
-    batches = ([(record.text, record.source) for record in batch]
-               for batch in batched(read_records(corpus, env=env), model.batch_size))
-    hits = nearest(pipeline.task, query, batches, k)
-    rows = [{**hit["source"], "rank": rank, "score": hit["score"], "text": hit["text"]}
+    texts = 0
+
+    def batches() -> Iterator[list[tuple[str, Any]]]:
+        nonlocal texts
+        for batch in batched(read_records(corpus, env=env), model.batch_size):
+            texts += len(batch)
+            yield [(record.text, record.source) for record in batch]
+
+    cut: list[Any] = []
+    hits = nearest(pipeline.task, query, batches(), k, cut)
+    rows = [{**hit["source"], "rank": rank, "score": hit["score"], "text": hit["text"],
+             **{key: hit[key] for key in ("truncated", "tokens") if key in hit}}
             for rank, hit in enumerate(hits, 1)]
     open_writer(output.format, ["rank", "score", "text", "file", "line"], env).write_batch(rows)
+    if cut:
+        env.notice(truncation_notice(len(cut), texts, pipeline.task.max_length, pipeline.runtime.max_length))
 
 
 COMMANDS = [sentiment, classify, qa, ner, embed, similar]

@@ -149,36 +149,40 @@ def pool(hidden: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor:
 
 
 def nearest(
-    embed: Embed, query: str, corpus_batches: Iterable[list[tuple[str, Any]]], k: int
+    embed: Embed, query: str, corpus_batches: Iterable[list[tuple[str, Any]]], k: int, cut: list[Any] | None = None
 ) -> list[dict[str, Any]]:
     """The `k` corpus texts most similar to `query` by cosine similarity, best first.
 
     The corpus arrives as batches of (text, source) and is embedded one batch at a time; only the best
     `k` so far are kept, so the corpus can be any size. Each result is {"text", "score", "source"} with
-    the source as given. Equal scores rank in corpus order.
+    the source as given, plus `truncated` and `tokens` for a text cut to the window (see
+    mark_truncated). Equal scores rank in corpus order. `cut`, if given, collects the source of every
+    cut corpus text.
     """
     if k < 1:
         raise SqueezeError(f"k must be at least 1, not {k}")
     target = F.normalize(embed.vectors([query]), dim=-1)[0]  # [D]
     # A min-heap of the best k so far: the root is the one to drop next, the lowest score and, among
     # equal scores, the latest (hence -position).
-    best: list[tuple[float, int, str, Any]] = []
+    best: list[tuple[float, int, str, Any, int | None]] = []
     position = 0
     for batch in corpus_batches:
         if not batch:
             continue
-        scores = F.normalize(embed.vectors([text for text, _ in batch]), dim=-1) @ target  # [B]
-        for (text, source), score in zip(batch, scores.tolist()):
-            entry = (score, -position, text, source)
+        vectors, lengths = embed._embed([text for text, _ in batch])
+        scores = F.normalize(vectors, dim=-1) @ target  # [B]
+        for (text, source), score, tokens in zip(batch, scores.tolist(), lengths):
+            entry = (score, -position, text, source, tokens)
             if len(best) < k:
                 heapq.heappush(best, entry)
             else:
                 heapq.heappushpop(best, entry)
             position += 1
-    return [
-        {"text": text, "score": score, "source": source}
-        for score, _, text, source in sorted(best, key=lambda entry: (-entry[0], -entry[1]))
-    ]
+            if cut is not None and tokens is not None:
+                cut.append(source)
+    ranked = sorted(best, key=lambda entry: (-entry[0], -entry[1]))
+    return mark_truncated([{"text": text, "score": score, "source": source} for score, _, text, source, _ in ranked],
+                          [tokens for *_, tokens in ranked])
 
 
 def _pooling_modes(config: dict[str, Any], hidden_size: int) -> tuple[str, ...]:
