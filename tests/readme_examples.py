@@ -83,6 +83,11 @@ INPUT_FILES = {
         '{"id": 481, "text": "The app crashes when I upload a photo."}\n'
         '{"id": 482, "text": "Thanks, the refund arrived today!"}\n'
     ),
+    "tickets.csv": (
+        "id,text,channel\n"
+        '483,"Crashes on login, every time.",email\n'
+        '484,"Love the new design!\nGreat work.",chat\n'
+    ),
     "ada.txt": (
         "Ada Lovelace was an English mathematician. She wrote the first program for Charles Babbage's\n"
         "Analytical Engine in 1843, while living in London.\n"

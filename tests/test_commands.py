@@ -207,6 +207,25 @@ def test_jsonl_input_carries_fields_through(served, tmp_path):
     assert all("label" in r for r in rows)
 
 
+@pytest.mark.parametrize("fmt, delimiter", [("--csv", ","), ("--tsv", "\t")])
+def test_csv_and_tsv_input_carry_columns_through_and_match_the_same_texts_as_lines(served, tmp_path, fmt, delimiter):
+    texts = ["great, really", 'awful\nand "slow"']
+    quoted = [f'"{text}"' for text in ("great, really", 'awful\nand ""slow""')]  # a quote inside doubled
+    path = tmp_path / "in.table"
+    path.write_text(f"id{delimiter}body\n7{delimiter}{quoted[0]}\n8{delimiter}{quoted[1]}\n", encoding="utf-8")
+    result = run(["sentiment", fmt, "--field", "body", "--precision", "fp32", "--format", "jsonl", str(path)])
+    assert result.exit_code == 0, result.stderr
+    rows = records(result.stdout)
+    assert [(r["file"], r["line"], r["id"]) for r in rows] == [(str(path), 2, "7"), (str(path), 3, "8")]
+    expected = squeezecli.load("sentiment", precision="fp32")(texts)
+    assert [(r["label"], round(r["score"], 5)) for r in rows] == [(e["label"], round(e["score"], 5)) for e in expected]
+
+
+def test_one_input_format_at_a_time(served, tmp_path):
+    result = run(["sentiment", "--csv", "--jsonl"], input="text\nhi\n")
+    assert result.exit_code == ExitStatus.USAGE and "--jsonl and --csv are different input formats" in result.stderr
+
+
 @pytest.mark.parametrize("args, status, words", [
     (["sentiment", "--model", "nobody/no-such-model"], ExitStatus.MODEL, "not found"),
     (["sentiment", "--model", "../no-such-dir"], ExitStatus.MODEL, ""),

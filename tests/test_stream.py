@@ -207,6 +207,57 @@ def test_jsonl_lone_surrogate_is_a_decoding_error(tmp_path):
     assert record.text == "a\ufffdb"
 
 
+# --- CSV and TSV -------------------------------------------------------------------------------------
+
+
+def test_csv_rows_take_the_text_column_carry_the_others_and_start_where_they_start(tmp_path):
+    data = ('\ufeffid,text,channel\r\n'
+            '1,"Crashes on login, every time.",email\r\n'
+            '\r\n'
+            '2,"Love it!\nSecond line, ""quoted"".",chat\r\n'
+            '3,,chat\r\n'
+            '4,plain,\r\n').encode()
+    path = write(tmp_path, "in.csv", data)
+    records = list(read_records([path], unit="csv"))
+    assert [(r.text, r.source, r.extra) for r in records] == [
+        ("Crashes on login, every time.", {"file": path, "line": 2}, {"id": "1", "channel": "email"}),
+        ('Love it!\nSecond line, "quoted".', {"file": path, "line": 4}, {"id": "2", "channel": "chat"}),
+        ("", {"file": path, "line": 6}, {"id": "3", "channel": "chat"}),
+        ("plain", {"file": path, "line": 7}, {"id": "4", "channel": ""}),
+    ]
+
+
+def test_tsv_and_the_field_option(tmp_path):
+    path = write(tmp_path, "in.tsv", "body\ttext\nstraße, with a comma\t7\n".encode())
+    [record] = read_records([path], unit="tsv", field="body")
+    assert (record.text, record.extra) == ("straße, with a comma", {"text": "7"})
+
+
+@pytest.mark.parametrize(("data", "where", "expected"), [
+    (b'id,text\n1,fine\n2,"never closed\n3,x\n', 3, "not valid CSV (a quoted field is not closed)"),
+    (b'id,text\n1,fine\n2,x,y\n', 3, "3 fields where the header has 2"),
+    (b'id,body\n1,x\n', 1, 'no "text" column (the header has: id, body)'),
+    (b'text,text\n1,x\n', 1, "the header names the column 'text' more than once"),
+    (b'id,text\n1,fine\n2,caf\xe9\n', 3, "invalid UTF-8 (byte 0xe9 at byte 6 of the line)"),
+    (b'id,text\n1,"a"b\n', 2, "not valid CSV"),
+])
+def test_bad_csv_names_file_and_line(tmp_path, data, where, expected):
+    path = write(tmp_path, "in.csv", data)
+    with pytest.raises(InputError) as caught:
+        list(read_records([path], unit="csv"))
+    assert caught.value.message.startswith(f"{path}:{where}: {expected}"), caught.value.message
+
+
+def test_a_csv_field_may_be_long_but_not_endless(tmp_path):
+    long = "word " * 100_000  # 500 kB, beyond the csv module's default field limit
+    path = write(tmp_path, "in.csv", f'text\n"{long}"\n'.encode())
+    [record] = read_records([path], unit="csv")
+    assert record.text == long
+    endless = write(tmp_path, "endless.csv", b'text\n"' + b"x\n" * (9 << 20))  # 18 MB in one open quote
+    with pytest.raises(InputError, match=r"endless.csv:2: not valid CSV"):
+        list(read_records([endless], unit="csv"))
+
+
 # --- documents ---------------------------------------------------------------------------------------
 
 

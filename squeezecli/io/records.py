@@ -1,4 +1,5 @@
-"""Files or stdin -> `Record`s: lines, JSON lines or whole documents, read lazily and decoded as UTF-8.
+"""Files or stdin -> `Record`s: lines, JSON lines, CSV/TSV rows or whole documents, read lazily and
+decoded as UTF-8.
 
 Every path is checked before the first record is read; a line is read in bounded pieces (MAX_TEXT_BYTES
 of it are kept), so no input, however long its lines, is ever held whole.
@@ -7,6 +8,7 @@ of it are kept), so no input, however long its lines, is ever held whole.
 from __future__ import annotations
 
 import contextlib
+import csv
 import dataclasses
 import json
 import math
@@ -18,7 +20,7 @@ from typing import Any, BinaryIO, Literal
 from ..environment import Environment
 from ..errors import InputError
 
-Unit = Literal["line", "jsonl", "doc"]
+Unit = Literal["line", "jsonl", "csv", "tsv", "doc"]
 DecodeErrors = Literal["strict", "replace"]
 
 STDIN = "-"
@@ -30,14 +32,16 @@ _DISCARD_CHUNK = 1 << 20
 _STDIN_NAME = "<stdin>"  # how stdin is named in messages; records name it "-"
 _BOM = b"\xef\xbb\xbf"
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_DELIMITERS = {"csv": ",", "tsv": "\t"}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Record:
-    """One unit of work: a line, a JSON line's text field, or a whole document.
+    """One unit of work: a line, a JSON line's text field, a CSV/TSV row's text column, or a whole document.
 
-    `source` is {"file": name, "line": n} for line and JSONL input and {"file": name} for documents, with
-    name "-" for stdin. `extra` holds a JSON line's other fields, carried through to the output.
+    `source` is {"file": name, "line": n} for line, JSONL and CSV/TSV input (a row: the line it starts on)
+    and {"file": name} for documents, with name "-" for stdin. `extra` holds a JSON line's other fields
+    or a row's other columns, carried through to the output.
     """
 
     text: str
@@ -88,6 +92,8 @@ def _read_all(paths: list[str], unit: Unit, field: str, errors: DecodeErrors, on
             try:
                 if unit == "doc":
                     yield from _read_document(path, stream, errors, on_read, env)
+                elif unit in _DELIMITERS:
+                    yield from _read_table(path, stream, unit, field, errors, on_read)
                 else:
                     yield from _read_lines(path, stream, unit, field, errors, on_read, env)
             except OSError as exc:  # a read error: EIO, a device that went away, a closed descriptor
@@ -159,6 +165,60 @@ def _read_lines(path: str, stream: BinaryIO, unit: Unit, field: str, errors: Dec
             yield Record(text, source, extra)
         else:
             yield Record(text, source)
+
+
+def _read_table(path: str, stream: BinaryIO, unit: Unit, field: str, errors: DecodeErrors,
+                on_read: Callable[[int], None]) -> Iterator[Record]:
+    """Rows of a CSV or TSV file with a header row: the text in column `field`, the other columns carried
+    as strings. Quoted fields may hold the delimiter, quotes ("") and newlines; a row is named by the line
+    it starts on. Blank lines are skipped."""
+    where, kind = _display_name(path), unit.upper()
+
+    def lines() -> Iterator[str]:
+        for number, (raw, cut) in enumerate(_physical_lines(stream, on_read), start=1):
+            if number == 1 and raw.startswith(_BOM):
+                raw = raw[len(_BOM) :]
+            if cut:
+                raise InputError(f"{where}:{number}: a {kind} line longer than {_MIB} MiB")
+            yield _decode(raw, path, number, errors)  # with its newline: a quoted field may span lines
+
+    csv.field_size_limit(MAX_TEXT_BYTES)
+    reader = csv.reader(lines(), delimiter=_DELIMITERS[unit], strict=True)
+    header: list[str] | None = None
+    column = 0
+    while True:
+        start = reader.line_num + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            unclosed = "end of data" in str(exc)
+            raise InputError(f"{where}:{start}: not valid {kind} ({'a quoted field is not closed' if unclosed else exc})",
+                             hint='a field holding the delimiter, a quote or a newline must be quoted ("..."), '
+                                  'a quote inside it doubled ("")') from exc
+        if not row:
+            continue
+        if header is None:
+            header, column = row, _text_column(row, field, f"{where}:{start}")
+            continue
+        if len(row) != len(header):
+            raise InputError(f"{where}:{start}: {len(row)} fields where the header has {len(header)}",
+                             hint='a field holding the delimiter must be quoted ("...")')
+        extra = {name: value for index, (name, value) in enumerate(zip(header, row)) if index != column}
+        yield Record(row[column], {"file": path, "line": start}, extra)
+
+
+def _text_column(header: list[str], field: str, where: str) -> int:
+    """The index of the text column `field` in a header row that names each column once."""
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        raise InputError(f"{where}: the header names the column {repeated[0]!r} more than once")
+    if field not in header:
+        shown = ", ".join(header[:10]) + (", ..." if len(header) > 10 else "")
+        raise InputError(f'{where}: no "{field}" column (the header has: {shown})',
+                         hint="choose the column that holds the text with --field NAME")
+    return header.index(field)
 
 
 def _read_document(path: str, stream: BinaryIO, errors: DecodeErrors, on_read: Callable[[int], None],
