@@ -39,6 +39,12 @@ class SqueezeError(Exception):
         self.hint = hint
 
 
+class UsageError(SqueezeError):
+    """Options that do not fit together or with the model (a --chunk wider than the model's window)."""
+
+    status = ExitStatus.USAGE
+
+
 class InputError(SqueezeError):
     """Unreadable input: missing file, invalid UTF-8, malformed JSON lines, missing field."""
 

@@ -177,6 +177,24 @@ def test_embed_jsonl_and_npy(served, lines_file):
     assert np.allclose(array, np.array([r["embedding"] for r in rows], dtype=np.float32), atol=1e-6)
 
 
+def test_embed_chunks_a_long_text_instead_of_cutting_it(served, tmp_path):
+    path = tmp_path / "doc.txt"
+    path.write_text(" ".join(["word"] * 300) + "\nshort line\n", encoding="utf-8")
+    chunked = run(["embed", str(path), "--chunk", "100", "--overlap", "10", "--precision", "fp32", "--format", "jsonl"])
+    assert chunked.exit_code == 0, chunked.stderr
+    long, short = records(chunked.stdout)
+    assert [(c["start"], c["end"]) for c in short["chunks"]] == [(0, 10)]
+    spans = [(c["start"], c["end"]) for c in long["chunks"]]
+    assert spans[0][0] == 0 and spans[-1][1] == 300 * 5 - 1 and all(b[0] < a[1] for a, b in zip(spans, spans[1:]))
+    assert "window" not in chunked.stderr and "truncated" not in chunked.stdout  # nothing was cut
+    pooled = records(run(["embed", str(path), "--chunk", "100", "--overlap", "10", "--pool", "max",
+                          "--precision", "fp32", "--format", "jsonl"]).stdout)
+    assert [row["chunks"] for row in pooled] == [len(spans), 1]
+    assert np.allclose(pooled[0]["embedding"], np.max([c["embedding"] for c in long["chunks"]], axis=0), atol=1e-6)
+    refused = run(["embed", str(path), "--chunk", "100", "--format", "npy"])
+    assert refused.exit_code == ExitStatus.USAGE and "--format npy holds one vector per text" in refused.stderr
+
+
 def test_similar_ranks_the_corpus(served, tmp_path):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("the cat sat\nstock prices fell\nthe cat sat on the mat\n\nrain tomorrow\n", encoding="utf-8")
@@ -190,7 +208,8 @@ def test_similar_ranks_the_corpus(served, tmp_path):
 
 def test_similar_marks_the_corpus_lines_it_cut_and_counts_them(served, tmp_path):
     corpus = tmp_path / "corpus.txt"
-    corpus.write_text("the cat sat\n" + " ".join(["cat"] * 40) + "\n" + " ".join(["rain"] * 50) + "\n", encoding="utf-8")
+    lines = ["the cat sat", " ".join(["cat"] * 40), " ".join(["rain"] * 50)]
+    corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
     result = run(["similar", "the cat", "--corpus", str(corpus), "-k", "3", "--max-length", "16", "--precision", "fp32",
                   "--format", "jsonl"])
     assert result.exit_code == 0, result.stderr

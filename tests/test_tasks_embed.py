@@ -246,3 +246,64 @@ def test_vectors_to_npy_without_numpy(tmp_path, monkeypatch):
         vectors_to_npy([[1.0, 2.0]], tmp_path / "v.npy")
     assert "pip install numpy" in raised.value.hint
     assert not (tmp_path / "v.npy").exists()
+
+
+# --- long texts as chunks of whole words ----------------------------------------------------------------
+
+ONE_TOKEN_WORDS = ["film", "plot", "actor", "the", "good", "bad", "city", "music"]  # one WordPiece each
+
+
+@pytest.mark.parametrize("size, overlap", [(128, 0), (100, 30)])
+def test_a_20000_word_document_becomes_the_chunks_it_should(minilm, size, overlap):
+    """Chunks of whole words, each the slice of the text its offsets say, at most `size` tokens, every word
+    covered in order, each next chunk repeating `overlap` tokens: with one-token words that is exactly
+    1 + ceil((words - size) / (size - overlap)) chunks."""
+    words = [ONE_TOKEN_WORDS[i * 5 % len(ONE_TOKEN_WORDS)] for i in range(20_000)]
+    text = "  ".join(" ".join(words[i:i + 7]) for i in range(0, len(words), 7))  # some double spaces
+    tokenizer = minilm.runtime.tokenizer
+    assert tokenizer.total_tokens(text) == len(words)
+    task = Embed(minilm.runtime, chunk=size, overlap=overlap)
+    (result,) = task([text])
+    chunks = result["chunks"]
+    assert len(chunks) == 1 + -(-(len(words) - size) // (size - overlap))
+    position = 0
+    for index, chunk in enumerate(chunks):
+        piece = text[chunk["start"]:chunk["end"]]
+        assert piece == piece.strip() and (chunk["start"] == 0 or text[chunk["start"] - 1] == " ")
+        assert chunk["end"] == len(text) or text[chunk["end"]] == " "
+        pieces = piece.split()
+        assert len(pieces) <= size and len(chunk["embedding"]) == 384 and "truncated" not in chunk
+        if index:  # starts within (or right after) the previous chunk, `overlap` words back
+            assert len(text[chunk["start"]:chunks[index - 1]["end"]].split()) == overlap
+        position = chunk["end"]
+    assert position == len(text)
+    assert sum(len(text[c["start"]:c["end"]].split()) for c in chunks) == len(words) + overlap * (len(chunks) - 1)
+
+
+def test_chunk_vectors_are_the_chunks_embedded_alone_and_pool_into_one(minilm):
+    text = " ".join(sentences.HANDWRITTEN)
+    chunks = Embed(minilm.runtime, chunk=40, overlap=8)([text])[0]["chunks"]
+    assert len(chunks) > 3
+    alone = minilm.vectors([text[c["start"]:c["end"]] for c in chunks])  # [C, D]
+    vectors = torch.tensor([c["embedding"] for c in chunks])
+    torch.testing.assert_close(vectors, alone, rtol=1e-5, atol=1e-6)
+    pooled = {name: torch.tensor(Embed(minilm.runtime, chunk=40, overlap=8, pool=name)([text])[0]["embedding"])
+              for name in ("mean", "max", "first")}
+    torch.testing.assert_close(pooled["mean"], vectors.mean(0), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(pooled["max"], vectors.amax(0), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(pooled["first"], vectors[0], rtol=1e-5, atol=1e-6)
+    assert Embed(minilm.runtime, chunk=40, pool="mean")(["short text"])[0]["chunks"] == 1
+
+
+@pytest.mark.parametrize("options, says", [
+    ({"chunk": 300}, "--chunk 300 does not fit the model's 256-token window"),
+    ({"chunk": 10, "overlap": 10}, "--overlap 10 must be less than --chunk 10"),
+    ({"pool": "mean"}, "--overlap and --pool apply to chunks"),
+    ({"overlap": 3}, "--overlap and --pool apply to chunks"),
+])
+def test_chunk_options_that_do_not_fit_are_usage_errors(minilm, options, says):
+    from squeezecli.errors import ExitStatus, UsageError
+
+    with pytest.raises(UsageError, match=says) as caught:
+        Embed(minilm.runtime, **options)
+    assert caught.value.status == ExitStatus.USAGE

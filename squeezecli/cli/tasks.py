@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from ..environment import Environment
-from ..errors import SqueezeError
+from ..errors import SqueezeError, UsageError
 from ..io.batches import batched
 from ..io.pipeline import InputOptions, OutputOptions, TableView, run_pipeline
 from ..io.records import Record, check_paths, read_records
@@ -148,6 +148,18 @@ def ner_options(command: Callable[..., Any]) -> Callable[..., Any]:
                         help="How tokens are merged into entities, as in transformers' pipeline.")(command)
 
 
+def embed_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    return with_options(command, [
+        click.option("--chunk", type=click.IntRange(min=1), metavar="TOKENS",
+                     help="Embed each text as chunks of whole words of at most TOKENS tokens (instead of cutting "
+                          "it to the window): one vector per chunk, with its character offsets."),
+        click.option("--overlap", type=click.IntRange(min=0), default=0, show_default=True, metavar="TOKENS",
+                     help="Tokens of words each chunk repeats from the end of the previous one."),
+        click.option("--pool", type=click.Choice(["mean", "max", "first"]),
+                     help="One vector per text from its chunks: their mean, element-wise max, or the first."),
+    ])
+
+
 def task_command(*option_groups: Decorator, extra_formats: tuple[str, ...] = ()) -> Callable[..., click.Command]:
     """A task command: its own option groups, then the model, input and output options, and the run's
     Environment as its first argument."""
@@ -207,17 +219,23 @@ def ner(env: Environment, inputs: InputOptions, output: OutputOptions, model: Mo
     _run(pipeline, inputs, output, env, model.batch_size, ["entities", "text"], views.entities)
 
 
-@task_command(extra_formats=("npy",))
-def embed(env: Environment, inputs: InputOptions, output: OutputOptions, model: ModelOptions) -> None:
+@task_command(embed_options, extra_formats=("npy",))
+def embed(env: Environment, inputs: InputOptions, output: OutputOptions, model: ModelOptions, chunk: int | None,
+          overlap: int, pool: str | None) -> None:
     """Embedding vector of each line, pooled and normalised as the model specifies.
 
     --format npy writes one float32 NumPy array [lines, dimension] to stdout (needs numpy).
     """
     if output.format == "npy" and env.stdout_is_terminal:
         raise SqueezeError("refusing to write a binary .npy array to a terminal", hint="redirect it: > vectors.npy")
-    pipeline = load("embed", model, env, output.quiet)
+    if output.format == "npy" and chunk is not None and pool is None:
+        raise UsageError("--format npy holds one vector per text", hint="add --pool mean (or max, first) to --chunk")
+    pipeline = load("embed", model, env, output.quiet, chunk=chunk, overlap=overlap, pool=pool)
     if output.format != "npy":
-        _run(pipeline, inputs, output, env, model.batch_size, ["embedding", "text"])
+        if chunk is not None and pool is None:
+            _run(pipeline, inputs, output, env, model.batch_size, ["chunks", "text"], views.chunks)
+        else:
+            _run(pipeline, inputs, output, env, model.batch_size, ["embedding", "text"])
         return
     vectors: list[list[float]] = []
     for batch in batched(inputs.read(env=env), model.batch_size):

@@ -33,3 +33,8 @@ def answers(result: dict[str, Any]) -> dict[str, Any]:
         shown = "-" if answer["answer"] is None else answer["answer"]
         by_question.setdefault(answer["question"], []).append(f"{shown} ({answer['score']:.4f})")
     return {"answers": "; ".join(f"{question} {', '.join(answers)}" for question, answers in by_question.items())}
+
+
+def chunks(result: dict[str, Any]) -> dict[str, Any]:
+    """embed --chunk: each chunk's character span, "0-118, 97-240"."""
+    return {"chunks": ", ".join(f"{chunk['start']}-{chunk['end']}" for chunk in result["chunks"])}

@@ -4,6 +4,7 @@ backend comes from tokenizer_files.py): truncation, windows over long texts, pai
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -141,6 +142,42 @@ class Tokenizer:
             total += len(self.backend.encode(text[start:end], add_special_tokens=False).ids)
             start = end
         return total
+
+    def word_chunks(self, text: str, size: int, overlap: int = 0) -> list[tuple[int, int]]:
+        """`text` as chunks of whole words: (start, end) character spans, each of at most `size` tokens
+        (a longer word alone), each next one repeating up to `overlap` tokens of the previous one's last
+        words. Words are whitespace-separated; a chunk tokenizes alone as it does inside the text, so its
+        tokens are counted exactly (in whitespace-cut pieces, as total_tokens counts)."""
+        words = [(match.start(), match.end()) for match in re.finditer(r"\S+", text)]
+        starts = [start for start, _ in words]
+        counts = [0] * len(words)  # tokens of each word
+        budget = _prefix_budget(_COUNT_PIECE_TOKENS)
+        self._set_truncation(max_length=1 << 30, stride=0, strategy="longest_first")
+        position = 0
+        while position < len(text):
+            end = _whitespace_cut(text, position, budget)
+            for first, last in self.backend.encode(text[position:end], add_special_tokens=False).offsets:
+                # By its last character: a BPE token may carry the space before its word.
+                counts[max(bisect.bisect_right(starts, position + max(first, last - 1)) - 1, 0)] += 1
+            position = end
+        spans: list[tuple[int, int]] = []
+        begin = 0
+        while begin < len(words):
+            stop, tokens = begin + 1, counts[begin]
+            while stop < len(words) and tokens + counts[stop] <= size:
+                tokens += counts[stop]
+                stop += 1
+            spans.append((words[begin][0], words[stop - 1][1]))
+            if stop == len(words):
+                break
+            # The next chunk starts up to `overlap` tokens back, leaving room for the word after this chunk.
+            shared, back = 0, stop
+            while (back - 1 > begin and shared + counts[back - 1] <= overlap
+                   and shared + counts[back - 1] + counts[stop] <= size):
+                back -= 1
+                shared += counts[back]
+            begin = back
+        return spans
 
     def _encode_prefixes(self, texts: Sequence[str], max_length: int) -> list[Encoding]:
         """Truncating encodings of single texts, tokenizing at most a prefix of each very long text.

@@ -7,6 +7,9 @@ length). sentence_bert_config.json caps the input length (all-MiniLM-L6-v2 was t
 its 512 positions) and may ask for lowercasing. A plain checkpoint without these files is embedded with
 mean pooling over the real tokens and no normalisation, the usual way to get a sentence vector out of
 a bare encoder.
+
+A long text can be embedded as chunks of whole words (`chunk` tokens each, `overlap` shared) rather
+than cut to the window: one vector per chunk with its character span, or the chunks pooled into one.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
-from ..errors import ModelError, SqueezeError
+from ..errors import ModelError, SqueezeError, UsageError
 from ..io.batches import batched
 from .base import Task, mark_truncated
 
@@ -84,28 +87,72 @@ class SentencePipeline:
         return cls(pooling, normalize, max_seq_length, lowercase)
 
 
+CHUNK_POOLS = ("mean", "max", "first")
+
+
 class Embed(Task):
     """Result per text: `{"embedding": [floats]}`, `dimension` long.
 
     Pooled and normalised as the model's sentence-transformers files say; a checkpoint without them
     (or whose modules.json lists no Pooling module) gets mean pooling and no normalisation. Texts longer
-    than the input limit are truncated: `max_length` if given, else the model's sentence-transformers
-    max_seq_length, never beyond the model's position table.
+    than the input limit are truncated (and marked): `max_length` if given, else the model's
+    sentence-transformers max_seq_length, never beyond the model's position table.
+
+    With `chunk` (tokens, at most the window's room), each text is embedded as chunks of whole words
+    instead (Tokenizer.word_chunks, `overlap` tokens shared): `{"chunks": [{"start", "end",
+    "embedding"}, ...]}`, or with `pool` one `{"embedding", "chunks": n}`: the chunks' mean, element-wise
+    max, or first vector (the mean of unit vectors is not renormalised).
     """
 
     head = "base"
 
-    def __init__(self, runtime: Runtime, **options: Any) -> None:
+    def __init__(self, runtime: Runtime, *, chunk: int | None = None, overlap: int = 0, pool: str | None = None,
+                 **options: Any) -> None:
         self.pipeline = SentencePipeline.from_dir(runtime.model_dir, runtime.config.hidden_size)
         super().__init__(runtime, default_max_length=self.pipeline.max_seq_length, **options)
+        room = self.max_length - runtime.tokenizer.backend.num_special_tokens_to_add(is_pair=False)
+        if chunk is None and (overlap or pool is not None):
+            raise UsageError("--overlap and --pool apply to chunks", hint="add --chunk TOKENS")
+        if chunk is not None and not 1 <= chunk <= room:
+            raise UsageError(f"--chunk {chunk} does not fit the model's {self.max_length}-token window",
+                             hint=f"use --chunk {room} or less (or raise --max-length)")
+        if chunk is not None and not 0 <= overlap < chunk:
+            raise UsageError(f"--overlap {overlap} must be less than --chunk {chunk}")
+        if pool is not None and pool not in CHUNK_POOLS:
+            raise UsageError(f"unknown pool {pool!r}", hint=f"use {', '.join(CHUNK_POOLS)}")
+        self.chunk, self.overlap, self.pool = chunk, overlap, pool
+
+    def length_of(self, text: str) -> int:
+        # Chunked, a text is many passes: bucket by size alone (as WindowedTask does) rather than count it.
+        return super().length_of(text) if self.chunk is None else len(text) // 4 + 1
 
     @property
     def dimension(self) -> int:
         return self.runtime.config.hidden_size * len(self.pipeline.pooling)
 
     def __call__(self, texts: list[str]) -> list[dict[str, Any]]:
+        if self.chunk is not None:
+            return self._chunked(texts)
         vectors, lengths = self._embed(texts)
         return mark_truncated([{"embedding": vector} for vector in vectors.tolist()], lengths)
+
+    def _chunked(self, texts: list[str]) -> list[dict[str, Any]]:
+        assert self.chunk is not None
+        tokenizer = self.runtime.tokenizer
+        spans = [tokenizer.word_chunks(text, self.chunk, self.overlap) or [(0, len(text))] for text in texts]
+        vectors, lengths = self._embed([text[start:end] for text, pieces in zip(texts, spans) for start, end in pieces])
+        results, first = [], 0
+        for pieces in spans:
+            own, cut = vectors[first:first + len(pieces)], lengths[first:first + len(pieces)]  # [C, D]
+            first += len(pieces)
+            if self.pool is not None:
+                pooled = own.mean(0) if self.pool == "mean" else own.amax(0) if self.pool == "max" else own[0]
+                results.append({"embedding": pooled.tolist(), "chunks": len(pieces)})
+            else:
+                chunks = [{"start": start, "end": end, "embedding": vector}
+                          for (start, end), vector in zip(pieces, own.tolist())]
+                results.append({"chunks": mark_truncated(chunks, cut)})  # a word longer than the window
+        return results
 
     def vectors(self, texts: Sequence[str]) -> torch.Tensor:
         """The embeddings of `texts` as one tensor [N, dimension]."""
