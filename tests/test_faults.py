@@ -212,7 +212,7 @@ def test_input_without_a_newline_is_read_in_bounded_memory(model, tmp_path, sour
     notices = ["squeeze: <stdin>:1: the line is longer than 16 MiB; only its first 16 MiB are read"]
     if tokens:
         notices.append("squeeze: 1 of 1 text was longer than the 128-token window and cut to it (their JSON "
-                       'results say "truncated": true)')
+                       'results say "truncated": true); --chunk TOKENS reads all of each')
     assert stderr.splitlines() == notices
     # The interpreter, torch and the model take about 300 MiB; the line is held up to 16 MiB, decoded once.
     assert peak < 500 * 2**20, f"peak RSS {peak / 2**20:.0f} MiB for a 300 MB line"

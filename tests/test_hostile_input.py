@@ -327,7 +327,8 @@ def test_random_bytes_through_a_pipe(model_dir, reference, tmp_path):
     good, _ = expected_texts(data, "replace")
     cut = sum(1 for row in reference([text for _, text in good]) if row.get("truncated"))
     assert stderr.decode().splitlines() == ([f"squeeze: {cut} of {len(good)} texts were longer than the 128-token "
-                                             f'window and cut to it (their JSON results say "truncated": true)']
+                                             f'window and cut to it (their JSON results say "truncated": true); '
+                                             f"--chunk TOKENS reads all of each"]
                                             if cut else [])
     assert len(good) > 100
     assert_each_line_got_its_own_result(rows_of(stdout.decode()), good, reference, file="-")

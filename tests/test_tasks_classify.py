@@ -240,3 +240,34 @@ def test_zero_shot_needs_an_entailment_label(sentiment_model):
     runtime, _ = sentiment_model
     with pytest.raises(ModelError, match="no entailment label"):
         ZeroShot(runtime, labels=["sports"])
+
+
+# --- long texts as chunks, their scores aggregated ------------------------------------------------------
+
+
+@pytest.mark.parametrize("aggregate", [None, "mean", "max"])
+def test_a_chunked_text_scores_as_its_chunks_aggregated(sentiment_model, aggregate):
+    """Each label's score is the mean (the default) or max of the chunks' own scores, each chunk scored
+    as the text it names; the result says how many chunks it read and is not cut."""
+    runtime, _ = sentiment_model
+    task = Classify(runtime, chunk=30, overlap=5, aggregate=aggregate, all_scores=True)
+    (result,) = task([LONG_TEXT])
+    spans = runtime.tokenizer.word_chunks(LONG_TEXT, 30, 5)
+    assert result["chunks"] == len(spans) > 3 and "truncated" not in result
+    alone = Classify(runtime, all_scores=True)([LONG_TEXT[start:end] for start, end in spans])
+    assert not any("truncated" in chunk for chunk in alone)
+    per_label = {label: [next(e["score"] for e in chunk["labels"] if e["label"] == label) for chunk in alone]
+                 for label in SENTIMENT}
+    reduce = max if aggregate == "max" else (lambda scores: sum(scores) / len(scores))
+    expected = sorted(((label, reduce(scores)) for label, scores in per_label.items()), key=lambda p: -p[1])
+    assert [(e["label"], e["score"]) for e in result["labels"]] == [
+        (label, pytest.approx(score, abs=1e-6)) for label, score in expected]
+    assert (result["label"], result["score"]) == (expected[0][0], pytest.approx(expected[0][1], abs=1e-6))
+
+
+def test_aggregate_without_a_chunk_is_a_usage_error(sentiment_model):
+    from squeezecli.errors import ExitStatus, UsageError
+
+    with pytest.raises(UsageError, match="--aggregate applies to chunks") as caught:
+        Classify(sentiment_model[0], aggregate="max")
+    assert caught.value.status == ExitStatus.USAGE

@@ -298,8 +298,8 @@ def test_chunk_vectors_are_the_chunks_embedded_alone_and_pool_into_one(minilm):
 @pytest.mark.parametrize("options, says", [
     ({"chunk": 300}, "--chunk 300 does not fit the model's 256-token window"),
     ({"chunk": 10, "overlap": 10}, "--overlap 10 must be less than --chunk 10"),
-    ({"pool": "mean"}, "--overlap and --pool apply to chunks"),
-    ({"overlap": 3}, "--overlap and --pool apply to chunks"),
+    ({"pool": "mean"}, "--pool applies to chunks"),
+    ({"overlap": 3, "pool": "max"}, "--overlap and --pool apply to chunks"),
 ])
 def test_chunk_options_that_do_not_fit_are_usage_errors(minilm, options, says):
     from squeezecli.errors import ExitStatus, UsageError

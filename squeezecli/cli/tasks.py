@@ -61,14 +61,17 @@ def _run(pipeline: Any, inputs: InputOptions, output: OutputOptions, env: Enviro
     run_pipeline(inputs, output, batch_size=batch_size, length_of=lambda record: pipeline.length_of(record.text),
                  process_batch=process_batch, columns=columns, table_view=table_view, env=env)
     if cut:
-        env.notice(truncation_notice(cut, texts, pipeline.task.max_length, pipeline.runtime.max_length))
+        env.notice(truncation_notice(cut, texts, pipeline.task.max_length, pipeline.runtime.max_length,
+                                     chunkable=hasattr(pipeline.task, "chunk")))
 
 
-def truncation_notice(cut: int, texts: int, window: int, limit: int) -> str:
-    """The run's last word when texts were cut to the model's window: how many, and what keeps more."""
+def truncation_notice(cut: int, texts: int, window: int, limit: int, chunkable: bool = False) -> str:
+    """The run's last word when texts were cut to the model's window: how many, and what reads more."""
     message = (f"{cut:,} of {texts:,} text{'s' if texts != 1 else ''} {'were' if cut != 1 else 'was'} longer "
                f"than the {window}-token window and cut to it (their JSON results say \"truncated\": true)")
-    return f"{message}; --max-length {limit} keeps more of each" if window < limit else message
+    remedies = ([f"--max-length {limit} keeps more of each"] if window < limit else []) + (
+        ["--chunk TOKENS reads all of each"] if chunkable else [])
+    return "; ".join([message, " or ".join(remedies)]) if remedies else message
 
 
 def _run_classifier(pipeline: Any, inputs: InputOptions, output: OutputOptions, env: Environment, batch_size: int,
@@ -148,15 +151,28 @@ def ner_options(command: Callable[..., Any]) -> Callable[..., Any]:
                         help="How tokens are merged into entities, as in transformers' pipeline.")(command)
 
 
-def embed_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    return with_options(command, [
+def chunk_options(what: str) -> Decorator:
+    """--chunk and --overlap: a long text as chunks of whole words, `what` each chunk gets."""
+    return lambda command: with_options(command, [
         click.option("--chunk", type=click.IntRange(min=1), metavar="TOKENS",
-                     help="Embed each text as chunks of whole words of at most TOKENS tokens (instead of cutting "
-                          "it to the window): one vector per chunk, with its character offsets."),
+                     help=f"Read each text as chunks of whole words of at most TOKENS tokens, instead of cutting it "
+                          f"to the window: {what}."),
         click.option("--overlap", type=click.IntRange(min=0), default=0, show_default=True, metavar="TOKENS",
                      help="Tokens of words each chunk repeats from the end of the previous one."),
+    ])
+
+
+def embed_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    return with_options(chunk_options("one vector per chunk, with its character offsets")(command), [
         click.option("--pool", type=click.Choice(["mean", "max", "first"]),
                      help="One vector per text from its chunks: their mean, element-wise max, or the first."),
+    ])
+
+
+def window_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    return with_options(chunk_options("each chunk is scored, and the scores aggregated")(command), [
+        click.option("--aggregate", type=click.Choice(["mean", "max"]),
+                     help="With --chunk: a label's score is the mean (default) or the max of its chunks' scores."),
     ])
 
 
@@ -176,17 +192,19 @@ def task_command(*option_groups: Decorator, extra_formats: tuple[str, ...] = ())
 # -- the commands -------------------------------------------------------------------------------------
 
 
-@task_command(classification_options)
+@task_command(classification_options, window_options)
 def sentiment(env: Environment, inputs: InputOptions, output: OutputOptions, model: ModelOptions, top_k: int | None,
-              all_scores: bool) -> None:
+              all_scores: bool, chunk: int | None, overlap: int, aggregate: str | None) -> None:
     """Sentiment of each line: label and score (default model: DistilBERT SST-2)."""
-    pipeline = load("sentiment", model, env, output.quiet, top_k=top_k, all_scores=all_scores)
+    pipeline = load("sentiment", model, env, output.quiet, top_k=top_k, all_scores=all_scores, chunk=chunk,
+                    overlap=overlap, aggregate=aggregate)
     _run_classifier(pipeline, inputs, output, env, model.batch_size, ranked=bool(top_k or all_scores))
 
 
-@task_command(zero_shot_options, classification_options)
+@task_command(zero_shot_options, classification_options, window_options)
 def classify(env: Environment, inputs: InputOptions, output: OutputOptions, model: ModelOptions, labels: str | None,
-             template: str, multi_label: bool, top_k: int | None, all_scores: bool) -> None:
+             template: str, multi_label: bool, top_k: int | None, all_scores: bool, chunk: int | None, overlap: int,
+             aggregate: str | None) -> None:
     """Classify each line with a text-classification model (--model), or zero-shot into --labels.
 
     \b
@@ -194,10 +212,14 @@ def classify(env: Environment, inputs: InputOptions, output: OutputOptions, mode
       squeeze classify --labels "sports,politics,tech" headlines.txt
     """
     if classify_task(model, labels, template) == "zero-shot":
+        if chunk is not None or aggregate is not None or overlap:
+            raise UsageError("--chunk, --overlap and --aggregate read a model's own labels, not --labels",
+                             hint="zero-shot cuts long texts to the window (and says so)")
         pipeline = load("zero-shot", model, env, output.quiet, labels=labels, template=template, multi_label=multi_label)
         _run(pipeline, inputs, output, env, model.batch_size, ["labels", "text"], views.zero_shot)
         return
-    pipeline = load("classify", model, env, output.quiet, top_k=top_k, all_scores=all_scores)
+    pipeline = load("classify", model, env, output.quiet, top_k=top_k, all_scores=all_scores, chunk=chunk,
+                    overlap=overlap, aggregate=aggregate)
     _run_classifier(pipeline, inputs, output, env, model.batch_size, ranked=bool(top_k or all_scores))
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..errors import SqueezeError
+from ..errors import SqueezeError, UsageError
 from ..io.batches import DEFAULT_BATCH_SIZE
 
 if TYPE_CHECKING:
@@ -31,12 +31,35 @@ class Task:
         self.batch_size = batch_size
         self.max_length = min(max_length or default_max_length or runtime.max_length, runtime.max_length)
 
+    def set_chunking(self, chunk: int | None, overlap: int, *, needs_chunk: dict[str, bool]) -> None:
+        """Check and keep `chunk` (tokens of whole words per window, None: cut texts to the window) and
+        `overlap`; each option named in `needs_chunk` that is given (True) is refused without a chunk."""
+        room = self.max_length - self.runtime.tokenizer.backend.num_special_tokens_to_add(is_pair=False)
+        given = [name for name, present in {"--overlap": bool(overlap), **needs_chunk}.items() if present]
+        if chunk is None and given:
+            raise UsageError(f"{' and '.join(given)} appl{'y' if len(given) > 1 else 'ies'} to chunks",
+                             hint="add --chunk TOKENS")
+        if chunk is not None and not 1 <= chunk <= room:
+            raise UsageError(f"--chunk {chunk} does not fit the model's {self.max_length}-token window",
+                             hint=f"use --chunk {room} or less (or raise --max-length)")
+        if chunk is not None and not 0 <= overlap < chunk:
+            raise UsageError(f"--overlap {overlap} must be less than --chunk {chunk}")
+        self.chunk, self.overlap = chunk, overlap
+
+    def chunk_spans(self, texts: list[str]) -> list[list[tuple[int, int]]]:
+        """Per text, its chunks' character spans (Tokenizer.word_chunks); a text without words is one."""
+        assert self.chunk is not None
+        tokenizer = self.runtime.tokenizer
+        return [tokenizer.word_chunks(text, self.chunk, self.overlap) or [(0, len(text))] for text in texts]
+
     def length_of(self, text: str) -> int:
         """The text's length in tokens, counted up to the window, to batch texts of similar length.
 
         A real count costs about as much as encoding the text once (~50 us), a few percent of the forward
         pass of even the smallest model, and buckets CJK text as well as English.
         """
+        if getattr(self, "chunk", None) is not None:  # chunked, a text is many passes: bucket by size alone
+            return len(text) // 4 + 1
         return self.runtime.tokenizer.count(text, limit=self.max_length)
 
     def __call__(self, texts: list[str]) -> list[dict[str, Any]]:

@@ -110,21 +110,10 @@ class Embed(Task):
                  **options: Any) -> None:
         self.pipeline = SentencePipeline.from_dir(runtime.model_dir, runtime.config.hidden_size)
         super().__init__(runtime, default_max_length=self.pipeline.max_seq_length, **options)
-        room = self.max_length - runtime.tokenizer.backend.num_special_tokens_to_add(is_pair=False)
-        if chunk is None and (overlap or pool is not None):
-            raise UsageError("--overlap and --pool apply to chunks", hint="add --chunk TOKENS")
-        if chunk is not None and not 1 <= chunk <= room:
-            raise UsageError(f"--chunk {chunk} does not fit the model's {self.max_length}-token window",
-                             hint=f"use --chunk {room} or less (or raise --max-length)")
-        if chunk is not None and not 0 <= overlap < chunk:
-            raise UsageError(f"--overlap {overlap} must be less than --chunk {chunk}")
+        self.set_chunking(chunk, overlap, needs_chunk={"--pool": pool is not None})
         if pool is not None and pool not in CHUNK_POOLS:
             raise UsageError(f"unknown pool {pool!r}", hint=f"use {', '.join(CHUNK_POOLS)}")
-        self.chunk, self.overlap, self.pool = chunk, overlap, pool
-
-    def length_of(self, text: str) -> int:
-        # Chunked, a text is many passes: bucket by size alone (as WindowedTask does) rather than count it.
-        return super().length_of(text) if self.chunk is None else len(text) // 4 + 1
+        self.pool = pool
 
     @property
     def dimension(self) -> int:
@@ -137,9 +126,7 @@ class Embed(Task):
         return mark_truncated([{"embedding": vector} for vector in vectors.tolist()], lengths)
 
     def _chunked(self, texts: list[str]) -> list[dict[str, Any]]:
-        assert self.chunk is not None
-        tokenizer = self.runtime.tokenizer
-        spans = [tokenizer.word_chunks(text, self.chunk, self.overlap) or [(0, len(text))] for text in texts]
+        spans = self.chunk_spans(texts)
         vectors, lengths = self._embed([text[start:end] for text, pieces in zip(texts, spans) for start, end in pieces])
         results, first = [], 0
         for pieces in spans:
