@@ -62,7 +62,7 @@ def _run(pipeline: Any, inputs: InputOptions, output: OutputOptions, env: Enviro
                  process_batch=process_batch, columns=columns, table_view=table_view, env=env)
     if cut:
         env.notice(truncation_notice(cut, texts, pipeline.task.max_length, pipeline.runtime.max_length,
-                                     chunkable=hasattr(pipeline.task, "chunk")))
+                                     chunkable=pipeline.task.chunkable))
 
 
 def truncation_notice(cut: int, texts: int, window: int, limit: int, chunkable: bool = False) -> str:

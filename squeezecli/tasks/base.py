@@ -22,6 +22,9 @@ class Task:
     """
 
     head: ClassVar[str]  # the Encoder head it runs: "base", "sequence", "token" or "qa"
+    chunkable: ClassVar[bool] = False  # whether it can read a long text as chunks (set_chunking)
+    chunk: int | None = None  # tokens per chunk; None: a long text is cut to the window
+    overlap: int = 0
 
     def __init__(self, runtime: Runtime, *, max_length: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
                  default_max_length: int | None = None) -> None:
@@ -58,7 +61,7 @@ class Task:
         A real count costs about as much as encoding the text once (~50 us), a few percent of the forward
         pass of even the smallest model, and buckets CJK text as well as English.
         """
-        if getattr(self, "chunk", None) is not None:  # chunked, a text is many passes: bucket by size alone
+        if self.chunk is not None:  # chunked, a text is many passes: bucket by size alone
             return len(text) // 4 + 1
         return self.runtime.tokenizer.count(text, limit=self.max_length)
 

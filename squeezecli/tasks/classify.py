@@ -30,6 +30,7 @@ class Classify(Task):
     """
 
     head = "sequence"
+    chunkable = True
 
     def __init__(self, runtime: Runtime, *, top_k: int | None = None, all_scores: bool = False,
                  chunk: int | None = None, overlap: int = 0, aggregate: str | None = None, **options: Any) -> None:

@@ -105,6 +105,7 @@ class Embed(Task):
     """
 
     head = "base"
+    chunkable = True
 
     def __init__(self, runtime: Runtime, *, chunk: int | None = None, overlap: int = 0, pool: str | None = None,
                  **options: Any) -> None:
