@@ -110,7 +110,7 @@ def test_texts_cut_to_the_window_say_so_and_the_run_counts_them(served, tmp_path
     assert [(row.get("truncated"), row.get("tokens")) for row in rows] == [
         (None, None), (True, whole[1]), (None, None), (True, whole[3])]
     notices = [line for line in result.stderr.splitlines() if "window" in line]
-    chunk = "" if command[0] == "classify" else " or --chunk TOKENS reads all of each"  # zero-shot has no --chunk
+    chunk = " or --chunk TOKENS reads all of each"
     assert notices == [f"squeeze: 2 of 4 texts were longer than the {window}-token window and cut to it (their "
                        f'JSON results say "truncated": true); --max-length {limit} keeps more of each{chunk}']
     short = run([*command, "--precision", "fp32", "--format", "jsonl"], input="short line\n")
@@ -196,15 +196,21 @@ def test_embed_chunks_a_long_text_instead_of_cutting_it(served, tmp_path):
     assert refused.exit_code == ExitStatus.USAGE and "--format npy holds one vector per text" in refused.stderr
 
 
-def test_sentiment_chunks_a_long_text_and_zero_shot_refuses_chunks(served, tmp_path):
+def test_sentiment_and_zero_shot_chunk_a_long_text(served, tmp_path):
     path = tmp_path / "review.txt"
     path.write_text(" ".join(["good film"] * 150) + "\nshort\n", encoding="utf-8")
     result = run(["sentiment", str(path), "--chunk", "60", "--aggregate", "max", "--precision", "fp32",
                   "--format", "jsonl"])
     assert result.exit_code == 0, result.stderr
     assert [row["chunks"] for row in records(result.stdout)] == [5, 1] and "truncated" not in result.stdout
-    refused = run(["classify", "--labels", "a,b", "--chunk", "60"], input="text\n")
-    assert refused.exit_code == ExitStatus.USAGE and "not --labels" in refused.stderr
+    zero_shot = run(["classify", str(path), "--labels", "cinema,weather", "--chunk", "60", "--precision", "fp32",
+                     "--format", "jsonl"])
+    assert zero_shot.exit_code == 0, zero_shot.stderr
+    rows = records(zero_shot.stdout)
+    assert [row["chunks"] for row in rows] == [5, 1] and "truncated" not in zero_shot.stdout
+    assert all(sum(row["scores"]) == pytest.approx(1, abs=1e-5) for row in rows)  # the mean of distributions
+    refused = run(["classify", "--labels", "a,b", "--aggregate", "max"], input="text\n")
+    assert refused.exit_code == ExitStatus.USAGE and "--aggregate applies to chunks" in refused.stderr
 
 
 def test_similar_ranks_the_corpus(served, tmp_path):

@@ -271,3 +271,32 @@ def test_aggregate_without_a_chunk_is_a_usage_error(sentiment_model):
     with pytest.raises(UsageError, match="--aggregate applies to chunks") as caught:
         Classify(sentiment_model[0], aggregate="max")
     assert caught.value.status == ExitStatus.USAGE
+
+
+@pytest.mark.parametrize("aggregate", [None, "max"])
+@pytest.mark.parametrize("multi_label", [False, True])
+def test_zero_shot_scores_a_chunked_text_as_its_chunks_aggregated(nli_model, aggregate, multi_label):
+    """Zero-shot with --chunk: each chunk is a premise against every hypothesis, and a label's score is
+    the mean (default) or max of its chunks' scores; the chunk room leaves space for the longest hypothesis."""
+    runtime, _ = nli_model
+    labels = ["sports", "a very long label about politics and government"]
+    task = ZeroShot(runtime, labels=labels, multi_label=multi_label, chunk=30, overlap=5, aggregate=aggregate)
+    (result,) = task([LONG_TEXT])
+    spans = runtime.tokenizer.word_chunks(LONG_TEXT, 30, 5)
+    assert result["chunks"] == len(spans) > 3 and "truncated" not in result
+    alone = ZeroShot(runtime, labels=labels, multi_label=multi_label)([LONG_TEXT[start:end] for start, end in spans])
+    assert not any("truncated" in chunk for chunk in alone)
+    per_label = {label: [chunk["scores"][chunk["labels"].index(label)] for chunk in alone] for label in labels}
+    reduce = max if aggregate == "max" else (lambda scores: sum(scores) / len(scores))
+    expected = sorted(((label, reduce(scores)) for label, scores in per_label.items()), key=lambda p: -p[1])
+    assert result["labels"] == [label for label, _ in expected]
+    assert result["scores"] == [pytest.approx(score, abs=1e-6) for _, score in expected]
+    hypothesis = len(runtime.tokenizer.backend.encode(task.hypotheses[1], add_special_tokens=False).ids)
+    room = task.max_length - runtime.tokenizer.backend.num_special_tokens_to_add(is_pair=True) - hypothesis
+    assert task.chunk_room() == room
+    from squeezecli.errors import UsageError
+
+    with pytest.raises(UsageError, match=f"--chunk {room + 1} does not fit") as caught:
+        ZeroShot(runtime, labels=labels, chunk=room + 1)
+    assert f"use --chunk {room} or less" in caught.value.hint
+    assert len(ZeroShot(runtime, labels=labels, chunk=room)([LONG_TEXT])) == 1

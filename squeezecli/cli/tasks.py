@@ -212,10 +212,8 @@ def classify(env: Environment, inputs: InputOptions, output: OutputOptions, mode
       squeeze classify --labels "sports,politics,tech" headlines.txt
     """
     if classify_task(model, labels, template) == "zero-shot":
-        if chunk is not None or aggregate is not None or overlap:
-            raise UsageError("--chunk, --overlap and --aggregate read a model's own labels, not --labels",
-                             hint="zero-shot cuts long texts to the window (and says so)")
-        pipeline = load("zero-shot", model, env, output.quiet, labels=labels, template=template, multi_label=multi_label)
+        pipeline = load("zero-shot", model, env, output.quiet, labels=labels, template=template,
+                        multi_label=multi_label, chunk=chunk, overlap=overlap, aggregate=aggregate)
         _run(pipeline, inputs, output, env, model.batch_size, ["labels", "text"], views.zero_shot)
         return
     pipeline = load("classify", model, env, output.quiet, top_k=top_k, all_scores=all_scores, chunk=chunk,

@@ -12,6 +12,9 @@ from ..io.batches import DEFAULT_BATCH_SIZE
 if TYPE_CHECKING:
     from ..model.runtime import Runtime
 
+# How the scores of a text's chunks make its own, per label (classify, zero-shot); the first is the default.
+AGGREGATIONS = ("mean", "max")
+
 
 class Task:
     """A task bound to a model. `__call__(texts)` gives one JSON-serialisable result per text, in order.
@@ -37,7 +40,7 @@ class Task:
     def set_chunking(self, chunk: int | None, overlap: int, *, needs_chunk: dict[str, bool]) -> None:
         """Check and keep `chunk` (tokens of whole words per window, None: cut texts to the window) and
         `overlap`; each option named in `needs_chunk` that is given (True) is refused without a chunk."""
-        room = self.max_length - self.runtime.tokenizer.backend.num_special_tokens_to_add(is_pair=False)
+        room = self.chunk_room()
         given = [name for name, present in {"--overlap": bool(overlap), **needs_chunk}.items() if present]
         if chunk is None and given:
             raise UsageError(f"{' and '.join(given)} appl{'y' if len(given) > 1 else 'ies'} to chunks",
@@ -48,6 +51,10 @@ class Task:
         if chunk is not None and not 0 <= overlap < chunk:
             raise UsageError(f"--overlap {overlap} must be less than --chunk {chunk}")
         self.chunk, self.overlap = chunk, overlap
+
+    def chunk_room(self) -> int:
+        """The most tokens of text one chunk may have: the window less the special tokens around it."""
+        return self.max_length - self.runtime.tokenizer.backend.num_special_tokens_to_add(is_pair=False)
 
     def chunk_spans(self, texts: list[str]) -> list[list[tuple[int, int]]]:
         """Per text, its chunks' character spans (Tokenizer.word_chunks); a text without words is one."""

@@ -12,7 +12,7 @@ import torch
 
 from ..errors import ModelError, SqueezeError, UsageError
 from ..io.batches import batched
-from .base import Task, mark_truncated
+from .base import AGGREGATIONS, Task, mark_truncated
 
 if TYPE_CHECKING:
     from ..model.runtime import Runtime
@@ -77,10 +77,6 @@ class Classify(Task):
             row = rows.mean(0) if self.aggregate == "mean" else rows.amax(0)  # [labels]
             results.append({**self._ranked(row.tolist()), "chunks": len(own)})
         return results
-
-
-# How the scores of a text's chunks make its own, per label; the first is the default.
-AGGREGATIONS = ("mean", "max")
 
 
 def labels_in_id_order(id2label: dict[int, str]) -> list[str]:

@@ -5,6 +5,9 @@ model's entailment logit says how well the label fits. With one winner wanted (t
 entailment logits of all candidates go through one softmax, so the scores sum to 1; with `multi_label`
 (or a single candidate) each candidate is judged on its own, by a softmax over its contradiction and
 entailment logits.
+
+With `chunk`, a long text is read as chunks of whole words, each chunk paired with every hypothesis, and
+a label's score is the mean (default) or max of its chunks' scores.
 """
 
 from __future__ import annotations
@@ -14,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ..errors import InputError, ModelError
+from ..errors import InputError, ModelError, UsageError
 from ..io.batches import batched
 from . import DEFAULT_TEMPLATE
-from .base import Task, mark_truncated
+from .base import AGGREGATIONS, Task, mark_truncated
 
 if TYPE_CHECKING:
     from ..model.runtime import Runtime
@@ -29,10 +32,14 @@ class ZeroShot(Task):
     `labels` are the candidates (a list, or one comma-separated string as the pipeline accepts);
     `template` turns a label into a hypothesis with str.format. Each text expands to one (text, hypothesis)
     pair per candidate; at most `batch_size` pairs go through the model at once. A text too long for
-    `max_length` tokens (default: the model's limit) is truncated, never the hypothesis.
+    `max_length` tokens (default: the model's limit) is truncated, never the hypothesis (and marked).
+    With `chunk` (at most the room the longest hypothesis leaves), a text is scored as chunks and each
+    label's score aggregated over them (`aggregate`: "mean" or "max"); the result says how many `chunks`.
+    The mean of one-winner scores still sums to 1 over the labels; the max does not.
     """
 
     head = "sequence"
+    chunkable = True
 
     def __init__(
         self,
@@ -41,6 +48,9 @@ class ZeroShot(Task):
         labels: Sequence[str] | str,
         template: str = DEFAULT_TEMPLATE,
         multi_label: bool = False,
+        chunk: int | None = None,
+        overlap: int = 0,
+        aggregate: str | None = None,
         **options: Any,
     ) -> None:
         super().__init__(runtime, **options)
@@ -50,6 +60,10 @@ class ZeroShot(Task):
         # The pipeline judges a lone candidate on its own: a softmax over one logit would always give 1.
         self.independent = multi_label or len(self.labels) == 1
         self._check_hypotheses_fit()
+        self.set_chunking(chunk, overlap, needs_chunk={"--aggregate": aggregate is not None})
+        if aggregate not in (None, *AGGREGATIONS):
+            raise UsageError(f"unknown aggregation {aggregate!r}", hint=f"use {', '.join(AGGREGATIONS)}")
+        self.aggregate = aggregate or AGGREGATIONS[0]
 
     def _check_hypotheses_fit(self) -> None:
         """Fail before any input is read if a hypothesis leaves no room for the text in the window (the
@@ -61,6 +75,7 @@ class ZeroShot(Task):
         lengths = [len(encoding.ids) - single for encoding in tokenizer.encode(self.hypotheses, max_length=1 << 30)]
         # The hypothesis that leaves a text the least room: if any pair cuts a text, this one's does.
         self._tightest = max(range(len(lengths)), key=lengths.__getitem__)
+        self._longest_hypothesis = lengths[self._tightest]
         for label, tokens in zip(self.labels, lengths):
             if tokens + pair + 1 > self.max_length:
                 raise InputError(
@@ -69,9 +84,35 @@ class ZeroShot(Task):
                     hint="use a shorter label or hypothesis template",
                 )
 
+    def chunk_room(self) -> int:
+        pair = self.runtime.tokenizer.backend.num_special_tokens_to_add(is_pair=True)
+        return self.max_length - pair - self._longest_hypothesis
+
     def __call__(self, texts: list[str]) -> list[dict[str, Any]]:
         if not texts:
             return []
+        if self.chunk is not None:
+            spans = self.chunk_spans(texts)
+            scores, _ = self._scores([text[start:end] for text, own in zip(texts, spans) for start, end in own])
+            results, first = [], 0
+            for own in spans:
+                rows = scores[first:first + len(own)]  # [chunks, labels]
+                first += len(own)
+                row = rows.mean(0) if self.aggregate == "mean" else rows.amax(0)  # [labels]
+                results.append({**self._ranked(row.tolist()), "chunks": len(own)})
+            return results
+        scores, encodings = self._scores(texts)
+        results = [self._ranked(row) for row in scores.tolist()]
+        tightest = encodings[self._tightest::len(self.labels)]  # each text's pair with the longest hypothesis
+        return mark_truncated(results, self.runtime.tokenizer.cut_lengths(texts, tightest, self.max_length))
+
+    def _ranked(self, row: list[float]) -> dict[str, Any]:
+        # Stable: equal scores keep the order the labels were given in.
+        ranked = sorted(zip(self.labels, row), key=lambda pair: pair[1], reverse=True)
+        return {"labels": [label for label, _ in ranked], "scores": [score for _, score in ranked]}
+
+    def _scores(self, texts: list[str]) -> tuple[torch.Tensor, list]:
+        """Each text's score per label [N, labels] (in self.labels' order), and the pairs' encodings."""
         count = len(self.labels)
         # Pair p is (text p // count, hypothesis p % count).
         encodings = self.runtime.tokenizer.encode(
@@ -88,13 +129,7 @@ class ZeroShot(Task):
             scores = torch.softmax(pair, dim=-1)[..., 1]  # [N, labels]
         else:
             scores = torch.softmax(logits[..., self.entailment_id], dim=-1)  # [N, labels]
-        results = []
-        for row in scores.tolist():
-            # Stable: equal scores keep the order the labels were given in.
-            ranked = sorted(zip(self.labels, row), key=lambda pair: pair[1], reverse=True)
-            results.append({"labels": [label for label, _ in ranked], "scores": [score for _, score in ranked]})
-        tightest = encodings[self._tightest::count]  # each text's pair with the longest hypothesis
-        return mark_truncated(results, self.runtime.tokenizer.cut_lengths(texts, tightest, self.max_length))
+        return scores, encodings
 
 
 def candidate_labels(labels: Sequence[str] | str) -> list[str]:
