@@ -258,6 +258,21 @@ def test_csv_and_tsv_input_carry_columns_through_and_match_the_same_texts_as_lin
     assert [(r["label"], round(r["score"], 5)) for r in rows] == [(e["label"], round(e["score"], 5)) for e in expected]
 
 
+def test_parquet_input_matches_the_same_texts_as_lines(served, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    texts = ["great, really", "awful\nand slow"]
+    path = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"id": [7, 8], "body": texts}), path)
+    result = run(["sentiment", "--parquet", "--field", "body", "--precision", "fp32", "--format", "jsonl", str(path)])
+    assert result.exit_code == 0, result.stderr
+    rows = records(result.stdout)
+    assert [(r["file"], r["row"], r["id"]) for r in rows] == [(str(path), 1, 7), (str(path), 2, 8)]
+    expected = squeezecli.load("sentiment", precision="fp32")(texts)
+    assert [(r["label"], round(r["score"], 5)) for r in rows] == [(e["label"], round(e["score"], 5)) for e in expected]
+
+
 def test_one_input_format_at_a_time(served, tmp_path):
     result = run(["sentiment", "--csv", "--jsonl"], input="text\nhi\n")
     assert result.exit_code == ExitStatus.USAGE and "--jsonl and --csv are different input formats" in result.stderr

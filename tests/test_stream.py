@@ -258,6 +258,66 @@ def test_a_csv_field_may_be_long_but_not_endless(tmp_path):
         list(read_records([endless], unit="csv"))
 
 
+# --- Parquet -----------------------------------------------------------------------------------------
+
+
+def write_parquet(tmp_path, name, columns: dict, row_group_size: int | None = None) -> str:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = str(tmp_path / name)
+    pq.write_table(pa.table(columns), path, row_group_size=row_group_size)
+    return path
+
+
+def test_parquet_rows_take_the_text_column_and_carry_the_others_as_json_values(tmp_path):
+    import datetime
+
+    texts = [f"text number {i}" for i in range(2500)]
+    texts[3], texts[4] = None, "  "  # a null and a blank text are skipped, their rows still counted
+    when = datetime.datetime(2026, 12, 1, 20, 0)
+    path = write_parquet(tmp_path, "in.parquet", {
+        "id": list(range(2500)), "body": texts, "score": [0.5] * 2499 + [float("nan")],
+        "tags": [["a", "b"]] * 2500, "at": [when] * 2500,
+    }, row_group_size=1000)  # several row groups, and batches across them
+    records = list(read_records([path], unit="parquet", field="body"))
+    assert len(records) == 2498
+    assert [(r.source["row"], r.text) for r in records[:4]] == [(1, "text number 0"), (2, "text number 1"),
+                                                               (3, "text number 2"), (6, "text number 5")]
+    assert records[0].source == {"file": path, "row": 1}
+    assert records[0].extra == {"id": 0, "score": 0.5, "tags": ["a", "b"], "at": "2026-12-01T20:00:00"}
+    assert records[-1].extra["score"] == "nan" and records[-1].source["row"] == 2500
+
+
+def test_parquet_from_stdin(tmp_path, monkeypatch):
+    path = write_parquet(tmp_path, "in.parquet", {"text": ["one", "two"]})
+    with open(path, "rb") as stream:
+        set_stdin(monkeypatch, stream.read())
+    assert [r.text for r in read_records([], unit="parquet")] == ["one", "two"]
+
+
+@pytest.mark.parametrize(("columns", "expected"), [
+    ({"body": ["x"]}, 'no "text" column (the header has: body)'),
+    ({"text": [1, 2]}, 'the "text" column holds int64, not text'),
+])
+def test_bad_parquet_columns_are_one_line_errors(tmp_path, columns, expected):
+    path = write_parquet(tmp_path, "in.parquet", columns)
+    with pytest.raises(InputError) as caught:
+        list(read_records([path], unit="parquet"))
+    assert caught.value.message == f"{path}: {expected}" and caught.value.status == ExitStatus.INPUT
+
+
+def test_a_file_that_is_not_parquet_and_parquet_without_pyarrow(tmp_path, monkeypatch):
+    path = write(tmp_path, "in.parquet", b"text\nnot parquet at all\n")
+    with pytest.raises(InputError, match=r"in.parquet: not a Parquet file \("):
+        list(read_records([path], unit="parquet"))
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # as if it were not installed
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
+    with pytest.raises(InputError, match="reading Parquet needs pyarrow") as caught:
+        list(read_records([path], unit="parquet"))
+    assert "squeezecli[parquet]" in caught.value.hint
+
+
 # --- documents ---------------------------------------------------------------------------------------
 
 

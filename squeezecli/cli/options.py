@@ -58,21 +58,22 @@ def complete_file_names(ctx: click.Context, param: click.Parameter, incomplete: 
 
 
 def input_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """FILE... plus --jsonl/--csv/--tsv/--field/--doc/--errors, passed to the command as
+    """FILE... plus --jsonl/--csv/--tsv/--parquet/--field/--doc/--errors, passed to the command as
     `inputs: InputOptions`.
 
     The paths are checked before the command body runs, so a typo fails before a model is loaded.
     """
 
     @functools.wraps(command)
-    def with_inputs(*args: Any, files: tuple[str, ...], jsonl: bool, csv: bool, tsv: bool, field: str | None,
-                    doc: bool, errors: DecodeErrors, **kwargs: Any) -> Any:
-        chosen = [name for name, given in (("--jsonl", jsonl), ("--csv", csv), ("--tsv", tsv), ("--doc", doc)) if given]
+    def with_inputs(*args: Any, files: tuple[str, ...], jsonl: bool, csv: bool, tsv: bool, parquet: bool,
+                    field: str | None, doc: bool, errors: DecodeErrors, **kwargs: Any) -> Any:
+        chosen = [name for name, given in (("--jsonl", jsonl), ("--csv", csv), ("--tsv", tsv), ("--parquet", parquet),
+                                           ("--doc", doc)) if given]
         if len(chosen) > 1:
             raise click.UsageError(f"{chosen[0]} and {chosen[1]} are different input formats: give one")
         if doc and field is not None:
             raise click.UsageError("--doc reads whole files as text; it cannot be combined with --field")
-        unit: Unit = ("doc" if doc else "csv" if csv else "tsv" if tsv
+        unit: Unit = ("doc" if doc else "csv" if csv else "tsv" if tsv else "parquet" if parquet
                       else "jsonl" if jsonl or field is not None else "line")
         check_paths(files)
         return command(*args, inputs=InputOptions(files, unit, field, errors), **kwargs)
@@ -86,9 +87,11 @@ def input_options(command: Callable[..., Any]) -> Callable[..., Any]:
                      help="Read CSV with a header row: the text is in the --field column, the other columns are "
                           "copied to the output."),
         click.option("--tsv", is_flag=True, help="Read TSV (tab-separated) like --csv."),
+        click.option("--parquet", is_flag=True,
+                     help="Read Parquet like --csv (needs pyarrow: the parquet extra); rows are named by number."),
         click.option("--field", metavar="NAME",
-                     help="The JSON field or CSV/TSV column that holds the text (default: text). Without "
-                          "--csv or --tsv, implies --jsonl."),
+                     help="The JSON field or CSV/TSV/Parquet column that holds the text (default: text). Alone, "
+                          "implies --jsonl."),
         click.option("--doc", is_flag=True, help="Treat each whole file as one text instead of one text per line."),
         click.option("--errors", type=click.Choice(["strict", "replace"]), default="strict", show_default=True,
                      help="On invalid UTF-8: stop with an error, or replace the bad bytes with U+FFFD."),

@@ -1,5 +1,5 @@
 """Files or stdin -> `Record`s: lines, JSON lines, CSV/TSV rows or whole documents, read lazily and
-decoded as UTF-8.
+decoded as UTF-8 (Parquet rows: parquet.py).
 
 Every path is checked before the first record is read; a line is read in bounded pieces (MAX_TEXT_BYTES
 of it are kept), so no input, however long its lines, is ever held whole.
@@ -20,7 +20,7 @@ from typing import Any, BinaryIO, Literal
 from ..environment import Environment
 from ..errors import InputError
 
-Unit = Literal["line", "jsonl", "csv", "tsv", "doc"]
+Unit = Literal["line", "jsonl", "csv", "tsv", "parquet", "doc"]
 DecodeErrors = Literal["strict", "replace"]
 
 STDIN = "-"
@@ -37,11 +37,12 @@ _DELIMITERS = {"csv": ",", "tsv": "\t"}
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Record:
-    """One unit of work: a line, a JSON line's text field, a CSV/TSV row's text column, or a whole document.
+    """One unit of work: a line, a JSON line's text field, a CSV/TSV/Parquet row's text column, or a whole
+    document.
 
-    `source` is {"file": name, "line": n} for line, JSONL and CSV/TSV input (a row: the line it starts on)
-    and {"file": name} for documents, with name "-" for stdin. `extra` holds a JSON line's other fields
-    or a row's other columns, carried through to the output.
+    `source` is {"file": name, "line": n} for line, JSONL and CSV/TSV input (a row: the line it starts on),
+    {"file": name, "row": n} for Parquet and {"file": name} for documents, with name "-" for stdin.
+    `extra` holds a JSON line's other fields or a row's other columns, carried through to the output.
     """
 
     text: str
@@ -94,6 +95,10 @@ def _read_all(paths: list[str], unit: Unit, field: str, errors: DecodeErrors, on
                     yield from _read_document(path, stream, errors, on_read, env)
                 elif unit in _DELIMITERS:
                     yield from _read_table(path, stream, unit, field, errors, on_read)
+                elif unit == "parquet":
+                    from .parquet import read_parquet
+
+                    yield from read_parquet(path, _display_name(path), stream, field, MAX_TEXT_BYTES, on_read)
                 else:
                     yield from _read_lines(path, stream, unit, field, errors, on_read, env)
             except OSError as exc:  # a read error: EIO, a device that went away, a closed descriptor
@@ -200,7 +205,7 @@ def _read_table(path: str, stream: BinaryIO, unit: Unit, field: str, errors: Dec
         if not row:
             continue
         if header is None:
-            header, column = row, _text_column(row, field, f"{where}:{start}")
+            header, column = row, text_column(row, field, f"{where}:{start}")
             continue
         if len(row) != len(header):
             raise InputError(f"{where}:{start}: {len(row)} fields where the header has {len(header)}",
@@ -209,7 +214,7 @@ def _read_table(path: str, stream: BinaryIO, unit: Unit, field: str, errors: Dec
         yield Record(row[column], {"file": path, "line": start}, extra)
 
 
-def _text_column(header: list[str], field: str, where: str) -> int:
+def text_column(header: list[str], field: str, where: str) -> int:
     """The index of the text column `field` in a header row that names each column once."""
     repeated = sorted({name for name in header if header.count(name) > 1})
     if repeated:
