@@ -8,7 +8,7 @@ Layers, each a subpackage whose docstring says what it owns and may import (a te
     model/         config, checkpoint files, tokenizer, encoder    -> (loader.py alone: store, precision)
     precision/     int8 (and other) projections, quantization      -> model
     store/         sources, the Hub, the cache of built entries    -> model.layout, model.tensorfile
-    io/            records in, batches, results out                -> errors, environment
+    io/            records in, batches, results out, index files   -> errors, environment
     integrations/  Ray Data                                        -> api, io
     environment.py, errors.py: read by every layer.
 

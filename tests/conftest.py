@@ -77,3 +77,34 @@ def checkpoints(tmp_path_factory):
         return built[name]
 
     return checkpoint
+
+
+@pytest.fixture(scope="module")
+def default_models(tmp_path_factory):
+    """Random-weight checkpoints standing in for the catalogue's default models, by task."""
+    import factory
+
+    from squeezecli.store import catalogue
+
+    root = tmp_path_factory.mktemp("models")
+    built = {}
+    for task, arch, head, kw in [
+        ("sentiment", "distilbert", "sequence", {}),
+        ("zero-shot", "squeezebert", "sequence", {"labels": ["LABEL_0", "LABEL_1", "LABEL_2"]}),
+        ("qa", "bert", "qa", {}),
+        ("ner", "bert", "token", {"labels": list(catalogue.by_alias("bert-ner").labels)}),
+        ("embed", "bert", "base", {}),
+    ]:
+        factory.build(root / task, arch, head, **kw)
+        built[task] = root / task
+    return built
+
+
+@pytest.fixture
+def served(hub, default_models):
+    """The catalogue's default model ids served by the loopback Hub (default_models' stand-ins)."""
+    from squeezecli.store import catalogue
+
+    for task, directory in default_models.items():
+        hub.add_repo(catalogue.by_alias(catalogue.default_for(task)).repo_id, directory)
+    return hub

@@ -103,6 +103,7 @@ INPUT_FILES = {
         "How do I cancel my subscription?\n"
         "Which payment methods do you accept?\n"
     ),
+    "faq-more.txt": "Can I get a refund for my last payment?\n",
 }
 
 REAL_MODEL = "minilm-embed"  # the one catalogue model whose real weights are available offline

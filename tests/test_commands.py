@@ -12,7 +12,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import factory
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -20,36 +19,10 @@ from click.testing import CliRunner
 import squeezecli
 from squeezecli.cli import squeeze
 from squeezecli.errors import ExitStatus
-from squeezecli.store import catalogue
 
 ROOT = Path(__file__).resolve().parent.parent
 TEXTS = ["I loved this film, truly wonderful.", "", "Dreadful service and cold food.", "Berlin is in Germany."]
 CONTEXT = "Ada Lovelace wrote the first program in 1843. She worked with Charles Babbage in London."
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    """Random-weight checkpoints standing in for the catalogue's default models."""
-    root = tmp_path_factory.mktemp("models")
-    built = {}
-    for task, arch, head, kw in [
-        ("sentiment", "distilbert", "sequence", {}),
-        ("zero-shot", "squeezebert", "sequence", {"labels": ["LABEL_0", "LABEL_1", "LABEL_2"]}),
-        ("qa", "bert", "qa", {}),
-        ("ner", "bert", "token", {"labels": list(catalogue.by_alias("bert-ner").labels)}),
-        ("embed", "bert", "base", {}),
-    ]:
-        factory.build(root / task, arch, head, **kw)
-        built[task] = root / task
-    return built
-
-
-@pytest.fixture
-def served(hub, models):
-    """The catalogue's default model ids served by the loopback Hub."""
-    for task, directory in models.items():
-        hub.add_repo(catalogue.by_alias(catalogue.default_for(task)).repo_id, directory)
-    return hub
 
 
 @pytest.fixture
@@ -123,8 +96,8 @@ def test_classify_needs_a_model_or_labels(served):
     assert "--model" in result.stderr and "--labels" in result.stderr
 
 
-def test_classify_with_a_model_and_top_k(served, models, lines_file):
-    result = run(["classify", "--model", str(models["sentiment"]), "--top-k", "2", "--precision", "fp32",
+def test_classify_with_a_model_and_top_k(served, default_models, lines_file):
+    result = run(["classify", "--model", str(default_models["sentiment"]), "--top-k", "2", "--precision", "fp32",
                   str(lines_file)])
     rows = records(result.stdout)
     assert len(rows) == 3 and all(len(r["labels"]) == 2 for r in rows)
@@ -302,15 +275,15 @@ def subprocess_env():
     return env
 
 
-def test_real_process_pipes_and_head(served, models, tmp_path):
+def test_real_process_pipes_and_head(served, default_models, tmp_path):
     big = tmp_path / "big.txt"
     big.write_text("a fine day\n" * 3000, encoding="utf-8")
-    cmd = f"{sys.executable} -m squeezecli sentiment --model {models['sentiment']} --precision fp32 {big} | head -2"
+    cmd = f"{sys.executable} -m squeezecli sentiment --model {default_models['sentiment']} --precision fp32 {big} | head -2"
     done = subprocess.run(["bash", "-c", "set -o pipefail; " + cmd], capture_output=True, text=True,
                           env=subprocess_env(), timeout=300)
     assert len(done.stdout.splitlines()) == 2
     assert "Traceback" not in done.stderr and "Error" not in done.stderr
-    piped = subprocess.run([sys.executable, "-m", "squeezecli", "embed", "--model", str(models["embed"]),
+    piped = subprocess.run([sys.executable, "-m", "squeezecli", "embed", "--model", str(default_models["embed"]),
                             "--precision", "fp32"], input="one\ntwo\n", capture_output=True, text=True,
                            env=subprocess_env(), timeout=300)
     assert piped.returncode == 0, piped.stderr

@@ -91,6 +91,11 @@ def _third_party_imports() -> dict[str, set[str]]:
     return found
 
 
+# The modules of the optional features, and the extra that brings what they import.
+OPTIONAL_HOMES = {"squeezecli/integrations/raydata.py": "ray", "squeezecli/cli/distributed.py": "ray",
+                  "squeezecli/io/parquet.py": "parquet"}
+
+
 def test_every_module_squeezecli_imports_is_declared_in_pyproject():
     import tomllib
 
@@ -107,7 +112,9 @@ def test_every_module_squeezecli_imports_is_declared_in_pyproject():
     undeclared = {}
     for module, files in _third_party_imports().items():
         distributions = {normalized(name) for name in providers.get(module, [module])}
-        needed = declared | (optional["ray"] if files <= {"squeezecli/integrations/raydata.py", "squeezecli/cli/distributed.py"} else set())
+        # A module imported only where an optional feature lives may come from that feature's extra.
+        extras = {OPTIONAL_HOMES.get(file) for file in files}
+        needed = declared | (set().union(*(optional[extra] for extra in extras)) if None not in extras else set())
         if not distributions & needed:
             undeclared[module] = sorted(files)
     assert undeclared == {}, f"imported but not declared in pyproject.toml: {undeclared}"

@@ -21,7 +21,7 @@ ALLOWED: dict[str, set[str]] = {
     "model.tensorfile": set(),
     "model.layout": {"errors"},
     "environment": {"errors"},
-    "io": {"errors", "environment"},
+    "io": {"errors", "environment", "_version"},  # _version: the files squeeze writes say which squeeze wrote them
     "model": {"errors", "environment", "model.layout", "model.tensorfile"},
     "precision": {"errors", "environment", "model"},
     "store": {"errors", "environment", "_version", "model.layout", "model.tensorfile"},

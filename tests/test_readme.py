@@ -38,6 +38,9 @@ def test_example_shows_what_squeeze_prints(transcripts, index):
 
 def _squeeze_commands() -> set[tuple[str, ...]]:
     """The squeeze (sub)commands the README's console examples run, e.g. ("models", "pull")."""
+    from squeezecli.cli import squeeze
+
+    groups = {name for name, command in squeeze.commands.items() if hasattr(command, "commands")}
     used = set()
     for block in BLOCKS:
         if block.kind != "console":
@@ -46,7 +49,7 @@ def _squeeze_commands() -> set[tuple[str, ...]]:
             words = shlex.split(step.source.replace("\\\n", " "))
             for at, word in enumerate(words):
                 if word == "squeeze" and at + 1 < len(words):
-                    used.add(tuple(words[at + 1 : at + 3]) if words[at + 1] == "models" else (words[at + 1],))
+                    used.add(tuple(words[at + 1 : at + 3]) if words[at + 1] in groups else (words[at + 1],))
     return used
 
 

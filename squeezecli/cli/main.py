@@ -163,10 +163,10 @@ def echo_lines(env: Environment, inputs: InputOptions, output: OutputOptions, ba
 def _register() -> None:
     from .distributed import run_distributed
     from .models import models
-    from .tasks import COMMANDS
+    from . import search, tasks
     from .tools import completion, doctor
 
-    for command in COMMANDS:
+    for command in [*tasks.COMMANDS, *search.COMMANDS]:
         squeeze.add_command(command)
     squeeze.add_command(models)
     squeeze.add_command(completion)

@@ -17,6 +17,7 @@ import click
 from ..environment import Environment
 from ..errors import write_stderr
 from ..io.writers import print_json, print_rich, print_text
+from . import views
 from .options import json_option, model_argument, pass_environment
 
 
@@ -55,7 +56,7 @@ def pull(env: Environment, model: str, revision: str | None, force: bool, as_jso
             env,
             f"{_display_name(summary)} @ {summary['commit'][:12]}: {summary['architecture']} "
             f"({', '.join(summary['heads'])}), {_parameters(summary['parameters'])} parameters, "
-            f"{_size(summary['size_int8'])} int8 ({_size(summary['size_source'])} source)"
+            f"{views.size(summary['size_int8'])} int8 ({views.size(summary['size_source'])} source)"
         )
 
 
@@ -88,7 +89,7 @@ def list_models(env: Environment, as_json: bool) -> None:
     for s in summaries:
         table.add_row(
             s["alias"] or s["id"], s["commit"][:8], s["architecture"], s["heads"][0], _parameters(s["parameters"]),
-            _size(s["size_int8"]), _size(s["size_source"]), _ago(now, s["last_used"]),
+            views.size(s["size_int8"]), views.size(s["size_source"]), _ago(now, s["last_used"]),
         )
     print_rich(env, table)
 
@@ -127,7 +128,7 @@ def info(env: Environment, model: str, revision: str | None, verify: bool, as_js
         ("heads", ", ".join(record["heads"])), ("labels", ", ".join(record["labels"]) or "-"),
         ("parameters", _parameters(record["parameters"])),
         ("quantization", record["quantization"]["scheme"]),
-        ("size", f"{_size(record['size_int8'])} int8, {_size(record['size_source'])} source"),
+        ("size", f"{views.size(record['size_int8'])} int8, {views.size(record['size_source'])} source"),
         ("created", record["created"]), ("last used", record["last_used"] or "-"),
         ("checked", "all checksums match" if verify else "files complete (--verify checks checksums)"),
         ("path", record["path"]),
@@ -153,7 +154,7 @@ def rm(env: Environment, names: tuple[str, ...], remove_all: bool) -> None:
         raise click.UsageError("give one or more MODELs, or --all")
     for entry in cache.remove(names, all=remove_all, env=env):
         summary = entry.summary()
-        print_text(env, f"removed {_display_name(summary)} @ {summary['commit'][:12]} ({_size(summary['size_int8'])})")
+        print_text(env, f"removed {_display_name(summary)} @ {summary['commit'][:12]} ({views.size(summary['size_int8'])})")
 
 
 @models.command("aliases")
@@ -200,15 +201,6 @@ def _labels(entry: Any) -> list[str]:
         return [str(id2label[k]) for k in sorted(id2label, key=int)] if entry.head in ("sequence", "token") else []
     except (OSError, ValueError, AttributeError):
         return []
-
-
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "kB", "MB"):
-        if value < 1000:
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{value:.1f} GB"
 
 
 def _parameters(n: int) -> str:

@@ -1,4 +1,4 @@
-"""The task commands: sentiment, classify, qa, ner, embed, similar.
+"""The task commands: sentiment, classify, qa, ner, embed (similar: search.py).
 
 Each is a thin layer over `squeezecli.load`: it turns its options into task options, loads the pipeline
 (pulling the model on first use), and hands `run_pipeline` the batch function. torch is imported only
@@ -9,7 +9,7 @@ here, so `run-distributed` (distributed.py) offers the same options with the sam
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -18,13 +18,12 @@ from ..environment import Environment
 from ..errors import SqueezeError, UsageError
 from ..io.batches import batched
 from ..io.pipeline import InputOptions, OutputOptions, TableView, run_pipeline
-from ..io.records import Record, check_paths, read_records
-from ..io.writers import open_writer, write_npy
+from ..io.records import Record
+from ..io.writers import write_npy
 from ..tasks import DEFAULT_TEMPLATE
 from . import views
 from .options import (
     ModelOptions,
-    complete_file_names,
     input_options,
     model_options,
     output_options,
@@ -263,41 +262,4 @@ def embed(env: Environment, inputs: InputOptions, output: OutputOptions, model: 
     write_npy(vectors, env.stdout.buffer, dimension=pipeline.task.dimension)
 
 
-@click.command()
-@click.argument("query")
-@click.option("--corpus", "corpus", required=True, multiple=True, metavar="FILE",
-              help="Lines to search (a file, or - for stdin); repeat for several.", shell_complete=complete_file_names)
-@click.option("-k", "--top-k", "k", type=click.IntRange(min=1), default=5, show_default=True,
-              help="How many of the nearest lines.")
-@model_options
-@output_options
-@pass_environment
-def similar(env: Environment, output: OutputOptions, model: ModelOptions, query: str, corpus: tuple[str, ...],
-            k: int) -> None:
-    """The corpus lines nearest to QUERY by cosine similarity of their embeddings.
-
-    The corpus is read and embedded one batch at a time: only the best k lines are kept.
-    """
-    check_paths(corpus)
-    pipeline = load("embed", model, env, output.quiet)
-    from ..tasks.embed import nearest
-
-    texts = 0
-
-    def batches() -> Iterator[list[tuple[str, Any]]]:
-        nonlocal texts
-        for batch in batched(read_records(corpus, env=env), model.batch_size):
-            texts += len(batch)
-            yield [(record.text, record.source) for record in batch]
-
-    cut: list[Any] = []
-    hits = nearest(pipeline.task, query, batches(), k, cut)
-    rows = [{**hit["source"], "rank": rank, "score": hit["score"], "text": hit["text"],
-             **{key: hit[key] for key in ("truncated", "tokens") if key in hit}}
-            for rank, hit in enumerate(hits, 1)]
-    open_writer(output.format, ["rank", "score", "text", "file", "line"], env).write_batch(rows)
-    if cut:
-        env.notice(truncation_notice(len(cut), texts, pipeline.task.max_length, pipeline.runtime.max_length))
-
-
-COMMANDS = [sentiment, classify, qa, ner, embed, similar]
+COMMANDS = [sentiment, classify, qa, ner, embed]

@@ -1,5 +1,5 @@
-"""How a task's nested results read in a table: one line of text per result, for people. JSON lines and
-CSV carry the results as they are."""
+"""How a task's nested results read in a table: one line of text per result, for people (JSON lines and
+CSV carry the results as they are); and sizes as people read them."""
 
 from __future__ import annotations
 
@@ -38,3 +38,13 @@ def answers(result: dict[str, Any]) -> dict[str, Any]:
 def chunks(result: dict[str, Any]) -> dict[str, Any]:
     """embed --chunk: each chunk's character span, "0-118, 97-240"."""
     return {"chunks": ", ".join(f"{chunk['start']}-{chunk['end']}" for chunk in result["chunks"])}
+
+
+def size(n: int) -> str:
+    """A byte count as "812 B", "3.4 kB", "25.8 MB", "1.2 GB" (decimal units, as `ls -h --si`)."""
+    value = float(n)
+    for unit in ("B", "kB", "MB"):
+        if value < 1000:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} GB"

@@ -34,16 +34,18 @@ class _RichProgress:
 
 
 @contextlib.contextmanager
-def progress_for(paths: Sequence[str], quiet: bool, env: Environment | None = None) -> Iterator[ReadProgress]:
+def progress_for(paths: Sequence[str], quiet: bool, env: Environment | None = None,
+                 prints_results: bool = True) -> Iterator[ReadProgress]:
     """A progress bar on stderr while the inputs are read, when results go to a file and stderr is a
     terminal (and not `quiet`). Results printed to the terminal are their own progress display, and a
     live bar redrawn between table rows garbles both; results piped on (`| head`, `| jq`) usually come
-    back to the same terminal, where the bar would be drawn through them.
+    back to the same terminal, where the bar would be drawn through them. A command that prints no
+    results (`prints_results=False`: it writes a file) shows the bar wherever stderr is a terminal.
 
     Pass the yielded object's `advance` as `read_records(on_read=...)`.
     """
     env = env or Environment.from_os()
-    if quiet or not env.stderr_is_terminal or env.stdout_is_terminal or env.stdout_is_pipe:
+    if quiet or not env.stderr_is_terminal or (prints_results and (env.stdout_is_terminal or env.stdout_is_pipe)):
         yield _NoProgress()
         return
     # Rich is imported here, not at module level: piped runs never draw a progress bar.

@@ -128,7 +128,8 @@ def _load_int8(entry: cache.Entry, head: str, backend: str, source: Source) -> R
     from ..store import files
 
     files.touch(entry.path / cache.LAST_USED)
-    return Runtime(_with_head(encoder, head), tokenizer, entry.path, source.name)
+    return Runtime(_with_head(encoder, head), tokenizer, entry.path, source.name, model_id=entry.source_id,
+                   commit=entry.commit, precision="int8")
 
 
 def _load_checkpoint(source: Source, head: str, precision: str, *, offline: bool, progress: bool,
@@ -137,6 +138,7 @@ def _load_checkpoint(source: Source, head: str, precision: str, *, offline: bool
 
     from .runtime import Runtime
 
+    commit = None
     if source.kind == "dir":
         model_dir = source.path
     else:
@@ -148,7 +150,7 @@ def _load_checkpoint(source: Source, head: str, precision: str, *, offline: bool
         revision = recorded or source.revision
         downloaded_before = hub.cached_snapshot(source.id, revision, env) is not None
         snapshot = hub.fetch(source.id, revision, offline=offline, progress=progress, env=env)
-        model_dir = snapshot.path
+        model_dir, commit = snapshot.path, snapshot.commit
         if recorded is None:
             with contextlib.suppress(OSError):  # a read-only cache: the next run asks the Hub again, no harm
                 refs.write_ref(root, source.id, source.revision, snapshot.commit)
@@ -161,6 +163,7 @@ def _load_checkpoint(source: Source, head: str, precision: str, *, offline: bool
     if checkpoint.id2label and checkpoint.id2label != runtime.config.id2label:
         runtime.encoder.cfg = dataclasses.replace(runtime.config, id2label=checkpoint.id2label)
     runtime.encoder = _with_head(runtime.encoder, head)
+    runtime.model_id, runtime.commit = source.id, commit
     return runtime
 
 

@@ -33,6 +33,12 @@ class Runtime:
     tokenizer: Tokenizer
     model_dir: Path  # config.json, tokenizer files, sentence-transformers pooling files
     name: str = ""  # what the user called the model, for messages and output
+    # Which weights these are, for files that must not mix models (a similarity index): the Hub repo id
+    # or the directory's path, and the Hub commit (or, for a cached directory's int8 entry, its content
+    # hash; None where unknown). `precision` is what runs: "fp32", "bf16" or "int8".
+    model_id: str = ""
+    commit: str | None = None
+    precision: str = "fp32"
 
     @property
     def config(self) -> EncoderConfig:
@@ -50,7 +56,8 @@ class Runtime:
         from .weights import load_encoder
 
         encoder = load_encoder(model_dir, head, dtype)
-        return cls(encoder, Tokenizer.from_dir(model_dir), Path(model_dir), name or str(model_dir))
+        return cls(encoder, Tokenizer.from_dir(model_dir), Path(model_dir), name or str(model_dir),
+                   model_id=str(Path(model_dir).resolve()), precision="bf16" if dtype == torch.bfloat16 else "fp32")
 
     def forward(self, encodings: Sequence[Encoding]) -> torch.Tensor:
         """Run the encoder over a batch; the head's output (see Encoder) for each encoding, in the order

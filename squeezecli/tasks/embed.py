@@ -88,6 +88,9 @@ class SentencePipeline:
 
 
 CHUNK_POOLS = ("mean", "max", "first")
+# Scores equal to this many decimals rank in corpus order: the same vector scores a few ulps apart at
+# different places in a batched product, and which of two copies of a text ranks first must not depend on it.
+TIE_DECIMALS = 6
 
 
 class Embed(Task):
@@ -123,12 +126,12 @@ class Embed(Task):
     def __call__(self, texts: list[str]) -> list[dict[str, Any]]:
         if self.chunk is not None:
             return self._chunked(texts)
-        vectors, lengths = self._embed(texts)
+        vectors, lengths = self.embed_texts(texts)
         return mark_truncated([{"embedding": vector} for vector in vectors.tolist()], lengths)
 
     def _chunked(self, texts: list[str]) -> list[dict[str, Any]]:
         spans = self.chunk_spans(texts)
-        vectors, lengths = self._embed([text[start:end] for text, pieces in zip(texts, spans) for start, end in pieces])
+        vectors, lengths = self.embed_texts([text[start:end] for text, pieces in zip(texts, spans) for start, end in pieces])
         results, first = [], 0
         for pieces in spans:
             own, cut = vectors[first:first + len(pieces)], lengths[first:first + len(pieces)]  # [C, D]
@@ -144,9 +147,9 @@ class Embed(Task):
 
     def vectors(self, texts: Sequence[str]) -> torch.Tensor:
         """The embeddings of `texts` as one tensor [N, dimension]."""
-        return self._embed(texts, count_cut=False)[0]
+        return self.embed_texts(texts, count_cut=False)[0]
 
-    def _embed(self, texts: Sequence[str], count_cut: bool = True) -> tuple[torch.Tensor, list[int | None]]:
+    def embed_texts(self, texts: Sequence[str], count_cut: bool = True) -> tuple[torch.Tensor, list[int | None]]:
         """The embeddings [N, dimension] and, with `count_cut`, Tokenizer.cut_lengths of the texts."""
         if not texts:
             return torch.empty(0, self.dimension), []
@@ -191,23 +194,23 @@ def nearest(
     The corpus arrives as batches of (text, source) and is embedded one batch at a time; only the best
     `k` so far are kept, so the corpus can be any size. Each result is {"text", "score", "source"} with
     the source as given, plus `truncated` and `tokens` for a text cut to the window (see
-    mark_truncated). Equal scores rank in corpus order. `cut`, if given, collects the source of every
-    cut corpus text.
+    mark_truncated). Equal scores (to TIE_DECIMALS) rank in corpus order. `cut`, if given, collects the
+    source of every cut corpus text.
     """
     if k < 1:
         raise SqueezeError(f"k must be at least 1, not {k}")
     target = F.normalize(embed.vectors([query]), dim=-1)[0]  # [D]
     # A min-heap of the best k so far: the root is the one to drop next, the lowest score and, among
     # equal scores, the latest (hence -position).
-    best: list[tuple[float, int, str, Any, int | None]] = []
+    best: list[tuple[float, int, str, Any, int | None, float]] = []
     position = 0
     for batch in corpus_batches:
         if not batch:
             continue
-        vectors, lengths = embed._embed([text for text, _ in batch])
+        vectors, lengths = embed.embed_texts([text for text, _ in batch])
         scores = F.normalize(vectors, dim=-1) @ target  # [B]
         for (text, source), score, tokens in zip(batch, scores.tolist(), lengths):
-            entry = (score, -position, text, source, tokens)
+            entry = (round(score, TIE_DECIMALS), -position, text, source, tokens, score)
             if len(best) < k:
                 heapq.heappush(best, entry)
             else:
@@ -216,8 +219,8 @@ def nearest(
             if cut is not None and tokens is not None:
                 cut.append(source)
     ranked = sorted(best, key=lambda entry: (-entry[0], -entry[1]))
-    return mark_truncated([{"text": text, "score": score, "source": source} for score, _, text, source, _ in ranked],
-                          [tokens for *_, tokens in ranked])
+    return mark_truncated([{"text": text, "score": score, "source": source} for _, _, text, source, _, score in ranked],
+                          [tokens for *_, tokens, _ in ranked])
 
 
 def _pooling_modes(config: dict[str, Any], hidden_size: int) -> tuple[str, ...]:
