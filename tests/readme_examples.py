@@ -20,7 +20,7 @@ labels and scores are arbitrary. Download progress bars are off (HF_HUB_DISABLE_
 What legitimately differs between runs and machines is normalised. Always: the session's temporary home
 is shown as /home/user and the stand-in Hub as https://huggingface.co. When comparing: numbers with a
 decimal point may differ by FLOAT_TOLERANCE (int8 kernels differ between CPUs in the last digits); file
-sizes, timestamps, "N min ago" and durations are not compared; runs of spaces count as one (a wider
+sizes, timestamps, "N min ago", durations and rates (lines/s) are not compared; runs of spaces count as one (a wider
 value realigns a table); and of `squeeze doctor`, a report on the machine itself, only the row names are.
 """
 
@@ -104,6 +104,17 @@ INPUT_FILES = {
         "Which payment methods do you accept?\n"
     ),
     "faq-more.txt": "Can I get a refund for my last payment?\n",
+    "sts.jsonl": "".join(
+        json.dumps({"text": a, "other": b, "score": score}) + "\n" for a, b, score in [
+            ("A man is playing a guitar.", "A man plays the guitar.", 5.0),
+            ("A man is playing a guitar.", "A woman is singing a song.", 1.5),
+            ("A man is playing a guitar.", "The stock market fell sharply.", 0.0),
+            ("The cat sleeps on the sofa.", "A cat is asleep on a couch.", 4.8),
+            ("The cat sleeps on the sofa.", "A dog runs through the park.", 1.0),
+            ("Children are playing football.", "Kids play soccer outside.", 4.5),
+            ("Children are playing football.", "The recipe needs two eggs.", 0.0),
+            ("She is cooking pasta.", "A woman prepares spaghetti.", 4.2),
+        ]),
 }
 
 REAL_MODEL = "minilm-embed"  # the one catalogue model whose real weights are available offline
@@ -202,6 +213,7 @@ _VARIABLE = [
     (re.compile(r"\b\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:[+-]\d\d:\d\d|Z)?"), "<time>"),
     (re.compile(r"\bjust now\b|\b\d+ (?:s|min|h|days) ago\b"), "<ago>"),
     (re.compile(r"\b\d+(?:\.\d+)? s\b"), "<seconds>"),
+    (re.compile(r"(?m)^lines/s .*$"), "lines/s <rates>"),  # `squeeze eval`'s speed row
 ]
 _FLOAT = re.compile(r"(?<![\w.])-?\d+\.\d+(?:[eE][-+]?\d+)?(?![\w.])")
 

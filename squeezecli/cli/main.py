@@ -164,9 +164,10 @@ def _register() -> None:
     from .distributed import run_distributed
     from .models import models
     from . import search, tasks
+    from .evaluate import evaluate
     from .tools import completion, doctor
 
-    for command in [*tasks.COMMANDS, *search.COMMANDS]:
+    for command in [*tasks.COMMANDS, *search.COMMANDS, evaluate]:
         squeeze.add_command(command)
     squeeze.add_command(models)
     squeeze.add_command(completion)

@@ -117,14 +117,18 @@ def output_options(command: Callable[..., Any] | None = None, *, extra_formats: 
     ])
 
 
-def model_options(command: Callable[..., Any]) -> Callable[..., Any]:
+def model_options(command: Callable[..., Any] | None = None, *, precision: bool = True) -> Any:
     """--model, --revision, --batch-size, --max-length, --threads, --precision, --offline, passed to the
-    command as `model: ModelOptions`."""
+    command as `model: ModelOptions`. `@model_options(precision=False)` leaves out --precision (the
+    command has its own; `model.precision` is then "auto")."""
+    if command is None:
+        return functools.partial(model_options, precision=precision)
 
     @functools.wraps(command)
     def with_model(*args: Any, model: str | None, revision: str | None, batch_size: int, max_length: int | None,
-                   threads: int | None, precision: Precision, offline: bool, **kwargs: Any) -> Any:
-        options = ModelOptions(model, revision, batch_size, max_length, threads, precision, offline)
+                   threads: int | None, offline: bool, **kwargs: Any) -> Any:
+        chosen: Precision = kwargs.pop("precision") if precision else "auto"
+        options = ModelOptions(model, revision, batch_size, max_length, threads, chosen, offline)
         return command(*args, model=options, **kwargs)
 
     return with_options(with_model, [
@@ -135,10 +139,10 @@ def model_options(command: Callable[..., Any]) -> Callable[..., Any]:
                      help="Truncate texts to this many tokens (default: the model's limit)."),
         click.option("--threads", type=click.IntRange(min=1), metavar="N",
                      help="CPU threads for the model (default: torch's choice)."),
-        click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
-                     help="auto: what this CPU runs fastest within fidelity (bf16 where it has native bf16, "
-                          "else fp32); bf16: bf16 products, fp32 elsewhere; int8: the 4x smaller quantized "
-                          "model; fp32: exact."),
+        *([click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
+                        help="auto: what this CPU runs fastest within fidelity (bf16 where it has native bf16, "
+                             "else fp32); bf16: bf16 products, fp32 elsewhere; int8: the 4x smaller quantized "
+                             "model; fp32: exact.")] if precision else []),
         click.option("--offline", is_flag=True, help="Use only the local cache; never contact the Hub."),
     ])
 
