@@ -147,6 +147,29 @@ class EveryTaskAtEveryPrecision(SqueezeTest):
             self.assertEqual([row["rank"] for row in rows], [1, 2])
             self.assertGreaterEqual(rows[0]["score"], rows[1]["score"])
 
+    def test_an_index_answers_as_the_corpus_does(self):
+        corpus = Session.home / "faq.txt"
+        corpus.write_text("How do I reset my password?\nWhere is my invoice?\nWho was Ada Lovelace?\n")
+        target = Session.home / "faq.sqidx"
+        for vectors in ("float16", "int8"):
+            self.ok("index", "build", str(corpus), "-o", str(target), "--vectors", vectors, "--force", "--precision", "fp32")
+            self.ok("index", "add", str(target), "--precision", "fp32", input=b"Can I pay by card?\n")
+            (row,) = json_lines(self.ok("similar", "--index", str(target), "reset password", "-k", "4",
+                                        "--precision", "fp32"))
+            direct = json_lines(self.ok("similar", "reset password", str(corpus), "-", "-k", "4", "--precision", "fp32",
+                                        input=b"Can I pay by card?\n"))
+            self.assertEqual(sorted(r["text"] for r in row["results"]), sorted(r["text"] for r in direct))
+        self.assertEqual(json.loads(self.ok("index", "info", str(target)).stdout)["items"], 4)
+
+    def test_eval(self):
+        labelled = Session.home / "sts.jsonl"
+        labelled.write_text("".join(json.dumps({"text": a, "other": b, "score": s}) + "\n" for a, b, s in [
+            ("a cat", "a kitten", 4), ("a cat", "the stock market", 0), ("rain today", "it is raining", 5)]))
+        report = json.loads(self.ok("eval", "embed", "--pair-field", "other", "--labels-from", "score",
+                                    str(labelled)).stdout)
+        self.assertEqual(list(report["precisions"]), ["auto", "int8", "fp32"])
+        self.assertEqual(report["precisions"]["fp32"]["agreement"], 1.0)
+
 
 class TheModelStore(SqueezeTest):
     def test_pull_list_info_rm(self):
