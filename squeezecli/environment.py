@@ -24,6 +24,18 @@ TOKEN_VARIABLES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 # squeeze's own settings, which a Ray worker needs to find the models its driver found. Credentials are
 # not among them: a runtime_env is readable by anyone who can reach the cluster.
 SETTINGS = (CACHE_ENV, KERNEL_ENV, DEBUG_ENV, "HF_ENDPOINT", "HF_HOME", "HF_HUB_CACHE", *OFFLINE_VARIABLES)
+# The variables squeeze reads, and what each does (`squeeze help environment`).
+VARIABLES: dict[str, str] = {
+    CACHE_ENV: "squeeze's cache of int8 builds and recorded commits (default: the user cache directory)",
+    DEBUG_ENV: "1: print the traceback of an error",
+    KERNEL_ENV: "auto (default): the int8 kernel that passes its probe; int_mm; none: int8 runs fp32 instead",
+    "HF_ENDPOINT": "the Hub's address, for a mirror (default https://huggingface.co)",
+    "HF_TOKEN": "the token for gated and private models (also HUGGING_FACE_HUB_TOKEN); never printed",
+    "HF_HUB_OFFLINE": "1: never contact the Hub (also TRANSFORMERS_OFFLINE)",
+    "HF_HUB_CACHE": "where the Hugging Face download cache is (also HF_HOME, XDG_CACHE_HOME)",
+    "NO_COLOR": "any value: no colour in tables (as --no-color)",
+    "SHELL": "the shell `squeeze completion` writes for when none is named",
+}
 _TRUE_VALUES = {"1", "ON", "YES", "TRUE"}
 
 

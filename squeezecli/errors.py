@@ -28,6 +28,21 @@ class ExitStatus(IntEnum):
     BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports when the reader (e.g. `head`) went away
 
 
+# What each status means, for `squeeze --help` and `squeeze help exit-status`.
+EXIT_MEANINGS: dict[ExitStatus, str] = {
+    ExitStatus.OK: "success",
+    ExitStatus.ERROR: "an error that is none of the below, or a bug in squeeze (internal error)",
+    ExitStatus.USAGE: "usage: an unknown option, a missing argument, options that do not fit together",
+    ExitStatus.INPUT: "input: a missing or unreadable file, invalid UTF-8, a bad JSON line, CSV row or field",
+    ExitStatus.MODEL: "model: an unknown model, or a checkpoint squeeze cannot run",
+    ExitStatus.NETWORK: "network: the Hub cannot be reached, a model not cached in offline mode, a token needed",
+    ExitStatus.CACHE: "cache: a damaged entry, or a cache that cannot be written or read",
+    ExitStatus.OUTPUT: "output: stdout closed or unwritable (a full disk), an index that cannot be written",
+    ExitStatus.INTERRUPTED: "interrupted (Ctrl-C)",
+    ExitStatus.BROKEN_PIPE: "stdout was closed early (squeeze ... | head), as for a process killed by SIGPIPE",
+}
+
+
 class SqueezeError(Exception):
     """An error the user can act on: one line of message, optionally one line of hint."""
 

@@ -153,12 +153,38 @@ def test_library_errors_keep_their_status_and_hint(monkeypatch):
         ["no-such-command"],
     ],
 )
-def test_usage_errors_exit_2_with_clicks_message(args):
+def test_usage_errors_exit_2_in_squeezes_one_message_style(args):
     result = run(args, input="")
     assert result.exit_code == ExitStatus.USAGE
-    assert "Error:" in result.stderr
-    assert "Traceback" not in result.stderr
+    message, hint = result.stderr.splitlines()  # one line, and one hint: no "Usage:" block, no "Error:"
+    assert message.startswith("squeeze: error: ") and "Usage" not in result.stderr
+    listed = "commands" if args == ["no-such-command"] else "options"
+    command = "squeeze" if args == ["no-such-command"] else "squeeze echo-lines"
+    assert hint == f"  hint: '{command} --help' lists the {listed}"
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize("args, says", [
+    (["sentiment", "-m", ""], "Invalid value for '-m' / '--model': is empty"),
+    (["sentiment", "-m", "  "], "Invalid value for '-m' / '--model': is empty"),
+    (["embed", "--max-length", "1", "-m", "{model}"], "max_length 1 leaves no room for text"),
+])
+def test_options_a_run_cannot_use_exit_2(args, says, tmp_path):
+    import factory
+
+    model = tmp_path / "model"
+    factory.build(model, "bert", "base")
+    result = run([arg.format(model=model) for arg in args], input="text\n")
+    assert result.exit_code == ExitStatus.USAGE, result.stderr
+    assert result.stderr.startswith(f"squeeze: error: {says}")
+
+
+def test_the_offline_hint_names_the_switch_that_is_on(hub):
+    by_flag = run(["embed", "--offline", "--precision", "fp32"], input="text\n")
+    assert by_flag.exit_code == ExitStatus.NETWORK and "without --offline" in by_flag.stderr
+    assert "HF_HUB_OFFLINE" not in by_flag.stderr
+    by_variable = run(["embed", "--precision", "fp32"], input="text\n", env={"HF_HUB_OFFLINE": "1"})
+    assert by_variable.exit_code == ExitStatus.NETWORK and "with HF_HUB_OFFLINE unset" in by_variable.stderr
 
 
 # --- how a run can end otherwise ---------------------------------------------------------------------
@@ -347,3 +373,42 @@ def test_process_ctrl_c_on_endless_stdin_exits_130_quietly(tmp_path):
     assert status == ExitStatus.INTERRUPTED
     assert b"Traceback" not in stderr
     assert stderr.strip() == b""
+
+
+# --- output fields and skipped records -------------------------------------------------------------------
+
+
+def test_fields_picks_and_orders_the_output_fields(tmp_path):
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"id": 7, "text": "hello"}\n{"text": "hi"}\n', encoding="utf-8")
+    result = run(["echo-lines", "--jsonl", str(path), "--fields", "length,id,text,line"])
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.splitlines() == ['{"length":5,"id":7,"text":"hello","line":1}',
+                                          '{"length":2,"id":null,"text":"hi","line":2}']
+    csv = run(["echo-lines", "--jsonl", str(path), "--fields", "line,id", "--format", "csv"])
+    assert csv.stdout == "line,id\n1,7\n2,\n"
+    empty = run(["echo-lines", str(path), "--fields", " , "])
+    assert empty.exit_code == ExitStatus.USAGE and "--fields" in empty.stderr
+
+
+def test_on_error_skip_leaves_malformed_records_out_and_counts_them(tmp_path):
+    lines = ['{"text": "a"}', "not json", '{"x": 1}', "[1]", '{"text": "b"}', '{"text": 5}', "{", "{", '{"text": "c"}']
+    path = tmp_path / "in.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    stopped = run(["echo-lines", "--jsonl", str(path)])
+    assert stopped.exit_code == ExitStatus.INPUT and f"{path}:2: not valid JSON" in stopped.stderr
+    skipped = run(["echo-lines", "--jsonl", str(path), "--on-error", "skip"])
+    assert skipped.exit_code == 0, skipped.stderr
+    assert [row["line"] for row in json_lines(skipped.stdout)] == [1, 5, 9]
+    assert skipped.stderr.splitlines() == [
+        f"squeeze: skipped 6 malformed records ({path}:2, {path}:3, {path}:4, {path}:6, {path}:7 and 1 more); "
+        "the first: not valid JSON (Expecting value at column 1)"]
+    table = tmp_path / "in.csv"
+    table.write_text("id,text\n1,fine\n2,too,many\n3,also fine\n", encoding="utf-8")
+    rows = run(["echo-lines", "--csv", str(table), "--on-error", "skip"])
+    assert [row["line"] for row in json_lines(rows.stdout)] == [2, 4] and f"({table}:3)" in rows.stderr
+    invalid = tmp_path / "bytes.txt"
+    invalid.write_bytes(b"good\ncaf\xe9\nalso good\n")
+    lines_out = run(["echo-lines", str(invalid), "--on-error", "skip"])
+    assert [row["text"] for row in json_lines(lines_out.stdout)] == ["good", "also good"]
+    assert "invalid UTF-8" in lines_out.stderr

@@ -168,3 +168,54 @@ def test_an_unknown_shell_is_a_usage_error(monkeypatch, args, shell_env):
     assert result.exit_code == ExitStatus.USAGE
     assert "bash" in result.stderr and "zsh" in result.stderr and "fish" in result.stderr
     assert result.stdout == ""
+
+
+def test_models_complete_from_the_catalogue_and_the_caches(tmp_path, monkeypatch):
+    """-m offers the aliases and every Hub id cached here (squeeze's entries, Hugging Face downloads);
+    `models rm` only what squeeze has cached; a path is left to the shell."""
+    import json
+
+    hf_cache = tmp_path / "hf"
+    (hf_cache / "models--acme--tiny-bert" / "snapshots").mkdir(parents=True)
+    monkeypatch.setenv("HF_HUB_CACHE", str(hf_cache))
+    monkeypatch.setenv("SQUEEZE_CACHE_DIR", str(tmp_path / "squeeze"))
+    entry = tmp_path / "squeeze" / "entries" / "hub--acme--cached-one--" f"{'a' * 40}"
+    entry.mkdir(parents=True)
+    from squeezecli.store import cache
+
+    manifest = {"format": cache.MANIFEST_FORMAT, "source": {"kind": "hub", "id": "acme/cached-one", "alias": None, "commit": "a" * 40,
+                           "revision": "main"}, "heads": ["base"], "files": {}, "quantization": {"meta": {}},
+                "created": 0, "parameters": 0, "architecture": "bert"}
+    (entry / cache.MANIFEST).write_text(json.dumps(manifest))
+    offered = dict(candidates(["sentiment", "-m"], ""))
+    values = [value for _, value in candidates(["sentiment", "-m"], "")]
+    assert {"distilbert-sst2", "minilm-embed", "acme/tiny-bert", "acme/cached-one"} <= set(values)
+    assert [value for _, value in candidates(["sentiment", "-m"], "acme/t")] == ["acme/tiny-bert"]
+    assert candidates(["embed", "--model"], "./my") == [("dir", "./my")]
+    assert offered  # (type, value) pairs
+    assert [value for _, value in candidates(["models", "rm"], "")] == ["acme/cached-one"]
+
+
+def test_the_committed_man_page_is_what_the_cli_generates():
+    from squeezecli.cli.help import man_page
+
+    committed = (Path(__file__).resolve().parents[1] / "docs" / "squeeze.1").read_text(encoding="utf-8")
+    assert committed == man_page(squeeze), "regenerate it: squeeze help --man > docs/squeeze.1"
+    assert ".SS squeeze index build" in committed and ".SH EXIT STATUS" in committed
+
+
+def test_help_topics_come_from_the_facts_own_homes():
+    from click.testing import CliRunner
+
+    from squeezecli.environment import VARIABLES
+    from squeezecli.errors import EXIT_MEANINGS, ExitStatus
+
+    run = CliRunner().invoke
+    statuses = run(squeeze, ["help", "exit-status"]).output
+    assert [int(line.split()[0]) for line in statuses.splitlines()] == [int(s) for s in ExitStatus]
+    assert EXIT_MEANINGS[ExitStatus.CACHE] in statuses
+    assert all(name in run(squeeze, ["help", "environment"]).output for name in VARIABLES)
+    assert "--parquet" in run(squeeze, ["help", "formats"]).output
+    assert run(squeeze, ["help", "qa"]).output.startswith("Usage: squeeze qa")
+    unknown = run(squeeze, ["help", "nope"])
+    assert unknown.exit_code == 2 and "no topic or command 'nope'" in unknown.stderr

@@ -137,3 +137,80 @@ def test_empty_input_prints_nothing(stdout):
     for fmt in ("jsonl", "csv", "tsv", "table"):
         open_writer(fmt).write_batch([])
     assert stdout() == ""
+
+
+ROWS = [{"file": "reviews.txt", "line": 1, "label": "NEGATIVE", "score": 0.9731,
+         "text": "The plot made no sense and the ending dragged on for what felt like hours, " * 3},
+        {"file": "reviews.txt", "line": 12, "label": "POSITIVE", "score": 0.5012, "text": "Fine."}]
+
+
+@pytest.mark.parametrize("width", [80, 200])
+def test_table_widths_come_from_the_content_and_text_takes_the_rest(monkeypatch, width):
+    """At 80 and 200 columns: labels, numbers and file names as wide as their widest value (and header),
+    the text column everything else, cut with an ellipsis; rows exactly the terminal's width."""
+    monkeypatch.setenv("COLUMNS", str(width))
+    terminal = FakeTerminal()
+    monkeypatch.setattr(sys, "stdout", terminal)
+    open_writer("table", columns=["file", "line", "label", "score", "text"], color=False).write_batch(ROWS)
+    import re
+
+    header, rule, first, second = re.sub(r"\x1b\[[0-9;]*m", "", terminal.getvalue()).splitlines()
+    assert header.split() == ["file", "line", "label", "score", "text"]
+    # Each narrow column is its widest cell plus the 3-space gap: "reviews.txt" 11, "line" 4, "NEGATIVE" 8, "0.9731" 6.
+    assert header.index("line") == 11 + 3 and header.index("label") == 14 + 4 + 3
+    assert header.index("score") == 21 + 8 + 3 and header.index("text") == 32 + 6 + 3
+    assert len(first.rstrip()) == width == len(rule) and first.rstrip().endswith("…")
+    assert second.split() == ["reviews.txt", "12", "POSITIVE", "0.5012", "Fine."]
+
+
+def test_table_colours_labels_and_scores_unless_told_not_to(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "100")
+    monkeypatch.setenv("TERM", "xterm-256color")
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    shown = {}
+    for case, color, no_color_env in [("colour", True, False), ("--no-color", False, False), ("NO_COLOR", True, True)]:
+        if no_color_env:
+            monkeypatch.setenv("NO_COLOR", "1")
+        terminal = FakeTerminal()
+        monkeypatch.setattr(sys, "stdout", terminal)
+        open_writer("table", columns=["label", "score", "text"], color=color).write_batch(ROWS)
+        shown[case] = terminal.getvalue()
+    assert "\x1b[1mNEGATIVE" in shown["colour"] and "\x1b[32m0.9731" in shown["colour"]  # bold; green from 0.8
+    assert "\x1b[33m0.5012" in shown["colour"]  # yellow from 0.5
+    for plain in ("--no-color", "NO_COLOR"):  # no colour (bold is not one)
+        assert "NEGATIVE" in shown[plain] and not any(f"\x1b[3{n}m" in shown[plain] for n in range(8))
+
+
+def test_a_table_of_several_inputs_says_which_file_and_line_each_row_is(tmp_path, monkeypatch):
+    import dataclasses
+
+    from squeezecli.environment import Environment
+    from squeezecli.io.pipeline import InputOptions, OutputOptions, run_pipeline
+
+    one, two = tmp_path / "one.txt", tmp_path / "two.txt"
+    one.write_text("alpha\n")
+    two.write_text("beta\n\ngamma\n")
+    monkeypatch.setenv("COLUMNS", "100")
+    terminal = FakeTerminal()
+    monkeypatch.setattr(sys, "stdout", terminal)
+    env = dataclasses.replace(Environment.from_os(), stdout=terminal, stdout_is_terminal=True, stdout_is_pipe=False)
+
+    def run(files):
+        terminal.seek(0)
+        terminal.truncate()
+        run_pipeline(InputOptions(tuple(map(str, files)), "line", None, "strict"), OutputOptions("auto", True, color=False),
+                     batch_size=4, length_of=lambda r: 1, process_batch=lambda rs: [{"n": len(r.text)} for r in rs],
+                     columns=["n", "text"], env=env)
+        import re
+
+        return [line.split() for line in re.sub(r"\x1b\[[0-9;]*m", "", terminal.getvalue()).splitlines()]
+
+    assert run([one])[0] == ["n", "text"]  # one source: no file column
+    rows = run([one, two])
+    assert rows[0] == ["file", "line", "n", "text"]
+    shown = [row[0] for row in rows[2:]]  # long paths by their end, so the file's name shows
+    assert all(len(path) <= 32 and path.startswith("…") and str(tmp_path).endswith(path[1:].rsplit("/", 1)[0])
+               for path in shown)
+    assert [(p.rsplit("/", 1)[1], *rest) for p, *rest in rows[2:]] == [
+        ("one.txt", "1", "5", "alpha"), ("two.txt", "1", "4", "beta"), ("two.txt", "3", "5", "gamma")]

@@ -242,3 +242,21 @@ def test_similar_options_that_do_not_fit(served, corpus, tmp_path):
     assert nothing.exit_code == ExitStatus.USAGE
     missing = run(["similar", "--index", str(tmp_path / "none.sqidx"), "q"])
     assert missing.exit_code == ExitStatus.INPUT and "no such index" in missing.stderr
+
+
+def test_similar_chunks_a_corpus_as_index_build_does(served, tmp_path):
+    words = [f"word{i % 89}" for i in range(1500)]
+    document = tmp_path / "long.txt"
+    document.write_text(" ".join(words) + "\nshort line\n", encoding="utf-8")
+    target = tmp_path / "chunks.sqidx"
+    options = ["--chunk", "60", "--overlap", "8", "--precision", "fp32"]
+    assert run(["index", "build", str(document), "-o", str(target), "--vectors", "float32", *options]).exit_code == 0
+    query = " ".join(words[300:340])
+    direct = run(["similar", query, str(document), "-k", "4", *options])
+    assert direct.exit_code == 0, direct.stderr
+    (indexed,) = lines(run(["similar", "--index", str(target), query, "-k", "4", "--precision", "fp32"]).stdout)
+    expected = [(r["line"], r.get("start"), r.get("end"), r["text"]) for r in lines(direct.stdout)]
+    assert [(r["line"], r.get("start"), r.get("end"), r["text"]) for r in indexed["results"]] == expected
+    assert all(" ".join(words)[start:end] == text for line, start, end, text in expected if line == 1)
+    refused = run(["similar", "--index", str(target), query, "--chunk", "60"])
+    assert refused.exit_code == ExitStatus.USAGE and "when it is built" in refused.stderr

@@ -1,6 +1,8 @@
 """Input side: files/stdin -> records (line numbers, JSONL, documents, decoding errors) -> ordered batches."""
 
+import dataclasses
 import io
+import json
 import itertools
 import os
 import sys
@@ -368,8 +370,35 @@ def test_run_bucketed_sorts_within_a_window_and_restores_input_order():
     texts = ["ccc", "a", "bbbbb", "dd", "e", "ffff", "gg"]
     pairs, batches = lengths_of_batches(texts, batch_size=2, window=4)
     assert pairs == [(t, t.upper()) for t in texts]
-    # window 1: lengths 3,1,5,2 -> sorted 1,2 | 3,5 ; window 2: 1,4,2 -> 1,2 | 4
-    assert batches == [[1, 2], [3, 5], [1, 2], [4]]
+    # window 1: lengths 3,1,5,2 -> batches 1,2 | 3,5, run from the one holding the first record ("ccc");
+    # window 2: 1,4,2 -> 1,2 | 4
+    assert batches == [[3, 5], [1, 2], [1, 2], [4]]
+
+
+def test_the_first_result_of_20000_lines_is_written_before_the_second_batch_starts(tmp_path):
+    """Per-batch streaming: the first line's batch runs first and its results are written (and flushed)
+    at once, whatever the window's length order; every later batch too, each before the next starts."""
+    from squeezecli.environment import Environment
+    from squeezecli.io.pipeline import InputOptions, OutputOptions, run_pipeline
+
+    lines = [("word " * (1 + (i * 7919) % 50)).strip() for i in range(20_000)]  # lengths in no order
+    path = write(tmp_path, "big.txt", ("\n".join(lines) + "\n").encode())
+    out = io.StringIO()
+    env = dataclasses.replace(Environment.from_os(), stdin=None, stdout=out, stdout_is_terminal=False,
+                              stderr_is_terminal=False, stdout_is_pipe=True)
+    written_before = []
+
+    def process_batch(records):
+        written_before.append(out.getvalue().count("\n"))
+        return [{"n": len(record.text)} for record in records]
+
+    run_pipeline(InputOptions((path,), "line", None, "strict"), OutputOptions("jsonl", True), batch_size=32,
+                 length_of=lambda record: len(record.text), process_batch=process_batch, env=env)
+    assert written_before[0] == 0 and written_before[1] >= 1  # line 1's result was out before batch 2
+    assert all(later >= earlier for earlier, later in zip(written_before, written_before[1:]))
+    rows = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [row["line"] for row in rows] == list(range(1, 20_001))
+    assert [row["n"] for row in rows] == [len(line) for line in lines]
 
 
 @given(
@@ -386,7 +415,8 @@ def test_run_bucketed_pairs_every_record_with_its_own_result(texts, batch_size, 
 
 
 def test_run_bucketed_streams_window_by_window():
-    """The first window's results come out before the second window is read, even from an endless input."""
+    """The first results come out before the second window is read, even from an endless input: after the
+    one batch that holds the first record."""
     pulled = []
 
     def endless():
@@ -403,7 +433,7 @@ def test_run_bucketed_streams_window_by_window():
     pairs = run_bucketed(endless(), lambda x: -x, batch_size=2, window=6, process_batch=process)
     assert next(pairs) == (0, 0)
     assert pulled == list(range(6))
-    assert sorted(processed) == list(range(6))
+    assert sorted(processed) == [0, 1]  # longest first (length -x): batches 5,4 | 3,2 | 1,0; 0's ran first
     assert list(itertools.islice(pairs, 6)) == [(i, -i) for i in range(1, 7)]
     assert pulled == list(range(12))
 
@@ -441,7 +471,7 @@ def test_no_progress_when_quiet_or_stderr_is_not_a_terminal_or_results_go_to_it(
     monkeypatch.setattr(sys, "stderr", stderr)
     monkeypatch.setattr(sys, "stdout", FakeTerminal() if stdout_is_terminal else io.StringIO())
     with progress_for([path], quiet=quiet) as progress:
-        list(read_records([path], on_read=progress.advance))
+        list(read_records([path], on_read=progress.read))
     assert stderr.getvalue() == ""
 
 
@@ -454,24 +484,35 @@ def test_no_progress_when_results_go_into_a_pipe(tmp_path, monkeypatch):
     with open(read_end, "rb"), open(write_end, "w") as pipe:
         monkeypatch.setattr(sys, "stdout", pipe)
         with progress_for([path], quiet=False) as progress:
-            list(read_records([path], on_read=progress.advance))
+            list(read_records([path], on_read=progress.read))
     assert stderr.getvalue() == ""
 
 
-@pytest.mark.parametrize(("use_stdin", "expected"), [(False, "1.0 MB"), (True, "lines read")])
-def test_progress_on_a_terminal_stderr(tmp_path, monkeypatch, use_stdin, expected):
+@pytest.mark.parametrize(("use_stdin", "expected"), [(False, "1,000/1,000 records"), (True, "1,000 records")])
+def test_progress_counts_records_done_of_the_total_known_up_front(tmp_path, monkeypatch, use_stdin, expected):
     data = b"x" * 999 + b"\n"
-    path = write(tmp_path, "big.txt", data * 1000)
+    path = write(tmp_path, "big.txt", data * 500 + b"\n\n" + data * 500)  # blank lines are not records
     terminal = FakeTerminal()
     monkeypatch.setattr(sys, "stderr", terminal)
-    set_stdin(monkeypatch, data)
+    set_stdin(monkeypatch, data * 1000)
     paths = ["-"] if use_stdin else [path]
     with (tmp_path / "results.jsonl").open("w") as results:  # results go to a file
         monkeypatch.setattr(sys, "stdout", results)
         with progress_for(paths, quiet=False) as progress:
-            records = list(read_records(paths, on_read=progress.advance))
-    assert records
+            records = list(read_records(paths, on_read=progress.read))
+            for _ in records:
+                progress.done(1)
+    assert len(records) == 1000
     assert expected in terminal.getvalue()
+
+
+def test_records_are_counted_up_front_only_where_that_is_cheap_and_exact(tmp_path):
+    from squeezecli.io.progress import count_records
+
+    lines = write(tmp_path, "a.txt", b"one\n\n  \ntwo\n")
+    assert count_records([lines, lines], "line") == 4 and count_records([lines], "jsonl") == 2
+    assert count_records([lines, lines], "doc") == 2
+    assert count_records([lines], "csv") is None and count_records(["-"], "line") is None  # rows span lines; a pipe
 
 
 def test_live_windows_hold_what_has_arrived():

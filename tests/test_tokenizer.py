@@ -297,11 +297,14 @@ def test_a_long_question_with_a_context_that_fits_is_still_accepted(both):
     assert_same([window.encoding for window in windows], expected)
 
 
-def test_max_length_without_room_for_text_is_an_input_error(both):
+def test_max_length_without_room_for_text_is_a_usage_error(both):
+    from squeezecli.errors import ExitStatus, UsageError
+
     tokenizer, _ = both
-    with pytest.raises(InputError):
+    with pytest.raises(UsageError) as caught:
         tokenizer.encode(["hello"], max_length=2)
-    with pytest.raises(InputError):
+    assert caught.value.status == ExitStatus.USAGE  # --max-length 2 is an option error, as others are
+    with pytest.raises(UsageError):
         tokenizer.encode(["hello"], ["world"], max_length=3)
 
 

@@ -87,7 +87,7 @@ def evaluate(env: Environment, inputs: InputOptions, model: ModelOptions, task: 
     if task == "embed" and not pair_field:
         raise click.UsageError("embed is evaluated on pairs: --pair-field FIELD names the second text")
     if inputs.unit == "line":  # labels need fields: JSON lines unless a table format is named
-        inputs = InputOptions(inputs.files, "jsonl", inputs.field, inputs.errors)
+        inputs = dataclasses.replace(inputs, unit="jsonl")
     records = list(inputs.read(env=env))
     if not records:
         raise InputError("no records to evaluate")

@@ -16,7 +16,7 @@ import click
 
 from .._version import __version__
 from ..environment import Environment
-from ..errors import ExitStatus, OutputError, report
+from ..errors import ExitStatus, OutputError, SqueezeError, report
 from ..io.batches import READER_THREAD
 from ..io.pipeline import InputOptions, OutputOptions, run_pipeline
 from ..io.records import Record
@@ -56,8 +56,8 @@ class SqueezeGroup(click.Group):
 def exit_status_for(exc: BaseException, env: Environment) -> int:
     """Report `exc` the way a shell user expects, and return the process's exit status.
 
-    - squeeze's own errors: one line and a hint (`errors.report`), their own status;
-    - usage errors: Click's message and usage line, status 2;
+    - squeeze's own errors and Click's (a bad option): one line and a hint (`errors.report`), their
+      own status (2 for Click's usage errors);
     - stdout closed by the reader (`squeeze ... | head`): nothing printed, status 141, what the shell
       reports for a process killed by SIGPIPE, so `set -o pipefail` scripts see the truncation;
     - Ctrl-C: nothing printed, status 130;
@@ -69,7 +69,11 @@ def exit_status_for(exc: BaseException, env: Environment) -> int:
     if isinstance(exc, (click.exceptions.Abort, KeyboardInterrupt)):
         return ExitStatus.INTERRUPTED
     if isinstance(exc, click.ClickException):
-        exc.show()
+        # In squeeze's own style, not Click's "Usage: ... Error: ...": one message style for every error.
+        context = getattr(exc, "ctx", None)
+        listed = "commands" if context and isinstance(context.command, click.Group) else "options"
+        hint = f"'{context.command_path} --help' lists the {listed}" if isinstance(exc, click.UsageError) and context else None
+        report(SqueezeError(exc.format_message(), hint=hint), stderr=env.stderr)
         return exc.exit_code
     return report(exc, stderr=env.stderr, debug=env.debug)
 
@@ -129,8 +133,8 @@ def _silence_stdout() -> None:
     cls=SqueezeGroup,
     name="squeeze",
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-    epilog="Exit status: 0 ok, 1 error, 2 usage, 3 input, 4 model, 5 network, 6 cache, 7 output, "
-           "130 interrupted, 141 output closed. SQUEEZE_DEBUG=1 prints tracebacks.",
+    epilog="Exit status: " + ", ".join(f"{int(status)} {status.name.lower().replace('_', ' ')}" for status in ExitStatus)
+           + " (squeeze help exit-status). SQUEEZE_DEBUG=1 prints tracebacks.",
 )
 @click.version_option(__version__, "--version", prog_name="squeeze", message="%(prog)s %(version)s")
 def squeeze() -> None:
@@ -165,10 +169,12 @@ def _register() -> None:
     from .models import models
     from . import search, tasks
     from .evaluate import evaluate
+    from .help import help_command
     from .tools import completion, doctor
 
     for command in [*tasks.COMMANDS, *search.COMMANDS, evaluate]:
         squeeze.add_command(command)
+    squeeze.add_command(help_command)
     squeeze.add_command(models)
     squeeze.add_command(completion)
     squeeze.add_command(doctor)

@@ -18,7 +18,7 @@ from ..environment import Environment
 from ..errors import write_stderr
 from ..io.writers import print_json, print_rich, print_text
 from . import views
-from .options import json_option, model_argument, pass_environment
+from .options import complete_cached_models, json_option, model_argument, pass_environment
 
 
 @click.group("models")
@@ -139,7 +139,7 @@ def info(env: Environment, model: str, revision: str | None, verify: bool, as_js
 
 
 @models.command("rm")
-@click.argument("names", nargs=-1, metavar="[MODEL]...")
+@click.argument("names", nargs=-1, metavar="[MODEL]...", shell_complete=complete_cached_models)
 @click.option("--all", "remove_all", is_flag=True, help="Remove every cached model.")
 @pass_environment
 def rm(env: Environment, names: tuple[str, ...], remove_all: bool) -> None:

@@ -12,9 +12,10 @@ from typing import Any, Literal
 import click
 
 from ..environment import Environment
+from ..errors import SqueezeError
 from ..io.batches import DEFAULT_BATCH_SIZE
 from ..io.pipeline import InputOptions, OutputOptions
-from ..io.records import DecodeErrors, Unit, check_paths
+from ..io.records import DecodeErrors, OnError, Unit, check_paths
 from ..io.writers import FORMATS, Format
 from ..precision.cpu import PRECISIONS
 
@@ -57,6 +58,48 @@ def complete_file_names(ctx: click.Context, param: click.Parameter, incomplete: 
     return [CompletionItem(incomplete, type="file")]
 
 
+def complete_models(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+    """Tab completion for a model to run: the catalogue's aliases, then the Hub ids cached here (squeeze's
+    int8 entries and the Hugging Face cache's downloads); a path is left to the shell's directory
+    completion. Reads names only: no torch, no network."""
+    from click.shell_completion import CompletionItem
+
+    from ..store import catalogue
+
+    if incomplete.startswith((".", "/", "~")):
+        return [CompletionItem(incomplete, type="dir")]
+    offered = {model.alias: model.description for model in catalogue.MODELS}
+    env = Environment.from_os()
+    try:
+        downloads = sorted(path.name[len("models--"):].replace("--", "/", 1)
+                           for path in env.hf_cache_dir.glob("models--*--*") if path.is_dir())
+    except OSError:
+        downloads = []
+    for name in [*_cached_names(env), *downloads]:
+        offered.setdefault(name, "cached")
+    return [CompletionItem(name, help=help) for name, help in offered.items() if name.startswith(incomplete)]
+
+
+def complete_cached_models(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+    """Tab completion for a model in squeeze's cache (`models info`, `models rm`): aliases and Hub ids."""
+    from click.shell_completion import CompletionItem
+
+    names = _cached_names(Environment.from_os())
+    return [CompletionItem(name, help="cached") for name in names if name.startswith(incomplete)]
+
+
+def _cached_names(env: Environment) -> list[str]:
+    """The aliases and Hub ids of squeeze's cache entries, most recently used first (none if unreadable)."""
+    from ..store import cache
+
+    try:
+        entries = cache.list_entries(env)
+    except (OSError, SqueezeError):
+        return []
+    names = [name for entry in entries if entry.kind == "hub" for name in (entry.alias, entry.source_id) if name]
+    return list(dict.fromkeys(names))
+
+
 def input_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """FILE... plus --jsonl/--csv/--tsv/--parquet/--field/--doc/--errors, passed to the command as
     `inputs: InputOptions`.
@@ -66,7 +109,7 @@ def input_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(command)
     def with_inputs(*args: Any, files: tuple[str, ...], jsonl: bool, csv: bool, tsv: bool, parquet: bool,
-                    field: str | None, doc: bool, errors: DecodeErrors, **kwargs: Any) -> Any:
+                    field: str | None, doc: bool, errors: DecodeErrors, on_error: OnError, **kwargs: Any) -> Any:
         chosen = [name for name, given in (("--jsonl", jsonl), ("--csv", csv), ("--tsv", tsv), ("--parquet", parquet),
                                            ("--doc", doc)) if given]
         if len(chosen) > 1:
@@ -76,7 +119,7 @@ def input_options(command: Callable[..., Any]) -> Callable[..., Any]:
         unit: Unit = ("doc" if doc else "csv" if csv else "tsv" if tsv else "parquet" if parquet
                       else "jsonl" if jsonl or field is not None else "line")
         check_paths(files)
-        return command(*args, inputs=InputOptions(files, unit, field, errors), **kwargs)
+        return command(*args, inputs=InputOptions(files, unit, field, errors, on_error), **kwargs)
 
     return with_options(with_inputs, [
         click.argument("files", nargs=-1, metavar="[FILE]...", shell_complete=complete_file_names),
@@ -95,6 +138,9 @@ def input_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--doc", is_flag=True, help="Treat each whole file as one text instead of one text per line."),
         click.option("--errors", type=click.Choice(["strict", "replace"]), default="strict", show_default=True,
                      help="On invalid UTF-8: stop with an error, or replace the bad bytes with U+FFFD."),
+        click.option("--on-error", type=click.Choice(["stop", "skip"]), default="stop", show_default=True,
+                     help="On a malformed record (a bad JSON line, a CSV row that does not fit the header, invalid "
+                          "UTF-8): stop, or leave it out and count it in one line on stderr at the end."),
     ])
 
 
@@ -107,13 +153,22 @@ def output_options(command: Callable[..., Any] | None = None, *, extra_formats: 
         return functools.partial(output_options, extra_formats=extra_formats)
 
     @functools.wraps(command)
-    def with_output(*args: Any, fmt: Format, quiet: bool, **kwargs: Any) -> Any:
-        return command(*args, output=OutputOptions(fmt, quiet), **kwargs)
+    def with_output(*args: Any, fmt: Format, quiet: bool, fields: str | None, no_color: bool, **kwargs: Any) -> Any:
+        chosen = None
+        if fields is not None:
+            chosen = tuple(dict.fromkeys(name.strip() for name in fields.split(",") if name.strip()))
+            if not chosen:
+                raise click.BadParameter("names no field", param_hint="--fields")
+        return command(*args, output=OutputOptions(fmt, quiet, chosen, color=not no_color), **kwargs)
 
     return with_options(with_output, [
         click.option("--format", "fmt", type=click.Choice([*FORMATS, *extra_formats]), default="auto", show_default=True,
                      help="auto is a table on a terminal and JSON lines in a pipe or file."),
+        click.option("--fields", metavar="A,B,C",
+                     help="Only these fields, in this order (e.g. line,label,text; text is the input text); a row "
+                          "without one has null (an empty cell)."),
         click.option("--quiet", is_flag=True, help="No progress bar."),
+        click.option("--no-color", is_flag=True, help="No colour in tables (as NO_COLOR=1 does)."),
     ])
 
 
@@ -128,11 +183,14 @@ def model_options(command: Callable[..., Any] | None = None, *, precision: bool 
     def with_model(*args: Any, model: str | None, revision: str | None, batch_size: int, max_length: int | None,
                    threads: int | None, offline: bool, **kwargs: Any) -> Any:
         chosen: Precision = kwargs.pop("precision") if precision else "auto"
+        if model is not None and not model.strip():  # `-m ""`, `-m "$UNSET"`: not the default by accident
+            raise click.BadParameter("is empty; leave it out for the task's default model", param_hint="'-m' / '--model'")
         options = ModelOptions(model, revision, batch_size, max_length, threads, chosen, offline)
         return command(*args, model=options, **kwargs)
 
     return with_options(with_model, [
-        click.option("-m", "--model", metavar="NAME", help="Hub model id or local directory (default: the task's)."),
+        click.option("-m", "--model", metavar="NAME", shell_complete=complete_models,
+                     help="Hub model id or local directory (default: the task's)."),
         click.option("--revision", metavar="REV", help="Hub branch, tag or commit of the model."),
         batch_size_option,
         click.option("--max-length", type=click.IntRange(min=1), metavar="TOKENS",
@@ -150,7 +208,7 @@ def model_options(command: Callable[..., Any] | None = None, *, precision: bool 
 def model_argument(revision_help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """MODEL (an alias, a Hub id or a local directory) and --revision, for the `models` commands."""
     return lambda command: with_options(command, [
-        click.argument("model"),
+        click.argument("model", shell_complete=complete_models),
         click.option("--revision", metavar="REV", help=revision_help),
     ])
 

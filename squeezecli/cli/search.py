@@ -45,11 +45,12 @@ VECTOR_CHOICES = ("int8", "float16", "float32")
                    "line of stdin), and only the queries are embedded.")
 @click.option("-k", "--top-k", "k", type=click.IntRange(min=1), default=5, show_default=True,
               help="How many of the nearest texts.")
+@chunk_options("each chunk ranked on its own, with its character offsets")
 @model_options
 @output_options
 @pass_environment
 def similar(env: Environment, output: OutputOptions, model: ModelOptions, words: tuple[str, ...],
-            corpus: tuple[str, ...], index_path: str | None, k: int) -> None:
+            corpus: tuple[str, ...], index_path: str | None, k: int, chunk: int | None, overlap: int) -> None:
     """The texts nearest to QUERY by cosine similarity of their embeddings.
 
     \b
@@ -63,13 +64,15 @@ def similar(env: Environment, output: OutputOptions, model: ModelOptions, words:
     if index_path is not None:
         if corpus:
             raise click.UsageError("--index and --corpus are two corpora: give one")
+        if chunk is not None or overlap:
+            raise click.UsageError("an index is chunked when it is built (index build --chunk), not when searched")
         _similar_in_index(env, output, model, index_path, list(words), k)
         return
     if not words:
         raise click.UsageError("give a QUERY (and the corpus as FILEs, --corpus or stdin), or --index INDEX")
     query, files = words[0], (*words[1:], *corpus)
     check_paths(files)
-    pipeline = load("embed", model, env, output.quiet)
+    pipeline = load("embed", model, env, output.quiet, chunk=chunk, overlap=overlap)
     from ..tasks.embed import nearest
 
     texts = 0
@@ -78,14 +81,21 @@ def similar(env: Environment, output: OutputOptions, model: ModelOptions, words:
         nonlocal texts
         for batch in batched(read_records(files, env=env), model.batch_size):
             texts += len(batch)
-            yield [(record.text, record.source) for record in batch]
+            if chunk is None:
+                yield [(record.text, record.source) for record in batch]
+                continue
+            spans = pipeline.task.chunk_spans([record.text for record in batch])
+            yield [(record.text[start:end], {**record.source, "start": start, "end": end})
+                   for record, own in zip(batch, spans) for start, end in own]
 
     cut: list[Any] = []
     hits = nearest(pipeline.task, query, batches(), k, cut)
     rows = [{**hit["source"], "rank": rank, "score": hit["score"], "text": hit["text"],
              **{key: hit[key] for key in ("truncated", "tokens") if key in hit}}
             for rank, hit in enumerate(hits, 1)]
-    open_writer(output.format, ["rank", "score", "text", "file", "line"], env).write_batch(rows)
+    open_writer(output.format, list(output.fields or ["rank", "score", "text", "file", "line"]), env,
+                output.color).write_batch(
+        [output.select(row) for row in rows])
     if cut:
         env.notice(truncation_notice(len(cut), texts, pipeline.task.max_length, pipeline.runtime.max_length))
 
@@ -99,16 +109,18 @@ def _similar_in_index(env: Environment, output: OutputOptions, model: ModelOptio
     pipeline = load("embed", _index_model(model, index.meta), env, output.quiet)
     search.check_model(index, pipeline.task)
     nested = resolved_format(output.format, env) == "jsonl"
-    writer = open_writer(output.format, ["query", "rank", "score", "text", "file", "line"], env)
+    writer = open_writer(output.format, list(output.fields or ["query", "rank", "score", "text", "file", "line"]), env,
+                         output.color)
     texts = queries if queries else (record.text for record in read_records([], env=env))
     for group in batched(texts, search.QUERIES_PER_SCAN):
         vectors = pipeline.task.vectors(group)  # [Q, D]
         results = [search.hits(index, ranked) for ranked in search.top_k(index, vectors, k)]
-        if nested:
-            writer.write_batch([{"query": query, "results": hits} for query, hits in zip(group, results)])
+        if nested:  # --fields picks the fields of each result
+            writer.write_batch([{"query": query, "results": [output.select(hit) for hit in hits]}
+                                for query, hits in zip(group, results)])
         else:  # a table or CSV: one row per result, the query on its first
-            writer.write_batch([{"query": query if hit["rank"] == 1 or not _is_table(output, env) else "", **hit}
-                                for query, hits in zip(group, results) for hit in hits])
+            writer.write_batch([output.select({"query": query if hit["rank"] == 1 or not _is_table(output, env) else "",
+                                               **hit}) for query, hits in zip(group, results) for hit in hits])
 
 
 def _is_table(output: OutputOptions, env: Environment) -> bool:
@@ -193,10 +205,11 @@ def _add_records(env: Environment, inputs: InputOptions, model: ModelOptions, qu
     from ..tasks import search
 
     texts = items = cut = 0
-    with progress_for(inputs.files, quiet=quiet, env=env, prints_results=False) as progress:
-        for window in batched(inputs.read(on_read=progress.advance, env=env), WINDOW_BATCHES * model.batch_size):
+    with progress_for(inputs.files, quiet=quiet, env=env, prints_results=False, unit=inputs.unit) as progress:
+        for window in batched(inputs.read(on_read=progress.read, env=env), WINDOW_BATCHES * model.batch_size):
             new = search.items(pipeline.task, window, index.meta["vectors"])
             index.append(new)
+            progress.done(len(window))
             texts, items = texts + len(window), items + len(new)
             cut += len({item[1] for item in new if item[4] is not None})
     return texts, items, cut

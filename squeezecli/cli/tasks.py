@@ -8,6 +8,7 @@ here, so `run-distributed` (distributed.py) offers the same options with the sam
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable
 from typing import Any
@@ -99,7 +100,7 @@ def qa_settings(inputs: InputOptions, model: ModelOptions, lines: bool, no_answe
     from ..store import catalogue
 
     if inputs.unit == "line" and not lines:
-        inputs = InputOptions(inputs.files, "doc", inputs.field, inputs.errors)
+        inputs = dataclasses.replace(inputs, unit="doc")
     if no_answer is None:
         name = model.model or catalogue.default_for("qa")
         entry = catalogue.by_alias(name)

@@ -1,8 +1,8 @@
 """Records -> batches of similar length -> results in input order, with reading overlapped on a thread.
 
 `run_windows` is the streaming core every command shares: it reads a window of records, sorts it by
-length so each batch pads little, runs the batch function, and hands back the window in input order
-before reading on, so output streams and memory holds one window.
+length so each batch pads little, runs the batch function, and hands back each stretch of results that
+is complete in input order as soon as it is, so output streams and memory holds one window.
 """
 
 from __future__ import annotations
@@ -47,27 +47,39 @@ def run_windows(
     process_batch: Callable[[list[T]], Sequence[R]],
     live: bool = False,
 ) -> Iterator[list[tuple[T, R]]]:
-    """Per window, its (record, result) pairs in input order; results come from batches of similar length.
+    """(record, result) pairs in input order, as soon as they are ready; results come from batches of
+    similar length.
 
-    Reads `window` records at a time, sorts them by `length_of` so each batch pads little, runs
-    `process_batch` on each batch (it must return one result per record, in the order given) and yields
-    the window's pairs in input order before reading the next window, so output keeps streaming.
-    With `live`, records are read ahead on a thread and a window holds only what has arrived (see
-    `arriving_windows`), so a slow stream such as `tail -f` gets each line's result promptly.
+    Reads `window` records at a time and sorts them by `length_of` into batches that pad little. The
+    batches run (`process_batch` must return one result per record, in the order given) in the order
+    that frees output soonest: next, the batch holding the first record not yet done; after each, the
+    records done in input order so far are yielded. So the first result of a big file is out after
+    one batch, not one window, and every batch is the same as in length order. With `live`, records
+    are read ahead on a thread and a window holds only what has arrived (see `arriving_windows`), so a
+    slow stream such as `tail -f` gets each line's result promptly.
     """
     if window < batch_size:
         raise ValueError("the window must hold at least one batch")
     for chunk in (arriving_windows(records, window) if live else batched(records, window)):
         # sorted() is stable: records of equal length keep their input order inside a batch.
         by_length = sorted(range(len(chunk)), key=lambda i: length_of(chunk[i]))
+        batches = list(batched(by_length, batch_size))
+        batch_of = {i: number for number, indices in enumerate(batches) for i in indices}
         results: list[Any] = [None] * len(chunk)
-        for indices in batched(by_length, batch_size):
+        done = [False] * len(chunk)
+        emitted = 0
+        while emitted < len(chunk):
+            indices = batches[batch_of[emitted]]
             batch_results = process_batch([chunk[i] for i in indices])
             if len(batch_results) != len(indices):
                 raise ValueError(f"process_batch returned {len(batch_results)} results for {len(indices)} records")
             for i, result in zip(indices, batch_results):
-                results[i] = result
-        yield list(zip(chunk, results))
+                results[i], done[i] = result, True
+            ready = emitted
+            while ready < len(chunk) and done[ready]:
+                ready += 1
+            yield list(zip(chunk[emitted:ready], results[emitted:ready]))
+            emitted = ready
 
 
 class _Failed:

@@ -12,7 +12,7 @@ from typing import Any
 from ..environment import Environment
 from .batches import WINDOW_BATCHES, run_windows
 from .progress import progress_for
-from .records import DecodeErrors, Record, Unit, read_records
+from .records import DecodeErrors, OnError, Record, Unit, read_records
 from .writers import Format, open_writer, resolved_format, row_for
 
 
@@ -24,15 +24,26 @@ class InputOptions:
     unit: Unit
     field: str | None
     errors: DecodeErrors
+    on_error: OnError = "stop"  # "skip": leave malformed records out, and say how many (read_records)
 
     def read(self, on_read: Callable[[int], None] | None = None, env: Environment | None = None) -> Iterator[Record]:
-        return read_records(self.files, self.unit, self.field, self.errors, on_read, env)
+        return read_records(self.files, self.unit, self.field, self.errors, on_read, env, self.on_error)
 
 
 @dataclasses.dataclass(frozen=True)
 class OutputOptions:
     format: Format
     quiet: bool
+    fields: tuple[str, ...] | None = None  # --fields: only these, in this order ("text" is the input text)
+    color: bool = True  # --no-color: False
+
+    def select(self, row: dict[str, Any], text: str | None = None) -> dict[str, Any]:
+        """`row` as --fields asks: the named fields in order, null where a row has none; `text` is the
+        input's text, which rows do not otherwise carry."""
+        if self.fields is None:
+            return row
+        return {name: (text if name == "text" and text is not None and "text" not in row else row.get(name))
+                for name in self.fields}
 
 
 TableView = Callable[[dict[str, Any]], dict[str, Any]]
@@ -60,11 +71,14 @@ def run_pipeline(
 
     def row(record: Record, result: dict[str, Any]) -> dict[str, Any]:
         if table:
-            return row_for(record, {**(table_view(result) if table_view else result), "text": record.text})
-        return row_for(record, result)
+            return output.select(row_for(record, {**(table_view(result) if table_view else result), "text": record.text}))
+        return output.select(row_for(record, result), record.text)
 
-    with progress_for(inputs.files, quiet=output.quiet, env=env) as progress:
-        records = inputs.read(on_read=progress.advance, env=env)
-        writer = open_writer(output.format, columns, env)
+    with progress_for(inputs.files, quiet=output.quiet, env=env, unit=inputs.unit) as progress:
+        records = inputs.read(on_read=progress.read, env=env)
+        if columns is not None and len(inputs.files) > 1 and "file" not in columns:  # rows must say which file
+            columns = ["file", "line", *columns] if inputs.unit != "doc" else ["file", *columns]
+        writer = open_writer(output.format, list(output.fields) if output.fields else columns, env, output.color)
         for window in run_windows(records, length_of, batch_size, WINDOW_BATCHES * batch_size, process_batch, live=True):
             writer.write_batch([row(record, result) for record, result in window])
+            progress.done(len(window))

@@ -1,4 +1,4 @@
-"""A progress bar on stderr while input is read, only where it cannot garble the output."""
+"""A progress display on stderr, in records done, only where it cannot garble the output."""
 
 from __future__ import annotations
 
@@ -12,37 +12,53 @@ from ..environment import Environment
 from .records import STDIN
 
 
-class ReadProgress(Protocol):
-    def advance(self, nbytes: int) -> None: ...
+class RunProgress(Protocol):
+    def read(self, nbytes: int) -> None: ...  # bytes read (read_records' on_read)
+
+    def done(self, records: int) -> None: ...  # records whose results are out
 
 
 class _NoProgress:
-    def advance(self, nbytes: int) -> None:
+    def read(self, nbytes: int) -> None:
+        pass
+
+    def done(self, records: int) -> None:
         pass
 
 
 class _RichProgress:
-    """Bytes read against the total size when every input is a regular file, else a count of lines."""
+    """Records done, against the total when it is known before the run, with their rate."""
 
-    def __init__(self, progress: Any, total_bytes: int | None) -> None:
+    def __init__(self, progress: Any, total: int | None) -> None:
         self._progress = progress
-        self._counts_bytes = total_bytes is not None
-        self._task = progress.add_task("reading", total=total_bytes)
+        self._task = progress.add_task("records", total=total, rate="")
 
-    def advance(self, nbytes: int) -> None:
-        self._progress.advance(self._task, nbytes if self._counts_bytes else 1)
+    def read(self, nbytes: int) -> None:
+        pass
+
+    def done(self, records: int) -> None:
+        self._progress.advance(self._task, records)
+        speed = self._progress.tasks[0].speed
+        self._progress.update(self._task, rate=f"{speed:,.1f}/s" if speed else "")
+
+
+# Inputs are counted before the run (for the bar's total) only up to this size: a count reads them once.
+COUNT_UP_TO_BYTES = 256 << 20
 
 
 @contextlib.contextmanager
-def progress_for(paths: Sequence[str], quiet: bool, env: Environment | None = None,
-                 prints_results: bool = True) -> Iterator[ReadProgress]:
-    """A progress bar on stderr while the inputs are read, when results go to a file and stderr is a
-    terminal (and not `quiet`). Results printed to the terminal are their own progress display, and a
-    live bar redrawn between table rows garbles both; results piped on (`| head`, `| jq`) usually come
-    back to the same terminal, where the bar would be drawn through them. A command that prints no
-    results (`prints_results=False`: it writes a file) shows the bar wherever stderr is a terminal.
+def progress_for(paths: Sequence[str], quiet: bool, env: Environment | None = None, prints_results: bool = True,
+                 unit: str = "line") -> Iterator[RunProgress]:
+    """A progress display on stderr, in records done (of how many, when the inputs are files of lines or
+    JSON lines, or documents, whose records can be counted up front; and how many per second), when
+    results go to a file and stderr is a terminal (and not `quiet`). Results printed to the terminal are
+    their own progress display, and a live bar redrawn between table rows garbles both; results piped
+    on (`| head`, `| jq`) usually come back to the same terminal, where the bar would be drawn through
+    them. A command that prints no results (`prints_results=False`: it writes a file) shows the bar
+    wherever stderr is a terminal.
 
-    Pass the yielded object's `advance` as `read_records(on_read=...)`.
+    Pass the yielded object's `read` as `read_records(on_read=...)` and call its `done` as results are
+    written.
     """
     env = env or Environment.from_os()
     if quiet or not env.stderr_is_terminal or (prints_results and (env.stdout_is_terminal or env.stdout_is_pipe)):
@@ -50,21 +66,15 @@ def progress_for(paths: Sequence[str], quiet: bool, env: Environment | None = No
         return
     # Rich is imported here, not at module level: piped runs never draw a progress bar.
     from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    total = total_bytes(list(paths) or [STDIN])
+    total = count_records(list(paths) or [STDIN], unit)
+    rate = TextColumn("{task.fields[rate]}")
     if total is None:
-        columns: tuple[Any, ...] = (TextColumn("{task.completed:,.0f} lines read"), TimeElapsedColumn())
+        columns: tuple[Any, ...] = (TextColumn("{task.completed:,.0f} records"), rate, TimeElapsedColumn())
     else:
-        columns = (BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
+        columns = (BarColumn(), TextColumn("{task.completed:,.0f}/{task.total:,.0f} records"), rate,
+                   TimeRemainingColumn())
     progress = Progress(
         *columns,
         console=Console(stderr=True),
@@ -75,6 +85,26 @@ def progress_for(paths: Sequence[str], quiet: bool, env: Environment | None = No
     )
     with progress:
         yield _RichProgress(progress, total)
+
+
+def count_records(paths: Sequence[str], unit: str) -> int | None:
+    """How many records `paths` hold, if that can be known before reading them for real: non-blank lines
+    of regular files of lines or JSON lines (up to COUNT_UP_TO_BYTES in all), or one per document."""
+    size = total_bytes(paths)
+    if size is None:
+        return None
+    if unit == "doc":
+        return len(paths)
+    if unit not in ("line", "jsonl") or size > COUNT_UP_TO_BYTES:
+        return None
+    count = 0
+    try:
+        for path in paths:
+            with open(path, "rb") as stream:
+                count += sum(1 for line in stream if line.strip())
+    except OSError:
+        return None
+    return count
 
 
 def total_bytes(paths: Sequence[str]) -> int | None:

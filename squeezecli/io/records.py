@@ -22,6 +22,9 @@ from ..errors import InputError
 
 Unit = Literal["line", "jsonl", "csv", "tsv", "parquet", "doc"]
 DecodeErrors = Literal["strict", "replace"]
+OnError = Literal["stop", "skip"]
+# How many skipped records the summary names.
+SKIPS_NAMED = 5
 
 STDIN = "-"
 DEFAULT_FIELD = "text"
@@ -57,16 +60,43 @@ def read_records(
     errors: DecodeErrors = "strict",
     on_read: Callable[[int], None] | None = None,
     env: Environment | None = None,
+    on_error: OnError = "stop",
 ) -> Iterator[Record]:
     """Records from `paths` ("-" is stdin; no paths means stdin), read lazily, in order.
 
     Every path is checked before this returns, so a typo in the third file fails before any work starts.
     Blank lines are skipped but still counted, so `line` is the line number an editor shows.
     `on_read(nbytes)` is called for every physical line (or document) read, for progress reporting.
+    With `on_error="skip"`, a malformed record (a JSON line that is not an object with the text field,
+    invalid UTF-8, a CSV row that does not fit the header) is left out rather than stopping the run, and
+    once all is read one line on stderr counts them and names the first SKIPS_NAMED. What makes a whole
+    file unreadable (a missing file, a header without the text column) still stops it.
     """
     paths = list(paths) or [STDIN]
     check_paths(paths)
-    return _read_all(paths, unit, field or DEFAULT_FIELD, errors, on_read or _ignore, env or Environment.from_os())
+    env = env or Environment.from_os()
+    skipped = _Skipped() if on_error == "skip" else None
+    return _read_all(paths, unit, field or DEFAULT_FIELD, errors, on_read or _ignore, env, skipped)
+
+
+class _Skipped:
+    """The records --on-error skip left out: how many, where the first few were, and the first reason."""
+
+    def __init__(self) -> None:
+        self.count, self.where, self.first = 0, [], ""
+
+    def add(self, error: InputError) -> None:
+        self.count += 1
+        where, _, reason = error.message.partition(": ")
+        if len(self.where) < SKIPS_NAMED:
+            self.where.append(where)
+        if self.count == 1:
+            self.first = reason
+
+    def summary(self) -> str:
+        more = f" and {self.count - len(self.where):,} more" if self.count > len(self.where) else ""
+        return (f"skipped {self.count:,} malformed record{'s' if self.count != 1 else ''} "
+                f"({', '.join(self.where)}{more}); the first: {self.first}")
 
 
 def check_paths(paths: Sequence[str]) -> None:
@@ -87,22 +117,24 @@ def _ignore(nbytes: int) -> None:
 
 
 def _read_all(paths: list[str], unit: Unit, field: str, errors: DecodeErrors, on_read: Callable[[int], None],
-              env: Environment) -> Iterator[Record]:
+              env: Environment, skipped: _Skipped | None) -> Iterator[Record]:
     for path in paths:
         with _open_binary(path, env) as stream:
             try:
                 if unit == "doc":
                     yield from _read_document(path, stream, errors, on_read, env)
                 elif unit in _DELIMITERS:
-                    yield from _read_table(path, stream, unit, field, errors, on_read)
+                    yield from _read_table(path, stream, unit, field, errors, on_read, skipped)
                 elif unit == "parquet":
                     from .parquet import read_parquet
 
                     yield from read_parquet(path, _display_name(path), stream, field, MAX_TEXT_BYTES, on_read)
                 else:
-                    yield from _read_lines(path, stream, unit, field, errors, on_read, env)
+                    yield from _read_lines(path, stream, unit, field, errors, on_read, env, skipped)
             except OSError as exc:  # a read error: EIO, a device that went away, a closed descriptor
                 raise InputError(f"{_display_name(path)}: cannot read it: {exc.strerror or exc}") from exc
+    if skipped is not None and skipped.count:
+        env.notice(skipped.summary())
 
 
 @contextlib.contextmanager
@@ -151,29 +183,42 @@ def _whole_characters(data: bytes) -> bytes:
 
 
 def _read_lines(path: str, stream: BinaryIO, unit: Unit, field: str, errors: DecodeErrors,
-                on_read: Callable[[int], None], env: Environment) -> Iterator[Record]:
+                on_read: Callable[[int], None], env: Environment, skipped: _Skipped | None) -> Iterator[Record]:
     for number, (raw, cut) in enumerate(_physical_lines(stream, on_read), start=1):
         if number == 1 and raw.startswith(_BOM):
             raw = raw[len(_BOM) :]
-        if cut and unit == "jsonl":
-            raise InputError(f"{_display_name(path)}:{number}: a JSON line longer than {_MIB} MiB",
-                             hint=f"a line is read up to {_MIB} MiB; keep each JSON object smaller")
-        if cut:
-            env.notice(f"{_display_name(path)}:{number}: the line is longer than {_MIB} MiB; only its first "
-                   f"{_MIB} MiB are read")
-        text = _decode(_strip_newline(raw), path, number, errors)
-        if not text.strip():
+        try:
+            record = _line_record(path, number, raw, cut, unit, field, errors, env)
+        except InputError as error:
+            if skipped is None:
+                raise
+            skipped.add(error)
             continue
-        source = {"file": path, "line": number}
-        if unit == "jsonl":
-            text, extra = _parse_json_line(text, field, path, number, errors)
-            yield Record(text, source, extra)
-        else:
-            yield Record(text, source)
+        if record is not None:
+            yield record
+
+
+def _line_record(path: str, number: int, raw: bytes, cut: bool, unit: Unit, field: str, errors: DecodeErrors,
+                 env: Environment) -> Record | None:
+    """The record of one physical line, None for a blank one."""
+    if cut and unit == "jsonl":
+        raise InputError(f"{_display_name(path)}:{number}: a JSON line longer than {_MIB} MiB",
+                         hint=f"a line is read up to {_MIB} MiB; keep each JSON object smaller")
+    if cut:
+        env.notice(f"{_display_name(path)}:{number}: the line is longer than {_MIB} MiB; only its first "
+                   f"{_MIB} MiB are read")
+    text = _decode(_strip_newline(raw), path, number, errors)
+    if not text.strip():
+        return None
+    source = {"file": path, "line": number}
+    if unit == "jsonl":
+        text, extra = _parse_json_line(text, field, path, number, errors)
+        return Record(text, source, extra)
+    return Record(text, source)
 
 
 def _read_table(path: str, stream: BinaryIO, unit: Unit, field: str, errors: DecodeErrors,
-                on_read: Callable[[int], None]) -> Iterator[Record]:
+                on_read: Callable[[int], None], skipped: _Skipped | None) -> Iterator[Record]:
     """Rows of a CSV or TSV file with a header row: the text in column `field`, the other columns carried
     as strings. Quoted fields may hold the delimiter, quotes ("") and newlines; a row is named by the line
     it starts on. Blank lines are skipped."""
@@ -208,8 +253,12 @@ def _read_table(path: str, stream: BinaryIO, unit: Unit, field: str, errors: Dec
             header, column = row, text_column(row, field, f"{where}:{start}")
             continue
         if len(row) != len(header):
-            raise InputError(f"{where}:{start}: {len(row)} fields where the header has {len(header)}",
-                             hint='a field holding the delimiter must be quoted ("...")')
+            ragged = InputError(f"{where}:{start}: {len(row)} fields where the header has {len(header)}",
+                                hint='a field holding the delimiter must be quoted ("...")')
+            if skipped is None:
+                raise ragged
+            skipped.add(ragged)
+            continue
         extra = {name: value for index, (name, value) in enumerate(zip(header, row)) if index != column}
         yield Record(row[column], {"file": path, "line": start}, extra)
 

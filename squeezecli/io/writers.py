@@ -22,8 +22,12 @@ from .records import Record
 Format = Literal["auto", "table", "jsonl", "csv", "tsv"]
 FORMATS: tuple[str, ...] = ("auto", "table", "jsonl", "csv", "tsv")
 
-# In a table, text columns whose first values are at most this wide are labels or ids, not free text.
+# In a table, text columns whose first values are at most this wide are labels or ids, not free text...
 _SHORT_TEXT = 24
+# ...except these, free text whatever the first batch holds.
+_FREE_TEXT = ("text",)
+# File names: at most this wide in a table, a longer path shown by its end.
+_PATH_COLUMNS, _PATH_WIDTH = ("file",), 32
 
 
 def row_for(record: Record, result: Mapping[str, Any]) -> dict[str, Any]:
@@ -43,11 +47,13 @@ class Writer(Protocol):
     def write_batch(self, rows: Sequence[Mapping[str, Any]]) -> None: ...
 
 
-def open_writer(fmt: Format, columns: Sequence[str] | None = None, env: Environment | None = None) -> Writer:
+def open_writer(fmt: Format, columns: Sequence[str] | None = None, env: Environment | None = None,
+                color: bool = True) -> Writer:
     """A writer on stdout. "auto" is a table on a terminal and JSON lines anywhere else.
 
     `columns` picks and orders the table's columns (a terminal has no room for everything); JSON lines
-    and CSV/TSV always carry every field. By default the table shows the first row's fields.
+    and CSV/TSV always carry every field. By default the table shows the first row's fields. A table
+    colours labels and scores unless `color` is False, NO_COLOR is set, or stdout is not a terminal.
     """
     env = env or Environment.from_os()
     fmt = resolved_format(fmt, env)
@@ -56,7 +62,7 @@ def open_writer(fmt: Format, columns: Sequence[str] | None = None, env: Environm
     if fmt in ("csv", "tsv"):
         return DelimitedWriter(env.stdout, delimiter="," if fmt == "csv" else "\t")
     if fmt == "table":
-        return TableWriter(columns)
+        return TableWriter(columns, color=color)
     raise ValueError(f"unknown output format {fmt!r}")
 
 
@@ -170,14 +176,20 @@ class TableWriter:
     """A Rich table per batch; the header is printed with the first batch only.
 
     Column widths depend only on the first batch and the terminal width, so the tables of successive
-    batches line up as one. User text is passed as `rich.text.Text`, never parsed as markup: an NER span
-    like "[PER]" or a literal "[bold]" prints as typed.
+    batches line up as one: numbers, labels and ids as wide as their widest value (and header), free
+    text sharing the rest of the line. User text is passed as `rich.text.Text`, never parsed as markup:
+    an NER span like "[PER]" or a literal "[bold]" prints as typed. Labels are bold, scores green from
+    0.8, yellow from 0.5, else red.
     """
 
-    def __init__(self, columns: Sequence[str] | None) -> None:
-        self._console = _stdout_console()
+    def __init__(self, columns: Sequence[str] | None, color: bool = True) -> None:
+        self._console = _stdout_console(color)
         self._columns = list(columns) if columns is not None else None
         self._layouts: dict[str, dict[str, Any]] | None = None
+
+    def _cell(self, name: str, value: Any) -> str:
+        text = _table_cell(value)
+        return _left_cut(text, self._layouts[name]["width"]) if name in _PATH_COLUMNS and self._layouts else text
 
     def write_batch(self, rows: Sequence[Mapping[str, Any]]) -> None:
         from rich import box
@@ -191,17 +203,39 @@ class TableWriter:
             self._columns = list(rows[0])
         if self._layouts is None:
             self._layouts = {name: _column_layout(name, rows) for name in self._columns}
-        table = Table(box=box.SIMPLE_HEAD, expand=True, show_header=first_batch, show_edge=False, pad_edge=False)
+        # Only free text grows to fill the line; a table of short columns stays as narrow as its content.
+        expand = any("ratio" in layout for layout in self._layouts.values())
+        table = Table(box=box.SIMPLE_HEAD, expand=expand, show_header=first_batch, show_edge=False, pad_edge=False)
         for name in self._columns:
             table.add_column(Text(name), no_wrap=True, overflow="ellipsis", **self._layouts[name])
         for row in rows:
-            table.add_row(*(Text(_table_cell(row.get(name))) for name in self._columns))
+            table.add_row(*(Text(self._cell(name, row.get(name)), style=_style(name, row.get(name))) for name in self._columns))
         with writing():
             self._console.print(table)
             self._console.file.flush()
 
 
-def _stdout_console() -> Any:
+def _left_cut(text: str, width: int) -> str:
+    """`text` in at most `width` cells, cut at the start ("…/dir/file.txt"): a path's end names the file."""
+    from rich.cells import cell_len
+
+    if cell_len(text) <= width:
+        return text
+    while text and cell_len(text) > width - 1:
+        text = text[1:]
+    return "…" + text
+
+
+def _style(column: str, value: Any) -> str:
+    """How a cell is coloured (Rich style; "" for none): labels bold, scores by how high they are."""
+    if column in ("label", "labels", "entities"):
+        return "bold"
+    if column == "score" and isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return "green" if value >= 0.8 else "yellow" if value >= 0.5 else "red"
+    return ""
+
+
+def _stdout_console(color: bool = True) -> Any:
     # Rich is imported here, not at module level: piped runs never need it.
     from rich.console import Console
 
@@ -211,25 +245,24 @@ def _stdout_console() -> Any:
             raise BrokenPipeError
 
     # No file=: the console writes to whatever sys.stdout is at print time.
-    return StdoutConsole(highlight=False)
+    return StdoutConsole(highlight=False, no_color=not color or None)  # None: Rich reads NO_COLOR itself
 
 
 def _column_layout(name: str, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Rich column sizing from the first batch: numbers get a fixed width, text shares what is left.
-
-    Short text (labels, ids) gets one share and free text four, each at least as wide as the header
-    and its short values; free text is cut with an ellipsis in the table only.
-    """
+    """Rich column sizing from the first batch: numbers and short text (labels, ids, file names) as
+    wide as their widest value and header, free text sharing what is left of the line (cut with an
+    ellipsis in the table only)."""
     from rich.cells import cell_len  # display width: a CJK character takes two cells
 
     values = [row.get(name) for row in rows]
     widest = max([cell_len(name), *(cell_len(_table_cell(value)) for value in values)])
-    if all(value is None or isinstance(value, (bool, int, float)) for value in values):
+    if name in _PATH_COLUMNS:  # a fixed width, longer paths cut at their start (TableWriter._cell)
+        return {"width": min(widest, _PATH_WIDTH)}
+    free = name in _FREE_TEXT
+    if not free and (widest <= _SHORT_TEXT or all(value is None or isinstance(value, (bool, int, float))
+                                                  for value in values)):
         return {"width": widest}
-    return {
-        "ratio": 1 if widest <= _SHORT_TEXT else 4,
-        "width": max(cell_len(name), min(widest, _SHORT_TEXT)),  # with a ratio, Rich reads width as a minimum
-    }
+    return {"ratio": 1, "min_width": max(cell_len(name), _SHORT_TEXT)}
 
 
 def _cell(value: Any) -> str:

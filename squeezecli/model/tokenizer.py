@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from tokenizers import Encoding
 from tokenizers import Tokenizer as BackendTokenizer
 
-from ..errors import InputError, ModelError
+from ..errors import InputError, ModelError, UsageError
 from . import tokenizer_files
 from .tokenizer_files import (
     FALLBACK_MAX_LENGTH,
@@ -84,8 +84,8 @@ class Tokenizer:
         if stride < 0:
             raise ValueError(f"negative stride {stride}")
         room = max_length - self.backend.num_special_tokens_to_add(is_pair=pairs is not None)
-        if room < 1:
-            raise InputError(
+        if room < 1:  # an option that cannot work with this model: a usage error, as other option errors are
+            raise UsageError(
                 f"max_length {max_length} leaves no room for text next to the special tokens",
                 hint=f"use a max_length above {max_length - room}",
             )

@@ -220,8 +220,9 @@ def _cached_or_unreachable(
     if cached is not None:
         return cached
     where = f"model '{repo_id}'" if revision == DEFAULT_REVISION else f"revision '{revision}' of model '{repo_id}'"
-    if cause is None:  # offline mode
-        hint = f"run it once while online (HF_HUB_OFFLINE unset) to download it into {cache_dir}"
+    if cause is None:  # offline mode: say which switch turned it on
+        switch = "with HF_HUB_OFFLINE unset" if env.offline else "without --offline"
+        hint = f"run it once online ({switch}) to download it into {cache_dir}"
     else:
         hint = f"check the network connection to {env.endpoint} (HF_ENDPOINT); once downloaded, it runs offline"
     raise NetworkError(f"{where} is not cached and the Hub is unreachable ({reason})", hint=hint) from cause
