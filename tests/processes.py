@@ -23,6 +23,38 @@ ROOT = Path(__file__).resolve().parent.parent
 SQUEEZE = [sys.executable, "-m", "squeezecli"]
 
 
+def on_a_terminal(command: list[str], *, stdout=None, timeout: float = 60, **popen) -> tuple[int, str]:
+    """Run `command` with a pseudo-terminal as its stderr (and stdout, unless `stdout` is given): its exit
+    status and everything it wrote to the terminal."""
+    import pty
+    import select
+    import time
+
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=stdout if stdout is not None else follower,
+                               stderr=follower, **popen)
+    os.close(follower)
+    chunks = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if not select.select([leader], [], [], 1)[0]:
+                continue
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(leader)
+        if process.poll() is None and time.monotonic() >= deadline:
+            process.kill()
+        status = process.wait(timeout=10)
+    return status, b"".join(chunks).decode("utf-8", errors="replace")
+
+
 def foreground_signals() -> None:
     """Popen's preexec_fn for a child that Ctrl-C must reach: SIGINT at its default, as in a terminal's
     foreground job. A shell without job control starts background commands (`.ci/run &`) with SIGINT

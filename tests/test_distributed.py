@@ -202,3 +202,20 @@ def test_the_cli_starts_without_importing_ray_or_torch():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "[]"
+
+
+def test_a_plain_local_run_says_only_squeezes_own_line(models, text_files, tmp_path):
+    """A whole `squeeze run-distributed` process on a local cluster it starts: Ray's own log lines (its
+    token-authentication warning, its core worker's error about restartable actors) stay off stderr;
+    --verbose lets Ray's warnings through."""
+    from processes import squeeze_env
+
+    command = [sys.executable, "-m", "squeezecli", "run-distributed", "sentiment", str(text_files[2]),
+               "-m", str(models["sentiment"]), "--precision", "fp32", "-o", str(tmp_path / "out")]
+    env = squeeze_env(tmp_path / "caches")
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    texts = sum(1 for line in text_files[2].read_text(encoding="utf-8").splitlines() if line.strip())
+    assert result.stderr.splitlines() == [f"squeeze: {texts:,} results in {tmp_path / 'out' / 'results.jsonl'}"]
+    verbose = subprocess.run([*command, "--verbose"], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    assert verbose.returncode == 0 and verbose.stderr.splitlines()[-1].startswith(f"squeeze: {texts:,} results")

@@ -4,16 +4,14 @@ either way), offline mode, and never the token."""
 import json
 import os
 import platform
-import pty
-import select
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import torch
 from click.testing import CliRunner
+from processes import on_a_terminal
 
 from squeezecli import __version__
 from squeezecli.cli import squeeze
@@ -159,29 +157,7 @@ def test_credentials_in_the_endpoint_are_not_printed(hub, monkeypatch):
 def test_a_terminal_gets_a_table_without_the_token(hub, tmp_path):
     """A real process on a pseudo-terminal: the table, the facts in it, and no token anywhere."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), HF_TOKEN=SECRET, COLUMNS="160", TERM="xterm")
-    leader, follower = pty.openpty()
-    process = subprocess.Popen([sys.executable, "-m", "squeezecli", "doctor"], stdin=subprocess.DEVNULL,
-                               stdout=follower, stderr=follower, env=env, cwd=tmp_path)
-    os.close(follower)
-    chunks = []
-    deadline = time.monotonic() + 60
-    try:
-        while time.monotonic() < deadline:
-            if not select.select([leader], [], [], 1)[0]:
-                continue
-            try:
-                chunk = os.read(leader, 65536)
-            except OSError:  # EIO: the child closed the terminal
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-    finally:
-        os.close(leader)
-        if process.poll() is None and time.monotonic() >= deadline:
-            process.kill()
-        status = process.wait(timeout=10)
-    screen = b"".join(chunks).decode("utf-8", errors="replace")
+    status, screen = on_a_terminal([sys.executable, "-m", "squeezecli", "doctor"], env=env, cwd=tmp_path)
     assert status == 0, screen
     assert SECRET not in screen
     assert not screen.lstrip().startswith("{")  # a table, not JSON

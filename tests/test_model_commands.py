@@ -164,3 +164,14 @@ def test_list_info_rm_do_not_import_torch(hub: HubServer, sst: Path) -> None:
     assert lines[-1] == "no torch"
     assert json.loads(lines[0])["id"] == "acme/sst"
     assert lines[-2] == "-"  # the second list: removed
+
+
+def test_a_local_model_path_is_shown_short_in_the_list(monkeypatch):
+    from squeezecli.cli.models import _short_path
+
+    monkeypatch.setenv("HOME", "/home/ada")
+    assert _short_path("/home/ada/models/tiny") == "~/models/tiny"
+    long = "/srv/" + "/".join(f"level{i}" for i in range(12)) + "/my-model"
+    shown = _short_path(long)
+    assert len(shown) == 40 and shown.startswith("…") and shown.endswith("/level11/my-model")
+    assert _short_path("/home/adam/x") == "/home/adam/x"  # another user's home is not ~

@@ -156,3 +156,21 @@ def test_update_rewrites_only_the_blocks():
     blocks = parse_blocks(text)
     rewritten = readme_examples.updated(text, [(blocks[0], "$ squeeze a\nnew\n"), (blocks[1], ">>> 1\n1\n")])
     assert rewritten == "intro\n```console\n$ squeeze a\nnew\n```\nmiddle\n```pycon\n>>> 1\n1\n```\nend\n"
+
+
+def test_a_real_terminal_shows_progress_in_records_then_erases_it(tmp_path):
+    """In a pty (stderr a terminal, results to a file): the display counts records done of the total,
+    with their rate, and leaves nothing on the screen once the run is over."""
+    import sys
+
+    from processes import on_a_terminal, squeeze_env
+
+    big = tmp_path / "big.txt"
+    big.write_text("".join(f"line {i}\n" for i in range(20_000)), encoding="utf-8")
+    with (tmp_path / "out.jsonl").open("wb") as out:
+        status, shown = on_a_terminal([sys.executable, "-m", "squeezecli", "echo-lines", str(big), "--batch-size", "8"],
+                                      stdout=out, cwd=tmp_path, env=squeeze_env(COLUMNS="100", TERM="xterm"))
+    assert status == 0
+    assert "/20,000 records" in shown, shown[-500:]
+    assert screen(shown).strip() == ""  # erased: the terminal is as it was
+    assert (tmp_path / "out.jsonl").read_text().count("\n") == 20_000

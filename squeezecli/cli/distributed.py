@@ -41,6 +41,7 @@ class RunOptions:
     format: str
     workers: int | None  # None: as many as the cluster's CPUs allow
     quiet: bool
+    verbose: bool = False  # Ray's own log lines too
 
 
 def loopback_only_ray() -> None:
@@ -53,13 +54,19 @@ def loopback_only_ray() -> None:
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 
 
+def quiet_ray() -> None:
+    """Keep Ray's Python warnings (token authentication, ...) off the user's stderr: squeeze reports what
+    matters itself; `--verbose` lets them through."""
+    logging.getLogger("ray").setLevel(logging.ERROR)
+
+
 def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """--output, --address, --format, --workers and --quiet, passed as `run: RunOptions`."""
+    """--output, --address, --format, --workers, --quiet and --verbose, passed as `run: RunOptions`."""
 
     @functools.wraps(command)
     def with_run(*args: Any, output: Path, address: str | None, fmt: str, workers: int | None, quiet: bool,
-                 **kwargs: Any) -> Any:
-        return command(*args, run=RunOptions(output, address, fmt, workers, quiet), **kwargs)
+                 verbose: bool, **kwargs: Any) -> Any:
+        return command(*args, run=RunOptions(output, address, fmt, workers, quiet, verbose), **kwargs)
 
     return with_options(with_run, [
         click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), required=True, metavar="DIR",
@@ -73,6 +80,7 @@ def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
                      help="Model workers, each loading the model once and taking --threads CPUs "
                           "(default: as many as the cluster has CPUs for)."),
         click.option("--quiet", is_flag=True, help="No progress bars and no summary line."),
+        click.option("--verbose", is_flag=True, help="Let Ray's own log lines through (its workers' and its warnings)."),
     ])
 
 
@@ -146,6 +154,8 @@ def _run(task: str, env: Environment, inputs: InputOptions, model: ModelOptions,
          **task_options: Any) -> None:
     if run.address is None:
         loopback_only_ray()
+    if not run.verbose:
+        quiet_ray()
     _require_ray()
     from ..api import load
     from ..integrations import raydata
@@ -159,7 +169,7 @@ def _run(task: str, env: Environment, inputs: InputOptions, model: ModelOptions,
     # Ray Data's INFO lines (plans, log paths, and progress when stderr is no terminal) are for Ray's
     # developers; a terminal still gets its progress bars.
     logging.getLogger("ray.data").setLevel(logging.WARNING)
-    with raydata.connected(run.address, quiet=run.quiet):
+    with raydata.connected(run.address, quiet=run.quiet, verbose=run.verbose):
         path, count = raydata.run(
             inputs.read(env=env), task, model.model, load_options, run.output, run.format,  # type: ignore[arg-type]
             rows_per_block=WINDOW_BATCHES * model.batch_size, workers=run.workers,

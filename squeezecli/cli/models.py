@@ -8,6 +8,7 @@ lines (or one JSON object for `info`) in a pipe, JSON always with `--json`.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -88,10 +89,18 @@ def list_models(env: Environment, as_json: bool) -> None:
     now = time.time()
     for s in summaries:
         table.add_row(
-            s["alias"] or s["id"], s["commit"][:8], s["architecture"], s["heads"][0], _parameters(s["parameters"]),
+            s["alias"] or (_short_path(s["id"]) if s["kind"] == "dir" else s["id"]), s["commit"][:8], s["architecture"], s["heads"][0], _parameters(s["parameters"]),
             views.size(s["size_int8"]), views.size(s["size_source"]), _ago(now, s["last_used"]),
         )
     print_rich(env, table)
+
+
+def _short_path(path: str, width: int = 40) -> str:
+    """A directory for a narrow column: the home directory as ~, and a longer path by its end ("…/x/y")."""
+    home = os.path.expanduser("~")
+    if home not in ("", "/") and (path == home or path.startswith(home + os.sep)):
+        path = "~" + path[len(home):]
+    return path if len(path) <= width else "…" + path[-(width - 1):]
 
 
 @_model_command("info", "The cached revision to describe (default: main, else the latest).")

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import warnings
 import os
 import shutil
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -94,7 +95,7 @@ class BatchInference:
 
 
 @contextlib.contextmanager
-def connected(address: str | None, *, quiet: bool = False) -> Iterator[None]:
+def connected(address: str | None, *, quiet: bool = False, verbose: bool = False) -> Iterator[None]:
     """Connected to a Ray cluster for the duration.
 
     `address` None starts a local cluster for the run, on loopback only, with a CPU per core, and stops it
@@ -105,8 +106,10 @@ def connected(address: str | None, *, quiet: bool = False) -> Iterator[None]:
     if ray.is_initialized():
         yield
         return
-    # Ray's INFO lines (cluster started, dataset plans) are for Ray developers; its warnings still show.
-    settings: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": not quiet}
+    # Ray's INFO lines (cluster started, dataset plans) are for Ray developers; its warnings show only
+    # with `verbose`, and the workers' output only unless `quiet`.
+    settings: dict[str, Any] = {"logging_level": logging.WARNING if verbose else logging.ERROR,
+                                "log_to_driver": not quiet}
     if address is None:
         start_local_cluster(os.cpu_count() or 1, **settings)
     else:
@@ -120,6 +123,23 @@ def connected(address: str | None, *, quiet: bool = False) -> Iterator[None]:
         yield
     finally:
         ray.shutdown()
+
+
+def _map(dataset: Any, task: str, model: str | None, load_options: dict[str, Any], rows_per_block: int, workers: int,
+         cpus_per_worker: int) -> Any:
+    """The dataset mapped through BatchInference actors; a worker that dies is an error squeeze reports,
+    not one to retry (a restartable actor whose arguments live in the object store also makes Ray's core
+    worker log an error line on the user's terminal)."""
+    return dataset.map_batches(
+        BatchInference,
+        fn_constructor_kwargs={"task": task, "model": model, **load_options},
+        batch_size=rows_per_block,
+        batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(size=max(1, min(workers, dataset.num_blocks()))),
+        num_cpus=cpus_per_worker,
+        runtime_env={"env_vars": worker_environment()},
+        max_restarts=0,
+    )
 
 
 def start_local_cluster(num_cpus: int, **settings: Any) -> None:
@@ -184,15 +204,10 @@ def run(
         dataset = records_dataset(records, rows_per_block)
         if workers is None:
             workers = max(1, int(ray.cluster_resources().get("CPU", 1) // cpus_per_worker))
-        results = dataset.map_batches(
-            BatchInference,
-            fn_constructor_kwargs={"task": task, "model": model, **load_options},
-            batch_size=rows_per_block,
-            batch_format="pyarrow",
-            compute=ray.data.ActorPoolStrategy(size=max(1, min(workers, dataset.num_blocks()))),
-            num_cpus=cpus_per_worker,
-            runtime_env={"env_vars": worker_environment()},
-        )
+        with warnings.catch_warnings():
+            # max_restarts has no named parameter yet, and passing it as a keyword is "deprecated".
+            warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+            results = _map(dataset, task, model, load_options, rows_per_block, workers, cpus_per_worker)
         output_dir.mkdir(parents=True, exist_ok=True)
         target = output_dir / f"{RESULTS}.{output_format}"
         writer = JsonLinesFile(target) if output_format == "jsonl" else ParquetFile(target)
