@@ -412,3 +412,18 @@ def test_on_error_skip_leaves_malformed_records_out_and_counts_them(tmp_path):
     lines_out = run(["echo-lines", str(invalid), "--on-error", "skip"])
     assert [row["text"] for row in json_lines(lines_out.stdout)] == ["good", "also good"]
     assert "invalid UTF-8" in lines_out.stderr
+
+
+@pytest.mark.parametrize("args, says", [
+    (["sentiment", "--overlap", "3"], "--overlap applies to chunks"),
+    (["classify", "--labels", "a,b", "--aggregate", "max"], "--aggregate applies to chunks"),
+    (["embed", "--pool", "mean"], "--pool applies to chunks"),
+    (["embed", "--chunk", "10", "--overlap", "10"], "--overlap 10 must be less than --chunk 10"),
+    (["index", "build", "-o", "x.sqidx", "--overlap", "2"], "--overlap applies to chunks"),
+])
+def test_chunk_options_that_cannot_work_fail_before_any_model_is_loaded(args, says, monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # a model load would fail with exit 5: it must not start
+    monkeypatch.setenv("SQUEEZE_CACHE_DIR", str(tmp_path / "cache"))
+    result = run(args, input="text\n")
+    assert result.exit_code == ExitStatus.USAGE, result.stderr
+    assert result.stderr.startswith(f"squeeze: error: {says}")

@@ -9,6 +9,7 @@ here, so `run-distributed` (distributed.py) offers the same options with the sam
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections.abc import Callable
 from typing import Any
@@ -152,8 +153,21 @@ def ner_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def chunk_options(what: str) -> Decorator:
-    """--chunk and --overlap: a long text as chunks of whole words, `what` each chunk gets."""
-    return lambda command: with_options(command, [
+    """--chunk and --overlap: a long text as chunks of whole words, `what` each chunk gets. What can be
+    checked without the model is checked before the command loads one."""
+
+    def checked(command: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(command)
+        def with_chunking(*args: Any, **kwargs: Any) -> Any:
+            from ..tasks.base import check_chunking
+
+            needs = {f"--{name}": kwargs.get(name) is not None for name in ("pool", "aggregate")}
+            check_chunking(kwargs.get("chunk"), kwargs.get("overlap") or 0, needs_chunk=needs)
+            return command(*args, **kwargs)
+
+        return with_chunking
+
+    return lambda command: with_options(checked(command), [
         click.option("--chunk", type=click.IntRange(min=1), metavar="TOKENS",
                      help=f"Read each text as chunks of whole words of at most TOKENS tokens, instead of cutting it "
                           f"to the window: {what}."),

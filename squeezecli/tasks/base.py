@@ -40,16 +40,11 @@ class Task:
     def set_chunking(self, chunk: int | None, overlap: int, *, needs_chunk: dict[str, bool]) -> None:
         """Check and keep `chunk` (tokens of whole words per window, None: cut texts to the window) and
         `overlap`; each option named in `needs_chunk` that is given (True) is refused without a chunk."""
+        check_chunking(chunk, overlap, needs_chunk=needs_chunk)
         room = self.chunk_room()
-        given = [name for name, present in {"--overlap": bool(overlap), **needs_chunk}.items() if present]
-        if chunk is None and given:
-            raise UsageError(f"{' and '.join(given)} appl{'y' if len(given) > 1 else 'ies'} to chunks",
-                             hint="add --chunk TOKENS")
         if chunk is not None and not 1 <= chunk <= room:
             raise UsageError(f"--chunk {chunk} does not fit the model's {self.max_length}-token window",
                              hint=f"use --chunk {room} or less (or raise --max-length)")
-        if chunk is not None and not 0 <= overlap < chunk:
-            raise UsageError(f"--overlap {overlap} must be less than --chunk {chunk}")
         self.chunk, self.overlap = chunk, overlap
 
     def chunk_room(self) -> int:
@@ -74,6 +69,17 @@ class Task:
 
     def __call__(self, texts: list[str]) -> list[dict[str, Any]]:
         raise NotImplementedError
+
+
+def check_chunking(chunk: int | None, overlap: int, *, needs_chunk: dict[str, bool]) -> None:
+    """What can be checked of the chunk options without the model (the CLI checks it before loading one):
+    options that need --chunk without it, and an overlap as long as the chunk."""
+    given = [name for name, present in {"--overlap": bool(overlap), **needs_chunk}.items() if present]
+    if chunk is None and given:
+        raise UsageError(f"{' and '.join(given)} appl{'y' if len(given) > 1 else 'ies'} to chunks",
+                         hint="add --chunk TOKENS")
+    if chunk is not None and not 0 <= overlap < chunk:
+        raise UsageError(f"--overlap {overlap} must be less than --chunk {chunk}")
 
 
 def mark_truncated(results: list[dict[str, Any]], lengths: list[int | None]) -> list[dict[str, Any]]:
