@@ -9,7 +9,7 @@ import io
 import os
 import stat
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -58,6 +58,8 @@ class Environment:
     token: str | None = field(default=None, repr=False)  # HF_TOKEN: never printed
     token_source: str | None = None  # where a token is: a variable's name, "token file", or None
     settings: Mapping[str, str] = field(default_factory=dict)  # SETTINGS that are set
+    # Where notices go while a transient status line is on stderr (io.progress.status_line); none: stderr.
+    notice_sinks: list[Callable[[str], None]] = field(default_factory=list, repr=False, compare=False)
 
     @classmethod
     def from_os(cls, environ: Mapping[str, str] | None = None) -> Environment:
@@ -93,7 +95,11 @@ class Environment:
 
     def notice(self, message: str) -> None:
         """One line for the user on stderr ("squeeze: ..."): a first-use download, a cut line."""
-        write_stderr(self.stderr, f"squeeze: {one_line(message)}\n")
+        line = f"squeeze: {one_line(message)}"
+        if self.notice_sinks:
+            self.notice_sinks[-1](line)
+        else:
+            write_stderr(self.stderr, line + "\n")
 
 
 def is_terminal(stream: Any) -> bool:

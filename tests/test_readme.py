@@ -174,3 +174,25 @@ def test_a_real_terminal_shows_progress_in_records_then_erases_it(tmp_path):
     assert "/20,000 records" in shown, shown[-500:]
     assert screen(shown).strip() == ""  # erased: the terminal is as it was
     assert (tmp_path / "out.jsonl").read_text().count("\n") == 20_000
+
+
+def test_loading_is_a_step_of_its_own_on_a_terminal_and_notices_go_above_it(tmp_path):
+    """In a pty: "loading MODEL (PRECISION)…" while the model loads (its first-use notice printed above
+    it), erased once it is loaded; then the records display; in the end only the notice stays."""
+    import sys
+
+    import factory
+    from processes import on_a_terminal, squeeze_env
+
+    factory.build(tmp_path / "tiny", "bert", "sequence")
+    (tmp_path / "in.txt").write_text("good\nbad\n", encoding="utf-8")
+    with (tmp_path / "out.jsonl").open("wb") as out:
+        status, shown = on_a_terminal(
+            [sys.executable, "-m", "squeezecli", "sentiment", "-m", str(tmp_path / "tiny"), "--precision", "int8",
+             "in.txt"], stdout=out, cwd=tmp_path, env=squeeze_env(tmp_path / "caches", COLUMNS="100", TERM="xterm"))
+    assert status == 0, shown
+    assert f"{tmp_path.name}/tiny (int8)…" in shown and "loading …" in shown and "/2 records" in shown
+    final = screen(shown)
+    assert "loading …" not in final and "/2 records" not in final
+    assert final.strip().startswith("squeeze: ") and "quantizing it to int8" in final
+    assert (tmp_path / "out.jsonl").read_text().count("\n") == 2

@@ -40,12 +40,17 @@ _SQUAD2 = re.compile(r"squad[-_]?v?2", re.IGNORECASE)
 def load(task: str, model: ModelOptions, env: Environment, quiet: bool = False, **options: Any) -> Any:
     """The pipeline of `task` for the model options, notices to stderr."""
     from ..api import load as load_pipeline
+    from ..io.progress import status_line
+    from ..store import catalogue
 
-    return load_pipeline(
-        task, model.model, revision=model.revision, precision=model.precision, offline=model.offline,
-        batch_size=model.batch_size, max_length=model.max_length, threads=model.threads,
-        progress=not quiet, env=env, **options,
-    )
+    name = model.model or catalogue.default_for(task)
+    shown = name if len(name) <= 40 else "…" + name[-39:]  # a path by its end; the precision always shows
+    with status_line(env, f"loading {shown} ({model.precision})…", quiet):
+        return load_pipeline(
+            task, model.model, revision=model.revision, precision=model.precision, offline=model.offline,
+            batch_size=model.batch_size, max_length=model.max_length, threads=model.threads,
+            progress=not quiet, env=env, **options,
+        )
 
 
 def _run(pipeline: Any, inputs: InputOptions, output: OutputOptions, env: Environment, batch_size: int,

@@ -9,6 +9,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
 from ..environment import Environment
+from ..errors import printable, write_stderr
 from .records import STDIN
 
 
@@ -40,6 +41,32 @@ class _RichProgress:
         self._progress.advance(self._task, records)
         speed = self._progress.tasks[0].speed
         self._progress.update(self._task, rate=f"{speed:,.1f}/s" if speed else "")
+
+
+# A status line longer than this would wrap, and "\r" plus erase-line clears only the last of its lines.
+STATUS_WIDTH = 60
+
+
+@contextlib.contextmanager
+def status_line(env: Environment, text: str, quiet: bool = False) -> Iterator[None]:
+    """`text` as a transient line on stderr while the block runs (a terminal only, and not `quiet`), erased
+    at its end: the phase a run is in before its records move (loading a model, quantizing it). Notices
+    printed meanwhile go above it; a download's own progress bar simply draws over it."""
+    if quiet or env.stderr is None or not env.stderr_is_terminal:
+        yield
+        return
+    shown = printable(text if len(text) <= STATUS_WIDTH else text[: STATUS_WIDTH - 1] + "…")
+
+    def notice(line: str) -> None:
+        write_stderr(env.stderr, f"\r\x1b[2K{line}\n{shown}")
+
+    write_stderr(env.stderr, f"\r\x1b[2K{shown}")
+    env.notice_sinks.append(notice)
+    try:
+        yield
+    finally:
+        env.notice_sinks.remove(notice)
+        write_stderr(env.stderr, "\r\x1b[2K")
 
 
 # Inputs are counted before the run (for the bar's total) only up to this size: a count reads them once.
