@@ -196,3 +196,57 @@ def test_loading_is_a_step_of_its_own_on_a_terminal_and_notices_go_above_it(tmp_
     assert "loading …" not in final and "/2 records" not in final
     assert final.strip().startswith("squeeze: ") and "quantizing it to int8" in final
     assert (tmp_path / "out.jsonl").read_text().count("\n") == 2
+
+
+SNAPSHOT_80 = """\
+file      line   length   text
+────────────────────────────────────────────────────────────────────────────────
+one.txt   1      5        alpha
+one.txt   2      89       The plot made no sense and the ending dragged on for …
+two.txt   1      4        beta
+"""
+
+
+@pytest.mark.parametrize("columns", [80, 200])
+def test_a_table_on_a_real_terminal_at_80_and_200_columns(tmp_path, columns):
+    """Snapshot of a table on a pty: narrow columns as wide as their content, the text taking the rest of
+    the line at any width (cut with an ellipsis only where it does not fit), file and line with two inputs."""
+    import sys
+
+    from processes import on_a_terminal, squeeze_env
+
+    long = "The plot made no sense and the ending dragged on for what felt like hours, and then more."
+    (tmp_path / "one.txt").write_text(f"alpha\n{long}\n", encoding="utf-8")
+    (tmp_path / "two.txt").write_text("beta\n", encoding="utf-8")
+    status, shown = on_a_terminal([sys.executable, "-m", "squeezecli", "echo-lines", "one.txt", "two.txt",
+                                   "--fields", "file,line,length,text", "--no-color"],
+                                  cwd=tmp_path, env=squeeze_env(COLUMNS=str(columns), LINES="40", TERM="xterm"))
+    assert status == 0, shown
+    if columns == 80:
+        assert screen(shown) == SNAPSHOT_80
+        return
+    header, rule, *rows = [line.rstrip() for line in screen(shown).splitlines()]
+    assert header.split() == ["file", "line", "length", "text"] and len(rule) == columns
+    assert [row.split()[:3] for row in rows] == [["one.txt", "1", "5"], ["one.txt", "2", str(len(long))],
+                                                 ["two.txt", "1", "4"]]
+    assert header.index("text") == SNAPSHOT_80.index("text")  # the narrow columns do not grow
+    assert rows[1].endswith(long)  # at 200 columns there is room for all of the text
+
+
+def test_colour_on_a_real_terminal_and_off_with_no_color(tmp_path):
+    import sys
+
+    import factory
+    from processes import on_a_terminal, squeeze_env
+
+    factory.build(tmp_path / "tiny", "distilbert", "sequence")
+    (tmp_path / "in.txt").write_text("good\nbad\n", encoding="utf-8")
+    command = [sys.executable, "-m", "squeezecli", "sentiment", "-m", "tiny", "--precision", "fp32", "in.txt"]
+    env = squeeze_env(tmp_path / "caches", COLUMNS="100", TERM="xterm-256color")
+    env.pop("NO_COLOR", None)
+    coloured = on_a_terminal(command, cwd=tmp_path, env=env)[1]
+    label = r"(?:NEGATIVE|POSITIVE)"
+    assert re.search(rf"\x1b\[1m{label}\x1b\[0m", coloured) and re.search(r"\x1b\[3[123]m0\.\d{4}", coloured)
+    for plain in (on_a_terminal([*command, "--no-color"], cwd=tmp_path, env=env)[1],
+                  on_a_terminal(command, cwd=tmp_path, env={**env, "NO_COLOR": "1"})[1]):
+        assert re.search(label, plain) and not re.search(r"\x1b\[3[0-7]m", plain)  # bold is not a colour

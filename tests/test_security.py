@@ -127,6 +127,7 @@ def malicious_model(directory: Path, marker: Path, fmt: str, architectures: bool
 
 @pytest.mark.parametrize("fmt, architectures, args", [
     ("torch-zip", True, ["sentiment"]),
+    ("torch-zip", True, ["sentiment", "--precision", "int8"]),
     ("torch-zip", True, ["sentiment", "--precision", "fp32"]),
     ("bare-pickle", True, ["sentiment"]),
     ("bare-pickle", True, ["models", "pull"]),
@@ -140,6 +141,7 @@ def test_a_pickle_that_runs_code_is_refused(tmp_path, workdir, fmt, architecture
     result = run(command)
     assert_one_line_error(result, ExitStatus.MODEL)
     assert "refusing" in result.stderr
+    assert "quantizing" not in result.stderr  # the first-use notice comes only once a checkpoint has loaded
     assert not marker.exists()
     # The file really is malicious: loaded the unsafe way, it runs its code.
     torch.load(model / "pytorch_model.bin", weights_only=False) if fmt == "torch-zip" else pickle.loads(
