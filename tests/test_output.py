@@ -156,9 +156,10 @@ def test_table_widths_come_from_the_content_and_text_takes_the_rest(monkeypatch,
 
     header, rule, first, second = re.sub(r"\x1b\[[0-9;]*m", "", terminal.getvalue()).splitlines()
     assert header.split() == ["file", "line", "label", "score", "text"]
-    # Each narrow column is its widest cell plus the 3-space gap: "reviews.txt" 11, "line" 4, "NEGATIVE" 8, "0.9731" 6.
-    assert header.index("line") == 11 + 3 and header.index("label") == 14 + 4 + 3
-    assert header.index("score") == 21 + 8 + 3 and header.index("text") == 32 + 6 + 3
+    # Each narrow column is its widest cell, or the room left for later batches' wider ones (file names
+    # 16, line numbers 6, labels 10), plus the 3-space gap; "0.9731" is 6.
+    assert header.index("line") == 16 + 3 and header.index("label") == 19 + 6 + 3
+    assert header.index("score") == 28 + 10 + 3 and header.index("text") == 41 + 6 + 3
     assert len(first.rstrip()) == width == len(rule) and first.rstrip().endswith("…")
     assert second.split() == ["reviews.txt", "12", "POSITIVE", "0.5012", "Fine."]
 

@@ -26,6 +26,10 @@ FORMATS: tuple[str, ...] = ("auto", "table", "jsonl", "csv", "tsv")
 _SHORT_TEXT = 24
 # ...except these, free text whatever the first batch holds.
 _FREE_TEXT = ("text",)
+# Short text (labels) at least this wide, and counters (line numbers, ranks) this wide, whatever the first
+# batch holds: later rows are cut to the first batch's widths.
+_LABEL_WIDTH = 10
+_COUNTER_COLUMNS, _COUNTER_WIDTH = ("line", "row", "chunks"), 6
 # File names: at most this wide in a table, a longer path shown by its end.
 _PATH_COLUMNS, _PATH_WIDTH = ("file",), 32
 
@@ -257,11 +261,14 @@ def _column_layout(name: str, rows: Sequence[Mapping[str, Any]]) -> dict[str, An
     values = [row.get(name) for row in rows]
     widest = max([cell_len(name), *(cell_len(_table_cell(value)) for value in values)])
     if name in _PATH_COLUMNS:  # a fixed width, longer paths cut at their start (TableWriter._cell)
-        return {"width": min(widest, _PATH_WIDTH)}
-    free = name in _FREE_TEXT
-    if not free and (widest <= _SHORT_TEXT or all(value is None or isinstance(value, (bool, int, float))
-                                                  for value in values)):
-        return {"width": widest}
+        return {"width": min(max(widest, _LABEL_WIDTH + 6), _PATH_WIDTH)}
+    if name in _FREE_TEXT:
+        return {"ratio": 1, "min_width": max(cell_len(name), _SHORT_TEXT)}
+    numbers = all(value is None or isinstance(value, (bool, int, float)) for value in values)
+    if numbers or widest <= _SHORT_TEXT:
+        # The first batch may be a few rows: leave room for the longer labels and line numbers of later ones.
+        room = (_COUNTER_WIDTH if name in _COUNTER_COLUMNS else 0) if numbers else _LABEL_WIDTH
+        return {"width": max(widest, room)}
     return {"ratio": 1, "min_width": max(cell_len(name), _SHORT_TEXT)}
 
 
