@@ -279,7 +279,9 @@ def test_a_full_stdout_is_an_output_error(model, tmp_path, args):
 
 
 def test_npy_into_a_pipe_closed_early_exits_141(model, tmp_path):
-    pipeline = f"set -o pipefail; seq 1 500 | {' '.join(SQUEEZE)} embed -m {model} --format npy | head -c 20 >/dev/null"
+    # 5,000 vectors: far more than a pipe holds (64 KiB), so the writer must meet the closed pipe; with
+    # 500 small ones the whole array could fit in the pipe before `head` exits, and exit 0 rightly.
+    pipeline = f"set -o pipefail; seq 1 5000 | {' '.join(SQUEEZE)} embed -m {model} --format npy | head -c 20 >/dev/null"
     result = subprocess.run(["bash", "-c", pipeline], capture_output=True, env=squeeze_env(tmp_path), timeout=300)
     assert result.returncode == ExitStatus.BROKEN_PIPE, result.stderr
     assert b"Traceback" not in result.stderr and b"error" not in result.stderr
