@@ -108,7 +108,8 @@ def _similar_in_index(env: Environment, output: OutputOptions, model: ModelOptio
     index = index_file.open_index(path)
     pipeline = load("embed", _index_model(model, index.meta), env, output.quiet)
     search.check_model(index, pipeline.task)
-    nested = resolved_format(output.format, env) == "jsonl"
+    shape = resolved_format(output.format, env)
+    nested, table = shape == "jsonl", shape == "table"
     writer = open_writer(output.format, list(output.fields or ["query", "rank", "score", "text", "file", "line"]), env,
                          output.color)
     texts = queries if queries else (record.text for record in read_records([], env=env))
@@ -119,12 +120,8 @@ def _similar_in_index(env: Environment, output: OutputOptions, model: ModelOptio
             writer.write_batch([{"query": query, "results": [output.select(hit) for hit in hits]}
                                 for query, hits in zip(group, results)])
         else:  # a table or CSV: one row per result, the query on its first
-            writer.write_batch([output.select({"query": query if hit["rank"] == 1 or not _is_table(output, env) else "",
+            writer.write_batch([output.select({"query": query if hit["rank"] == 1 or not table else "",
                                                **hit}) for query, hits in zip(group, results) for hit in hits])
-
-
-def _is_table(output: OutputOptions, env: Environment) -> bool:
-    return resolved_format(output.format, env) == "table"
 
 
 def _index_model(model: ModelOptions, meta: dict[str, Any]) -> ModelOptions:
