@@ -8,6 +8,7 @@ what is normalised), and must print what the README shows. When squeeze's output
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 
@@ -196,6 +197,32 @@ def test_loading_is_a_step_of_its_own_on_a_terminal_and_notices_go_above_it(tmp_
     assert "loading …" not in final and "/2 records" not in final
     assert final.strip().startswith("squeeze: ") and "quantizing it to int8" in final
     assert (tmp_path / "out.jsonl").read_text().count("\n") == 2
+
+
+def test_eval_shows_a_records_bar_per_precision_on_a_terminal_then_erases_it(tmp_path):
+    """In a pty: `squeeze eval` over 300 records draws one bar per precision, named by it, counting the
+    records of that pass; the report alone stays (stdout to a file here, so stderr is the screen)."""
+    import sys
+
+    import factory
+    from processes import on_a_terminal, squeeze_env
+
+    factory.build(tmp_path / "tiny", "bert", "sequence")
+    (tmp_path / "gold.jsonl").write_text("".join(f'{{"text": "review {i}", "gold": {i % 2}}}\n' for i in range(300)),
+                                         encoding="utf-8")
+    with (tmp_path / "report.json").open("wb") as out:
+        status, shown = on_a_terminal(
+            [sys.executable, "-m", "squeezecli", "eval", "sentiment", "-m", str(tmp_path / "tiny"), "--labels-from",
+             "gold", "--precision", "int8,fp32", "gold.jsonl"], stdout=out, cwd=tmp_path,
+            env=squeeze_env(tmp_path / "caches", COLUMNS="100", TERM="xterm"))
+    assert status == 0, shown
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown).replace("\r", "\n")
+    drawn = [line.strip() for line in plain.splitlines() if "/300 records" in line]
+    for precision in ("int8", "fp32"):
+        assert any(line.startswith(f"{precision} ") for line in drawn), shown[-800:]
+    assert any("300/300 records" in line for line in drawn)
+    assert "/300 records" not in screen(shown)
+    assert json.loads((tmp_path / "report.json").read_text())["records"] == 300
 
 
 SNAPSHOT_80 = """\

@@ -19,6 +19,7 @@ import click
 from ..environment import Environment
 from ..errors import InputError
 from ..io.pipeline import InputOptions
+from ..io.progress import progress_of
 from ..io.records import Record
 from ..io.writers import print_json, print_rich
 from ..precision.cpu import PRECISIONS
@@ -96,9 +97,10 @@ def evaluate(env: Environment, inputs: InputOptions, model: ModelOptions, task: 
     for precision in chosen:
         pipeline = load(task, dataclasses.replace(model, precision=precision), env, quiet, **options)
         evaluator = EVALUATORS[task](pipeline, records, gold_field, question_field, pair_field)
-        start = time.perf_counter()
-        predictions = evaluator.predict(_progress(env, quiet, len(records), precision))
-        seconds = time.perf_counter() - start
+        with progress_of(env, len(records), quiet or len(records) < CHUNK, label=precision) as shown:
+            start = time.perf_counter()
+            predictions = evaluator.predict(shown.done)
+            seconds = time.perf_counter() - start
         runs.append(Run(precision, pipeline.runtime.precision, predictions, seconds, evaluator.score(predictions)))
         del pipeline, evaluator
     report = _report(task, records, runs, show_diff)
@@ -315,30 +317,6 @@ def _shown(prediction: Any) -> Any:
     if isinstance(prediction, list):
         return [{"start": s, "end": e, "label": label} for s, e, label in prediction]
     return prediction
-
-
-def _progress(env: Environment, quiet: bool, total: int, precision: str) -> Callable[[int], None]:
-    """`advance(n)` of a records bar on stderr for one precision's pass (a no-op where it would not show)."""
-    if quiet or not env.stderr_is_terminal or total < CHUNK:
-        return lambda n: None
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    progress = Progress(TextColumn(f"{precision}"), BarColumn(), MofNCompleteColumn(), TextColumn("records"),
-                        TimeRemainingColumn(), console=Console(stderr=True), transient=True,
-                        redirect_stdout=False, redirect_stderr=False)
-    bar = progress.add_task(precision, total=total)
-    progress.start()
-    done = 0
-
-    def advance(n: int) -> None:
-        nonlocal done
-        done += n
-        progress.advance(bar, n)
-        if done >= total:
-            progress.stop()
-
-    return advance
 
 
 def _print_tables(env: Environment, task: str, report: dict[str, Any]) -> None:

@@ -91,18 +91,36 @@ def progress_for(paths: Sequence[str], quiet: bool, env: Environment | None = No
     if quiet or not env.stderr_is_terminal or (prints_results and (env.stdout_is_terminal or env.stdout_is_pipe)):
         yield _NoProgress()
         return
+    with _display(count_records(list(paths) or [STDIN], unit)) as shown:
+        yield shown
+
+
+@contextlib.contextmanager
+def progress_of(env: Environment, total: int, quiet: bool = False, label: str = "") -> Iterator[RunProgress]:
+    """The same display for a run of `total` records that prints its results only at its end (`squeeze
+    eval`, one pass per precision, named by `label`): wherever stderr is a terminal, unless `quiet`."""
+    if quiet or not env.stderr_is_terminal:
+        yield _NoProgress()
+        return
+    with _display(total, label) as shown:
+        yield shown
+
+
+@contextlib.contextmanager
+def _display(total: int | None, label: str = "") -> Iterator[RunProgress]:
     # Rich is imported here, not at module level: piped runs never draw a progress bar.
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    total = count_records(list(paths) or [STDIN], unit)
     rate = TextColumn("{task.fields[rate]}")
+    named: tuple[Any, ...] = (TextColumn(label, markup=False),) if label else ()
     if total is None:
         columns: tuple[Any, ...] = (TextColumn("{task.completed:,.0f} records"), rate, TimeElapsedColumn())
     else:
         columns = (BarColumn(), TextColumn("{task.completed:,.0f}/{task.total:,.0f} records"), rate,
                    TimeRemainingColumn())
     progress = Progress(
+        *named,
         *columns,
         console=Console(stderr=True),
         transient=True,
