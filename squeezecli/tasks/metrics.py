@@ -27,6 +27,14 @@ def _f1(precision: float, recall: float) -> float:
     return 2 * precision * recall / (precision + recall) if precision + recall else 0.0
 
 
+def _scores(correct: int, predicted: int, true: int) -> dict[str, Any]:
+    """Precision, recall and F1 from counts (0 where a count is 0, as scikit-learn and seqeval), and the
+    support (how many are true)."""
+    precision = correct / predicted if predicted else 0.0
+    recall = correct / true if true else 0.0
+    return {"precision": precision, "recall": recall, "f1": _f1(precision, recall), "support": true}
+
+
 def classification(gold: Sequence[Hashable], predicted: Sequence[Hashable], labels: Sequence[Hashable]) -> dict[str, Any]:
     """Accuracy, macro-F1 over `labels`, per label {precision, recall, f1, support}, and the confusion
     matrix (rows: gold, columns: predicted, in `labels` order)."""
@@ -34,15 +42,8 @@ def classification(gold: Sequence[Hashable], predicted: Sequence[Hashable], labe
     matrix = [[0] * len(labels) for _ in labels]
     for truth, guess in zip(gold, predicted, strict=True):
         matrix[index[truth]][index[guess]] += 1
-    per_label = {}
-    for i, label in enumerate(labels):
-        true_positive = matrix[i][i]
-        predicted_count = sum(row[i] for row in matrix)
-        support = sum(matrix[i])
-        precision = true_positive / predicted_count if predicted_count else 0.0
-        recall = true_positive / support if support else 0.0
-        per_label[str(label)] = {"precision": precision, "recall": recall, "f1": _f1(precision, recall),
-                                 "support": support}
+    per_label = {str(label): _scores(matrix[i][i], sum(row[i] for row in matrix), sum(matrix[i]))
+                 for i, label in enumerate(labels)}
     total = len(gold)
     return {
         "accuracy": sum(matrix[i][i] for i in range(len(labels))) / total if total else 0.0,
@@ -66,15 +67,9 @@ def entities(gold: Sequence[Sequence[Span]], predicted: Sequence[Sequence[Span]]
         for span in guess_set:
             counts[span[2]][1] += 1
             counts[span[2]][0] += span in truth_set
-
-    def scores(correct: int, guessed: int, true: int) -> dict[str, Any]:
-        precision = correct / guessed if guessed else 0.0
-        recall = correct / true if true else 0.0
-        return {"precision": precision, "recall": recall, "f1": _f1(precision, recall), "support": true}
-
-    overall = scores(*(sum(c[i] for c in counts.values()) for i in range(3)))
+    overall = _scores(*(sum(c[i] for c in counts.values()) for i in range(3)))
     return {**{key: overall[key] for key in ("precision", "recall", "f1")},
-            "per_type": {kind: scores(*counts[kind]) for kind in sorted(counts)}}
+            "per_type": {kind: _scores(*counts[kind]) for kind in sorted(counts)}}
 
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
@@ -99,8 +94,7 @@ def _token_f1(gold: str, predicted: str) -> float:
     same = sum(common.values())
     if same == 0:
         return 0.0
-    precision, recall = same / len(predicted_tokens), same / len(gold_tokens)
-    return 2 * precision * recall / (precision + recall)
+    return _f1(same / len(predicted_tokens), same / len(gold_tokens))
 
 
 def squad(gold: Sequence[Sequence[str]], predicted: Sequence[str | None]) -> dict[str, Any]:
