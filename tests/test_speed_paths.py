@@ -91,17 +91,30 @@ def squeezebert_base_dir(checkpoints):
     return checkpoints("squeezebert-base", "squeezebert", "base", tokenizer=None)
 
 
-def test_unpadded_batch_runs_attention_without_mask_with_the_same_result(squeezebert_dir):
-    """All-real rows skip the mask; the encoder's output must equal the same rows computed with it."""
+def test_keys_are_worked_out_once_per_forward_and_mask_exactly_the_padding(squeezebert_dir, monkeypatch):
+    """Every block of one forward gets the same Keys; a right-padded batch pads keys to a multiple of
+    KEY_BLOCK with -inf exactly on the padding; any other mask goes to SDPA as it is."""
+    lengths = torch.tensor([9, 4, 1])
+    right = (torch.arange(9)[None, :] < lengths[:, None]).long()  # [3, 9]
+    keys = encoder.Keys(right)
+    assert keys.ragged is None and keys.width == 16
+    bias = keys.bias(torch.float32)
+    assert bias.shape == (3, 1, 1, 16) and keys.bias(torch.float32) is bias
+    assert torch.equal(torch.isinf(bias.view(3, 16)), torch.arange(16)[None, :] >= lengths[:, None])
+    assert keys.bias(torch.bfloat16).dtype == torch.bfloat16
+    left = right.flip(1)
+    assert torch.equal(encoder.Keys(left).ragged, left.bool().view(3, 1, 1, 9))
+
     model = Runtime.from_dir(squeezebert_dir, "sequence").encoder
+    seen = []
+    forward = encoder.Block.forward
+    monkeypatch.setattr(encoder.Block, "forward", lambda self, x, keys: seen.append(keys) or forward(self, x, keys))
     ids = torch.randint(5, model.cfg.vocab_size, (3, 9))  # [B, T]
     with torch.inference_mode():
-        unmasked = model(ids, torch.ones_like(ids))
-        x = model.embed(ids, None)
-        mask = torch.ones(3, 1, 1, 9, dtype=torch.bool)
-        for block in model.blocks:
-            x = block(x, mask)
-        torch.testing.assert_close(unmasked, model.head(x))
+        batch = model(ids, right)
+        alone = model(ids[1:2, :4], right[1:2, :4])
+    assert len(seen) == 2 * len(model.blocks) and len({id(k) for k in seen[:len(model.blocks)]}) == 1
+    torch.testing.assert_close(batch[1:2], alone)  # row 1 padded beside longer rows is what it is alone
 
 
 def test_runtime_runs_a_batch_in_passes_of_similar_length_with_the_same_output(squeezebert_base_dir, monkeypatch):

@@ -33,7 +33,7 @@ from ..errors import ModelError
 from .config import EncoderConfig
 
 HEADS = ("base", "sequence", "token", "qa")
-# Attention runs over keys padded to a multiple of this (Block.attention says why).
+# Attention runs over keys padded to a multiple of this (Keys says why).
 KEY_BLOCK = 16
 
 # Applied to fresh projection outputs only, so in place where torch has an in-place form.
@@ -260,6 +260,36 @@ class Embeddings(nn.Module):
         return self.norm(x)
 
 
+class Keys:
+    """The keys each query may see, worked out once per forward from the attention mask [B, T] and shared
+    by every block.
+
+    A right-padded batch (what the tokenizer makes) attends over keys padded to `width`, a multiple of
+    KEY_BLOCK, with a -inf bias on the padding: every reduction over keys (the softmax's, the product
+    with v) then runs in whole vector-width blocks, where the masked keys add exact zeros, so a row gets
+    the same bits alone and padded beside longer rows (a bare padded call sums a ragged tail in another
+    order, which bf16's rounding, or int8's downstream, magnifies). Any other mask is `ragged` [B, 1, 1, T]
+    and goes to SDPA as it is.
+    """
+
+    def __init__(self, attention_mask: torch.Tensor):
+        b, t = attention_mask.shape
+        real = attention_mask.bool()  # [B, T]
+        lengths = real.sum(1)  # [B]
+        right_padded = torch.equal(real, torch.arange(t)[None, :] < lengths[:, None])
+        self.ragged = None if right_padded else real.view(b, 1, 1, t)
+        self.width = (t + KEY_BLOCK - 1) // KEY_BLOCK * KEY_BLOCK  # keys per row
+        self._padding = (torch.arange(self.width)[None, :] >= lengths[:, None]).view(b, 1, 1, self.width)
+        self._bias: dict[torch.dtype, torch.Tensor] = {}
+
+    def bias(self, dtype: torch.dtype) -> torch.Tensor:
+        """[B, 1, 1, width] added to the scores: 0 on real keys, -inf on padding (one per dtype)."""
+        if dtype not in self._bias:
+            bias = torch.zeros(self._padding.shape, dtype=dtype)
+            self._bias[dtype] = bias.masked_fill_(self._padding, float("-inf"))
+        return self._bias[dtype]
+
+
 class Block(nn.Module):
     """One encoder layer: self-attention and feed-forward, each followed by residual + LayerNorm."""
 
@@ -284,35 +314,25 @@ class Block(nn.Module):
         b, t, h = x.shape
         return x.view(b, t, self.num_heads, h // self.num_heads).transpose(1, 2)  # [B, nh, T, hd]
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, keys: Keys) -> torch.Tensor:
         """x [B, T, H] fp32 (the residual stream and LayerNorms stay fp32 at every precision) -> [B, T, H]."""
         xc = x.to(self.query.input_dtype)  # the products' dtype: a no-op in fp32, one cast for q, k and v in bf16
-        a = self.attention(self.query(xc), self.key(xc), self.value(xc), mask)  # [B, T, H]
+        a = self.attention(self.query(xc), self.key(xc), self.value(xc), keys)  # [B, T, H]
         x = self.attn_norm(self.attn_out(a, residual=x))  # [B, T, H]
         inner = self.ffn_in(x.to(self.ffn_in.input_dtype), activation=self.activation, pieces=True)  # [B, T, I], or G x [B, T, I/G]
         # x is this block's own tensor now (attn_norm's output), so the sum may overwrite it.
         return self.ffn_norm(self.ffn_out(inner, residual=x, in_place=True))  # [B, T, H]
 
-    def attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        """Softmax(q k^T / sqrt(hd)) v over `num_heads` heads, keys masked by `mask` [B, 1, 1, T]; q, k, v and
-        the result [B, T, H]; padding positions' results are undefined.
-
-        The keys are padded to a multiple of KEY_BLOCK, masked: every reduction over keys (the
-        softmax's, the product with v) then runs in whole vector-width blocks, where the masked keys add
-        exact zeros, so a row gets the same bits alone and padded beside longer rows (a bare padded call
-        sums a ragged tail in another order, which bf16's rounding, or int8's downstream, magnifies).
-        """
+    def attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, keys: Keys) -> torch.Tensor:
+        """Softmax(q k^T / sqrt(hd)) v over `num_heads` heads, over the keys `keys` lets each row see; q, k,
+        v and the result [B, T, H]; padding positions' results are undefined."""
         b, t, h = q.shape
-        lengths = torch.full((b,), t) if mask is None else mask.view(b, t).sum(1)  # [B]
-        if mask is not None and not torch.equal(mask.view(b, t), torch.arange(t)[None, :] < lengths[:, None]):
-            a = F.scaled_dot_product_attention(self.heads(q), self.heads(k), self.heads(v), attn_mask=mask)
+        if keys.ragged is not None:
+            a = F.scaled_dot_product_attention(self.heads(q), self.heads(k), self.heads(v), attn_mask=keys.ragged)
             return a.transpose(1, 2).reshape(b, t, h)  # not right padding: batch-independence not promised
-        width = (t + KEY_BLOCK - 1) // KEY_BLOCK * KEY_BLOCK  # keys per row
-        if width != t:
-            k, v = (F.pad(x, (0, 0, 0, width - t)) for x in (k, v))  # [B, width, H]
-        padding = torch.arange(width)[None, :] >= lengths[:, None]  # [B, width]
-        bias = torch.zeros(b, 1, 1, width, dtype=q.dtype).masked_fill_(padding.view(b, 1, 1, width), float("-inf"))
-        return self._attend(q, k, v, bias)
+        if keys.width != t:
+            k, v = (F.pad(x, (0, 0, 0, keys.width - t)) for x in (k, v))  # [B, width, H]
+        return self._attend(q, k, v, keys.bias(q.dtype))
 
     def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         """q [B, T, H], k and v [B, S, H], bias [B, 1, 1, S] added to the scores -> [B, T, H]. fp32 runs
@@ -375,11 +395,9 @@ class Encoder(nn.Module):
         token_type_ids: torch.Tensor | None = None,  # [B, T]
     ) -> torch.Tensor:
         x = self.embed(input_ids, token_type_ids)  # [B, T, H]
-        mask: torch.Tensor | None = attention_mask.bool()[:, None, None, :]  # [B, 1, 1, T]: keys each query may see
-        if mask.all():
-            mask = None  # no padding: attention without a mask is the same, and 10-15% faster
+        keys = Keys(attention_mask)  # once for every block
         for block in self.blocks:
-            x = block(x, mask)
+            x = block(x, keys)
         return self.head(x)
 
 

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from ..model.encoder import Encoder
+    from ..model.encoder import Encoder, Keys
     from ..model.tokenizer import Tokenizer
 
 TOKEN = "token"  # the plan's name for int8 projections (activations quantized per token)
@@ -130,8 +130,8 @@ def _block_of(name: str) -> int:
     return int(name.split(".")[1])  # "blocks.<i>.<projection>"
 
 
-def _trace(encoder: Encoder, batch: dict[str, torch.Tensor]) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
-    """One fp32 pass: the hidden states entering each block, the attention mask the blocks get, and
+def _trace(encoder: Encoder, batch: dict[str, torch.Tensor]) -> tuple[list[torch.Tensor], Keys, torch.Tensor]:
+    """One fp32 pass: the hidden states entering each block, the keys the blocks get (model.encoder.Keys), and
     the last hidden states."""
     inputs: list[tuple] = []
     outputs: list[torch.Tensor] = []
