@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -133,15 +133,8 @@ class Tokenizer:
 
     def total_tokens(self, text: str) -> int:
         """Tokens in all of `text`, without special tokens, counted in whitespace-cut pieces."""
-        budget = _prefix_budget(_COUNT_PIECE_TOKENS)
-        text = _shorten_giant_words(text, budget)
-        self._set_truncation(max_length=1 << 30, stride=0, strategy="longest_first")  # a piece whole
-        total, start = 0, 0
-        while start < len(text):
-            end = _whitespace_cut(text, start, budget)
-            total += len(self.backend.encode(text[start:end], add_special_tokens=False).ids)
-            start = end
-        return total
+        text = _shorten_giant_words(text, _prefix_budget(_COUNT_PIECE_TOKENS))
+        return sum(len(encoding.ids) for _, encoding in self._pieces(text))
 
     def word_chunks(self, text: str, size: int, overlap: int = 0) -> list[tuple[int, int]]:
         """`text` as chunks of whole words: (start, end) character spans, each of at most `size` tokens
@@ -151,15 +144,10 @@ class Tokenizer:
         words = [(match.start(), match.end()) for match in re.finditer(r"\S+", text)]
         starts = [start for start, _ in words]
         counts = [0] * len(words)  # tokens of each word
-        budget = _prefix_budget(_COUNT_PIECE_TOKENS)
-        self._set_truncation(max_length=1 << 30, stride=0, strategy="longest_first")
-        position = 0
-        while position < len(text):
-            end = _whitespace_cut(text, position, budget)
-            for first, last in self.backend.encode(text[position:end], add_special_tokens=False).offsets:
+        for position, encoding in self._pieces(text):
+            for first, last in encoding.offsets:
                 # By its last character: a BPE token may carry the space before its word.
                 counts[max(bisect.bisect_right(starts, position + max(first, last - 1)) - 1, 0)] += 1
-            position = end
         spans: list[tuple[int, int]] = []
         begin = 0
         while begin < len(words):
@@ -178,6 +166,18 @@ class Tokenizer:
                 shared += counts[back]
             begin = back
         return spans
+
+    def _pieces(self, text: str) -> Iterator[tuple[int, Encoding]]:
+        """All of `text` tokenized without special tokens, in whitespace-cut pieces (which tokenize as they
+        do inside the text) so that no one call builds a giant Encoding: (where each piece starts, its
+        encoding)."""
+        budget = _prefix_budget(_COUNT_PIECE_TOKENS)
+        self._set_truncation(max_length=1 << 30, stride=0, strategy="longest_first")  # a piece whole
+        start = 0
+        while start < len(text):
+            end = _whitespace_cut(text, start, budget)
+            yield start, self.backend.encode(text[start:end], add_special_tokens=False)
+            start = end
 
     def _encode_prefixes(self, texts: Sequence[str], max_length: int) -> list[Encoding]:
         """Truncating encodings of single texts, tokenizing at most a prefix of each very long text.
