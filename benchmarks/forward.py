@@ -139,7 +139,7 @@ def main() -> None:
     peaks = {precision: peak_of(precision, gflops) for precision in precisions}
     report = {
         "cpu": cpu.cpu_name(),
-        "flags": [flag for flag in cpu.REPORTED if flag in cpu.cpu_flags()],
+        "flags": cpu.present(cpu.REPORTED),
         "threads": torch.get_num_threads(),
         "shape": [args.batch, args.tokens],
         "tokens_per_pass": TOKENS_PER_PASS,

@@ -171,11 +171,13 @@ def render(names, lines, rounds, throughput, forward, startup, int8_errors, load
     import torch
     import transformers
 
+    from squeezecli.precision import cpu
+
     others = [row["others_cores"] for rows in throughput.values() for row in rows]
     out = [
         "## Benchmarks",
         "",
-        f"Machine: {cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+        f"Machine: {cpu.cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
         f"transformers {transformers.__version__}, Python {platform.python_version()}. "
         f"Load average {load_before:.1f} at the start, {load_after:.1f} at the end; while the sentiment runs were "
         f"timed, other processes used {statistics.median(others):.2f} cores (median; max {max(others):.2f}) of "
@@ -278,16 +280,6 @@ def render_goals(throughput, forward, startup, names) -> list[str]:
         shown = "n/a" if value is None else f"{value:.0%}" if "%" in target else f"{value:.2f}x" if "x" in target else f"{value:.0f}"
         lines.append(f"| {what} | {target} | {shown} | {'n/a' if value is None else 'yes' if met else 'no'} |")
     return lines
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 if __name__ == "__main__":

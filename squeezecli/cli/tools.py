@@ -131,8 +131,7 @@ def _cpu_report() -> dict[str, Any]:
     from ..precision import cpu
 
     choice = cpu.auto_precision()
-    flags = cpu.cpu_flags()
-    return {"name": cpu.cpu_name(), "flags": [flag for flag in cpu.REPORTED if flag in flags],
+    return {"name": cpu.cpu_name(), "flags": cpu.present(cpu.REPORTED),
             "auto": {"precision": choice.precision, "reason": choice.reason}}
 
 

@@ -31,32 +31,35 @@ class Choice:
 
 
 @functools.cache
-def cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags as Linux names them (/proc/cpuinfo); empty where they cannot be read."""
+def _cpuinfo(key: str) -> str | None:
+    """The value of the first /proc/cpuinfo line whose name starts with `key`; None where there is none."""
     try:
         for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
-            if line.startswith(("flags", "Features")):
-                return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return frozenset()
-
-
-@functools.cache
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
-            if line.startswith("model name"):
+            if line.startswith(key):
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return None
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags as Linux names them (x86 "flags", Arm "Features"); empty where unknown."""
+    return frozenset((_cpuinfo("flags") or _cpuinfo("Features") or "").split())
+
+
+def cpu_name() -> str:
+    return _cpuinfo("model name") or platform.processor() or platform.machine()
+
+
+def present(wanted: tuple[str, ...], flags: frozenset[str] | None = None) -> list[str]:
+    """Those of `wanted` this CPU (or `flags`) has, in `wanted`'s order."""
+    flags = cpu_flags() if flags is None else flags
+    return [flag for flag in wanted if flag in flags]
 
 
 def auto_precision(flags: frozenset[str] | None = None) -> Choice:
     """The precision `--precision auto` runs with on a CPU with `flags` (default: this one's)."""
-    flags = cpu_flags() if flags is None else flags
-    native = [flag for flag in NATIVE_BF16 if flag in flags]
+    native = present(NATIVE_BF16, flags)
     if not native:
         return Choice("fp32", "no native bf16 dot products on this CPU (no AMX-BF16 or AVX512-BF16)")
     if not bf16_kernels_work():
@@ -90,14 +93,14 @@ def kernels(int8_kernel: str | None) -> dict[str, dict[str, str]]:
 
     fp32 = {"projections": projection_kernel(), "attention": "fused SDPA over keys padded to a multiple of 16",
             "why": "exact, the reference"}
-    native = [flag for flag in NATIVE_BF16 if flag in cpu_flags()]
+    native = present(NATIVE_BF16)
     if not bf16_kernels_work():
         bf16 = {"projections": "fp32", "attention": "fp32", "why": "torch's bf16 kernels failed their probe here"}
     else:
         bf16 = {"projections": "the same in bf16, fp32 residual stream and LayerNorms",
                 "attention": "bf16 batched products + softmax",
                 "why": f"native bf16 dot products ({native[0]})" if native else "bf16 is emulated here: slower than fp32"}
-    dots = [flag for flag in INT8_DOT_PRODUCTS if flag in cpu_flags()]
+    dots = present(INT8_DOT_PRODUCTS)
     if int8_kernel == "int_mm":
         int8 = {"projections": "torch._int_mm, per-token activation scales", "attention": "fp32",
                 "why": f"int8 dot products ({dots[0]})" if dots else "no int8 dot-product instructions: emulated"}
