@@ -89,6 +89,17 @@ def test_equal_scores_rank_in_index_order_across_blocks(tmp_path):
     assert len({round(s, 6) for _, s in ranked}) == 1
 
 
+def test_the_index_scan_and_the_corpus_search_break_ties_on_the_same_integers():
+    """tie_keys (the index scan, in torch) and tie_key (the corpus search, in Python) agree on every
+    score, halfway cases included, so a score ranks the same in both searches."""
+    from squeezecli.tasks.embed import tie_key, tie_keys
+
+    halfway = (torch.arange(-2_000, 2_000, dtype=torch.float64) + 0.5) / 1e6
+    scores = torch.cat([halfway.float(), torch.rand(20_000, generator=torch.Generator().manual_seed(3)) * 2 - 1,
+                        torch.tensor([-1.0, 0.0, 1.0, 0.9999995, -0.9999995])])
+    assert tie_keys(scores).tolist() == [tie_key(score) for score in scores.tolist()]
+
+
 def test_what_is_not_an_index_is_refused_in_one_line(tmp_path):
     not_sqlite = tmp_path / "notes.sqidx"
     not_sqlite.write_text("just text\n")

@@ -93,6 +93,16 @@ CHUNK_POOLS = ("mean", "max", "first")
 TIE_DECIMALS = 6
 
 
+def tie_key(score: float) -> int:
+    """The integer scores are ranked by: score x 10^TIE_DECIMALS in float64, rounded half to even."""
+    return round(score * 10**TIE_DECIMALS)
+
+
+def tie_keys(scores: torch.Tensor) -> torch.Tensor:
+    """tie_key of each of `scores` (any float dtype), as int64: the same integers, computed as torch does."""
+    return torch.round(scores.double() * 10**TIE_DECIMALS).long()
+
+
 class Embed(Task):
     """Result per text: `{"embedding": [floats]}`, `dimension` long.
 
@@ -210,7 +220,7 @@ def nearest(
         vectors, lengths = embed.embed_texts([text for text, _ in batch])
         scores = F.normalize(vectors, dim=-1) @ target  # [B]
         for (text, source), score, tokens in zip(batch, scores.tolist(), lengths):
-            entry = (round(score, TIE_DECIMALS), -position, text, source, tokens, score)
+            entry = (tie_key(score), -position, text, source, tokens, score)
             if len(best) < k:
                 heapq.heappush(best, entry)
             else:

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from ..errors import UsageError
 from ..io.index import Index, Item
 from ..io.records import Record
-from .embed import TIE_DECIMALS, Embed
+from .embed import Embed, tie_keys
 
 VECTOR_TYPES = {"int8": torch.int8, "float16": torch.float16, "float32": torch.float32}
 BLOCK_ROWS = 4096
@@ -99,7 +99,7 @@ def top_k(index: Index, queries: torch.Tensor, k: int, block_rows: int = BLOCK_R
           ) -> Iterator[list[tuple[int, float]]]:
     """Per query vector ([Q, D]), the `k` items most similar to it as (id, score), best first; equal
     scores rank in index order. Queries are scanned QUERIES_PER_SCAN at a time, one block of the index
-    at a time (equal to TIE_DECIMALS: see embed.py)."""
+    at a time (ties: embed.tie_key)."""
     kind, dimension = index.meta["vectors"], index.meta["dimension"]
     for first in range(0, len(queries), QUERIES_PER_SCAN):
         group = F.normalize(queries[first:first + QUERIES_PER_SCAN].float(), dim=-1)  # [Q, D]
@@ -107,12 +107,14 @@ def top_k(index: Index, queries: torch.Tensor, k: int, block_rows: int = BLOCK_R
         best_ids = torch.empty(len(group), 0, dtype=torch.long)
         for ids, scales, raw in index.blocks(block_rows):
             scores = group @ decode(raw, scales, kind, dimension).T  # [Q, B]
-            scores = torch.cat([best_scores, scores], dim=1)
+            scores = torch.cat([best_scores, scores], dim=1)  # [Q, C]: the kept best, then the block in id order
             candidates = torch.cat([best_ids, torch.tensor(ids).expand(len(group), -1)], dim=1)
-            # Stable: of scores equal to TIE_DECIMALS the earlier candidate (kept best, then the block in
-            # id order) wins.
-            keys = torch.round(scores, decimals=TIE_DECIMALS)
-            order = torch.sort(keys, dim=1, descending=True, stable=True).indices[:, :k]
+            # Of scores equal to TIE_DECIMALS the earlier candidate wins: one integer key per candidate,
+            # the rounded score then the reversed position, so the keys are distinct and a top-k of them
+            # picks (and orders) exactly what a stable sort of the rounded scores would.
+            width = scores.shape[1]
+            keys = tie_keys(scores) * width + torch.arange(width - 1, -1, -1)  # [Q, C] int64
+            order = torch.topk(keys, min(k, width), dim=1).indices  # [Q, <=k], best first
             best_scores, best_ids = scores.gather(1, order), candidates.gather(1, order)
         yield from ([(i, s) for i, s in zip(row_ids, row_scores)]
                     for row_ids, row_scores in zip(best_ids.tolist(), best_scores.tolist()))
