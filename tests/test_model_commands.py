@@ -1,7 +1,7 @@
 """`squeeze models pull|list|info|rm|aliases` through Click, against the loopback Hub.
 
-The group is mounted on squeeze's own SqueezeGroup, so errors come out as the CLI's one-line messages and
-exit statuses, exactly as `squeeze models ...` reports them.
+Through squeeze's own command group, so errors come out as the CLI's one-line messages and exit statuses,
+exactly as `squeeze models ...` reports them.
 """
 
 from __future__ import annotations
@@ -19,8 +19,7 @@ from click.testing import CliRunner, Result
 from hubserver import HubServer
 
 from squeezecli import environment
-from squeezecli.cli.main import SqueezeGroup
-from squeezecli.cli.models import models
+from squeezecli.cli import squeeze as root
 from squeezecli.errors import ExitStatus
 
 TOKEN = "hf_SecretTokenThatMustNeverBeShown42"
@@ -34,9 +33,8 @@ def sst(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def squeeze(*args: str) -> Result:
-    group = SqueezeGroup(name="squeeze")
-    group.add_command(models)
-    return CliRunner().invoke(group, ["models", *args])
+    """`squeeze models ARGS...` through the real command group (its context settings, -h included)."""
+    return CliRunner().invoke(root, ["models", *args])
 
 
 def json_lines(result: Result) -> list[dict]:
@@ -76,6 +74,26 @@ def test_list_is_a_table_on_a_terminal(hub: HubServer, sst: Path, monkeypatch: p
     assert "acme/sst" in table.stdout and commit[:8] in table.stdout and "{" not in table.stdout
     [forced] = json_lines(squeeze("list", "--json"))
     assert forced["commit"] == commit
+
+
+@pytest.mark.parametrize("columns", [80, 100, 200])
+def test_list_keeps_a_long_model_id_whole_by_leaving_out_columns(hub: HubServer, sst: Path,
+                                                                monkeypatch: pytest.MonkeyPatch, columns: int) -> None:
+    """A Hub id as long as real ones (55 characters) stays on one line: at 100 columns the source size,
+    parameter count and architecture are left out (models info has them), at 80 the commit and last use
+    too, at 200 nothing."""
+    long_id = "acme-research/distilbert-base-uncased-finetuned-sst2-en"
+    hub.add_repo(long_id, sst)
+    squeeze("pull", long_id)
+    monkeypatch.setattr(environment, "is_terminal", lambda stream: True)
+    monkeypatch.setenv("COLUMNS", str(columns))
+    table = squeeze("list")
+    assert table.exit_code == 0, table.output
+    header, row = table.stdout.splitlines()
+    assert long_id in row and max(len(header), len(row)) <= columns
+    expected = {80: ["model", "head", "int8"], 100: ["model", "commit", "head", "int8", "last", "used"],
+                200: ["model", "commit", "arch", "head", "params", "int8", "source", "last", "used"]}[columns]
+    assert header.split() == expected
 
 
 def test_unknown_model_exits_with_the_model_status(hub: HubServer) -> None:

@@ -17,7 +17,7 @@ import click
 
 from ..environment import Environment
 from ..errors import write_stderr
-from ..io.writers import print_json, print_rich, print_text
+from ..io.writers import print_json, print_rich, print_text, terminal_width
 from . import views
 from .options import complete_cached_models, json_option, model_argument, pass_environment
 
@@ -65,7 +65,11 @@ def pull(env: Environment, model: str, revision: str | None, force: bool, as_jso
 @json_option("JSON lines even on a terminal.")
 @pass_environment
 def list_models(env: Environment, as_json: bool) -> None:
-    """List cached models, most recently used first."""
+    """List cached models, most recently used first.
+
+    On a terminal too narrow for the whole table the source size, parameters, architecture, commit and
+    last use are left out, in that order, so that model ids stay whole (`models info` shows them all).
+    """
     from ..store import cache
 
     summaries = [entry.summary() for entry in cache.list_entries(env)]
@@ -78,21 +82,35 @@ def list_models(env: Environment, as_json: bool) -> None:
         return
     from rich.table import Table
 
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    # Only the model column folds when the terminal is narrow; `models info` shows every detail.
-    table.add_column("model", overflow="fold")
-    for column in ("commit", "arch", "head"):
-        table.add_column(column, no_wrap=True)
-    for column in ("params", "int8", "source"):
-        table.add_column(column, justify="right", no_wrap=True)
-    table.add_column("last used", no_wrap=True)
     now = time.time()
-    for s in summaries:
-        table.add_row(
-            s["alias"] or (_short_path(s["id"]) if s["kind"] == "dir" else s["id"]), s["commit"][:8], s["architecture"], s["heads"][0], _parameters(s["parameters"]),
-            views.size(s["size_int8"]), views.size(s["size_source"]), _ago(now, s["last_used"]),
-        )
+    rows = [{"model": s["alias"] or (_short_path(s["id"]) if s["kind"] == "dir" else s["id"]), "commit": s["commit"][:8],
+             "arch": s["architecture"], "head": s["heads"][0], "params": _parameters(s["parameters"]),
+             "int8": views.size(s["size_int8"]), "source": views.size(s["size_source"]),
+             "last used": _ago(now, s["last_used"])} for s in summaries]
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    shown = _fitting(list(rows[0]), rows, terminal_width())
+    for column in shown:
+        # The model column folds only if even the fewest columns do not fit; `models info` shows every detail.
+        table.add_column(column, overflow="fold" if column == "model" else "ellipsis", no_wrap=column != "model",
+                         justify="right" if column in ("params", "int8", "source") else "left")
+    for row in rows:
+        table.add_row(*(row[column] for column in shown))
     print_rich(env, table)
+
+
+# Left out in this order when a terminal is too narrow for the whole table, so that model ids stay whole.
+DROPPED_FIRST = ("source", "params", "arch", "commit", "last used")
+
+
+def _fitting(columns: list[str], rows: list[dict[str, str]], width: int) -> list[str]:
+    """`columns`, less as few of DROPPED_FIRST as it takes for the rows to fit in `width` cells."""
+    widths = {column: max(len(column), *(len(row[column]) for row in rows)) for column in columns}
+    shown = list(columns)
+    for column in DROPPED_FIRST:
+        if sum(widths[c] for c in shown) + 2 * (len(shown) - 1) <= width:
+            break
+        shown.remove(column)
+    return shown
 
 
 def _short_path(path: str, width: int = 40) -> str:

@@ -239,6 +239,11 @@ def _style(column: str, value: Any) -> str:
     return ""
 
 
+def terminal_width() -> int:
+    """The width, in cells, that tables on stdout are laid out for (Rich's: the terminal's, or COLUMNS)."""
+    return int(_stdout_console().width)
+
+
 def _stdout_console(color: bool = True) -> Any:
     # Rich is imported here, not at module level: piped runs never need it.
     from rich.console import Console
