@@ -145,6 +145,31 @@ def test_embed_over_json_lines_keeps_their_fields_in_jsonl_and_parquet(cluster, 
                                           "id": row["id"], "tag": row.get("tag")} for row in expected])
 
 
+def test_chunk_options_give_what_the_task_commands_give_and_cuts_are_counted(cluster, models, tmp_path):
+    """--chunk/--overlap/--aggregate (sentiment) and --chunk/--pool (embed) on the cluster give the rows
+    the task commands give; without --chunk the long lines are cut, marked, and counted in one line."""
+    path = tmp_path / "long.txt"
+    lines = [" ".join(sentences.varied(12, seed=n)) for n in range(6)] + ["a short line"]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    runs = [("sentiment", "--model", str(models["sentiment"]), "--chunk", "40", "--overlap", "8", "--aggregate", "max"),
+            ("embed", "--model", str(models["embed"]), "--chunk", "40", "--pool", "mean"),
+            ("embed", "--model", str(models["embed"]), "--chunk", "40")]
+    for number, args in enumerate(runs):
+        out = tmp_path / f"out{number}"
+        distributed(*args, *BATCH, str(path), "--output", str(out), "--quiet")
+        rows = [json.loads(line) for line in (out / "results.jsonl").read_text(encoding="utf-8").splitlines()]
+        expected = cli(*args, *BATCH, str(path))
+        assert len(rows) == 7 and not any(row.get("truncated") for row in expected)
+        assert_same_rows(rows, expected)
+    assert len(rows[0]["chunks"]) > 1  # the last run: one vector per chunk
+
+    summary = distributed("sentiment", "--model", str(models["sentiment"]), *BATCH, "--max-length", "64", str(path),
+                          "--output", str(tmp_path / "cut"))
+    rows = [json.loads(line) for line in (tmp_path / "cut" / "results.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert sum(1 for row in rows if row.get("truncated")) == 6
+    assert "6 of 7 texts were longer than the 64-token window" in summary and "--chunk TOKENS" in summary
+
+
 def test_a_model_a_worker_cannot_load_arrives_as_squeezes_own_error(cluster, text_files, tmp_path):
     # The command checks the model on this machine first; a worker on a machine without it must still
     # fail with squeeze's own error, not a Ray traceback.

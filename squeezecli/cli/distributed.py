@@ -112,21 +112,25 @@ def _task(name: str, *task_options: Callable[[Callable[..., Any]], Callable[...,
     return decorate
 
 
-@_task("sentiment", tasks.classification_options)
+@_task("sentiment", tasks.classification_options, tasks.window_options)
 def sentiment(env: Environment, inputs: InputOptions, model: ModelOptions, run: RunOptions, top_k: int | None,
-              all_scores: bool) -> None:
+              all_scores: bool, chunk: int | None, overlap: int, aggregate: str | None) -> None:
     """Sentiment of each line: label and score."""
-    _run("sentiment", env, inputs, model, run, top_k=top_k, all_scores=all_scores)
+    _run("sentiment", env, inputs, model, run, top_k=top_k, all_scores=all_scores, chunk=chunk, overlap=overlap,
+         aggregate=aggregate)
 
 
-@_task("classify", tasks.zero_shot_options, tasks.classification_options)
+@_task("classify", tasks.zero_shot_options, tasks.classification_options, tasks.window_options)
 def classify(env: Environment, inputs: InputOptions, model: ModelOptions, run: RunOptions, labels: str | None,
-             template: str, multi_label: bool, top_k: int | None, all_scores: bool) -> None:
+             template: str, multi_label: bool, top_k: int | None, all_scores: bool, chunk: int | None, overlap: int,
+             aggregate: str | None) -> None:
     """Classify each line with a text-classification model (--model), or zero-shot into --labels."""
+    windows = dict(chunk=chunk, overlap=overlap, aggregate=aggregate)
     if tasks.classify_task(model, labels, template) == "zero-shot":
-        _run("zero-shot", env, inputs, model, run, labels=labels, template=template, multi_label=multi_label)
+        _run("zero-shot", env, inputs, model, run, labels=labels, template=template, multi_label=multi_label,
+             **windows)
     else:
-        _run("classify", env, inputs, model, run, top_k=top_k, all_scores=all_scores)
+        _run("classify", env, inputs, model, run, top_k=top_k, all_scores=all_scores, **windows)
 
 
 @_task("qa", tasks.qa_options)
@@ -144,10 +148,11 @@ def ner(env: Environment, inputs: InputOptions, model: ModelOptions, run: RunOpt
     _run("ner", env, inputs, model, run, aggregation=aggregation)
 
 
-@_task("embed")
-def embed(env: Environment, inputs: InputOptions, model: ModelOptions, run: RunOptions) -> None:
-    """Embedding vector of each line."""
-    _run("embed", env, inputs, model, run)
+@_task("embed", tasks.embed_options)
+def embed(env: Environment, inputs: InputOptions, model: ModelOptions, run: RunOptions, chunk: int | None,
+          overlap: int, pool: str | None) -> None:
+    """Embedding vector of each line (with --chunk, of each chunk, or pooled per line)."""
+    _run("embed", env, inputs, model, run, chunk=chunk, overlap=overlap, pool=pool)
 
 
 def _run(task: str, env: Environment, inputs: InputOptions, model: ModelOptions, run: RunOptions,
@@ -165,18 +170,22 @@ def _run(task: str, env: Environment, inputs: InputOptions, model: ModelOptions,
                         **task_options)
     # Loaded here once before any cluster work: a wrong model or option fails with the task command's own
     # message, and this machine's cache holds the int8 model before its workers ask for it.
-    load(task, model.model, progress=not run.quiet, env=env, **load_options)
+    pipeline = load(task, model.model, progress=not run.quiet, env=env, **load_options)
+    window, limit, chunkable = pipeline.task.max_length, pipeline.runtime.max_length, pipeline.task.chunkable
+    del pipeline  # the workers load their own
     # Ray Data's INFO lines (plans, log paths, and progress when stderr is no terminal) are for Ray's
     # developers; a terminal still gets its progress bars.
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     with raydata.connected(run.address, quiet=run.quiet, verbose=run.verbose):
-        path, count = raydata.run(
+        path, count, cut = raydata.run(
             inputs.read(env=env), task, model.model, load_options, run.output, run.format,  # type: ignore[arg-type]
             rows_per_block=WINDOW_BATCHES * model.batch_size, workers=run.workers,
             cpus_per_worker=model.threads or 1, quiet=run.quiet,
         )
     if not run.quiet:
         env.notice(f"{count:,} results in {path}")
+    if cut:
+        env.notice(tasks.truncation_notice(cut, count, window, limit, chunkable))
 
 
 def _require_ray() -> None:

@@ -193,8 +193,9 @@ def run(
     workers: int | None = None,
     cpus_per_worker: int = 1,
     quiet: bool = False,
-) -> tuple[Path, int]:
-    """Run `task` over `records` on the connected cluster; return the results file and its row count.
+) -> tuple[Path, int, int]:
+    """Run `task` over `records` on the connected cluster; return the results file, its row count, and
+    how many of its rows were cut to the model's window (marked "truncated").
 
     One block is one window of the CLI (`rows_per_block` records): sorted by length and cut into model
     batches inside the actor. `workers` actors (default: as many as the cluster's CPUs allow) each reserve
@@ -211,18 +212,19 @@ def run(
         output_dir.mkdir(parents=True, exist_ok=True)
         target = output_dir / f"{RESULTS}.{output_format}"
         writer = JsonLinesFile(target) if output_format == "jsonl" else ParquetFile(target)
-        count = 0
+        count = cut = 0
         try:
             with writer:
                 for batch in results.iter_batches(batch_size=None, batch_format="pyarrow"):
                     rows = cli_rows(batch)
                     writer.write(rows)
                     count += len(rows)
+                    cut += sum(1 for row in rows if row.get("truncated"))
         except ray.exceptions.RayTaskError as exc:
             if isinstance(exc.cause, SqueezeError):  # a worker's model failed to load: the CLI's own message
                 raise exc.cause from None
             raise
-    return target, count
+    return target, count, cut
 
 
 @contextlib.contextmanager
