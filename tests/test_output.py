@@ -164,6 +164,23 @@ def test_table_widths_come_from_the_content_and_text_takes_the_rest(monkeypatch,
     assert second.split() == ["reviews.txt", "12", "POSITIVE", "0.5012", "Fine."]
 
 
+@pytest.mark.parametrize("files, expected", [(["reviews.txt"], 11), (["a.txt", "reviews.txt", "b.txt"], 11),
+                                             (["x"], 4), (["-"], 4), (["d/" * 30 + "long.txt"], 32)])
+def test_a_file_column_is_as_wide_as_the_input_names_when_they_are_known(monkeypatch, files, expected):
+    """Given the inputs' names, the file column is the widest of them (and the header), at most 32: no
+    room kept for later batches, whose names are among them; a longer path is shown by its end."""
+    monkeypatch.setenv("COLUMNS", "80")
+    terminal = FakeTerminal()
+    monkeypatch.setattr(sys, "stdout", terminal)
+    rows = [{**row, "file": files[-1]} for row in ROWS]
+    open_writer("table", columns=["file", "label", "text"], color=False, files=files).write_batch(rows)
+    import re
+
+    header, _, first, _ = re.sub(r"\x1b\[[0-9;]*m", "", terminal.getvalue()).splitlines()
+    assert header.index("label") == expected + 3
+    assert first.startswith(files[-1] if len(files[-1]) <= 32 else "…" + files[-1][-31:])
+
+
 def test_table_colours_labels_and_scores_unless_told_not_to(monkeypatch):
     monkeypatch.setenv("COLUMNS", "100")
     monkeypatch.setenv("TERM", "xterm-256color")

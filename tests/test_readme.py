@@ -226,11 +226,11 @@ def test_eval_shows_a_records_bar_per_precision_on_a_terminal_then_erases_it(tmp
 
 
 SNAPSHOT_80 = """\
-file               line     length   text
+file      line     length   text
 ────────────────────────────────────────────────────────────────────────────────
-one.txt            1        5        alpha
-one.txt            2        89       The plot made no sense and the ending drag…
-two.txt            1        4        beta
+one.txt   1        5        alpha
+one.txt   2        89       The plot made no sense and the ending dragged on fo…
+two.txt   1        4        beta
 """
 
 

@@ -18,7 +18,7 @@ from ..environment import Environment
 from ..io.batches import WINDOW_BATCHES, batched
 from ..io.pipeline import InputOptions, OutputOptions
 from ..io.progress import progress_for
-from ..io.records import check_paths, read_records
+from ..io.records import STDIN, check_paths, read_records
 from ..io.writers import open_writer, print_json, print_rich, resolved_format
 from . import views
 from .options import (
@@ -93,9 +93,8 @@ def similar(env: Environment, output: OutputOptions, model: ModelOptions, words:
     rows = [{**hit["source"], "rank": rank, "score": hit["score"], "text": hit["text"],
              **{key: hit[key] for key in ("truncated", "tokens") if key in hit}}
             for rank, hit in enumerate(hits, 1)]
-    open_writer(output.format, list(output.fields or ["rank", "score", "text", "file", "line"]), env,
-                output.color).write_batch(
-        [output.select(row) for row in rows])
+    open_writer(output.format, list(output.fields or ["rank", "score", "text", "file", "line"]), env, output.color,
+                files=files or (STDIN,)).write_batch([output.select(row) for row in rows])
     if cut:
         env.notice(truncation_notice(len(cut), texts, pipeline.task.max_length, pipeline.runtime.max_length))
 

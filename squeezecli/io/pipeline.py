@@ -12,7 +12,7 @@ from typing import Any
 from ..environment import Environment
 from .batches import WINDOW_BATCHES, run_windows
 from .progress import progress_for
-from .records import DecodeErrors, OnError, Record, Unit, read_records
+from .records import STDIN, DecodeErrors, OnError, Record, Unit, read_records
 from .writers import Format, open_writer, resolved_format, row_for
 
 
@@ -78,7 +78,8 @@ def run_pipeline(
         records = inputs.read(on_read=progress.read, env=env)
         if columns is not None and len(inputs.files) > 1 and "file" not in columns:  # rows must say which file
             columns = ["file", "line", *columns] if inputs.unit != "doc" else ["file", *columns]
-        writer = open_writer(output.format, list(output.fields) if output.fields else columns, env, output.color)
+        writer = open_writer(output.format, list(output.fields) if output.fields else columns, env, output.color,
+                             files=inputs.files or (STDIN,))
         for window in run_windows(records, length_of, batch_size, WINDOW_BATCHES * batch_size, process_batch, live=True):
             writer.write_batch([row(record, result) for record, result in window])
             progress.done(len(window))

@@ -30,7 +30,8 @@ _FREE_TEXT = ("text",)
 # batch holds: later rows are cut to the first batch's widths.
 _LABEL_WIDTH = 10
 _COUNTER_COLUMNS, _COUNTER_WIDTH = ("line", "row", "chunks"), 6
-# File names: at most this wide in a table, a longer path shown by its end.
+# File names: at most this wide in a table, a longer path shown by its end; as wide as the widest input name
+# when the inputs are known (open_writer's files), else at least _LABEL_WIDTH + 6.
 _PATH_COLUMNS, _PATH_WIDTH = ("file",), 32
 
 
@@ -52,12 +53,13 @@ class Writer(Protocol):
 
 
 def open_writer(fmt: Format, columns: Sequence[str] | None = None, env: Environment | None = None,
-                color: bool = True) -> Writer:
+                color: bool = True, files: Sequence[str] | None = None) -> Writer:
     """A writer on stdout. "auto" is a table on a terminal and JSON lines anywhere else.
 
     `columns` picks and orders the table's columns (a terminal has no room for everything); JSON lines
     and CSV/TSV always carry every field. By default the table shows the first row's fields. A table
     colours labels and scores unless `color` is False, NO_COLOR is set, or stdout is not a terminal.
+    `files`, the input files when they are known before the run, size a table's file column exactly.
     """
     env = env or Environment.from_os()
     fmt = resolved_format(fmt, env)
@@ -66,7 +68,7 @@ def open_writer(fmt: Format, columns: Sequence[str] | None = None, env: Environm
     if fmt in ("csv", "tsv"):
         return DelimitedWriter(env.stdout, delimiter="," if fmt == "csv" else "\t")
     if fmt == "table":
-        return TableWriter(columns, color=color)
+        return TableWriter(columns, color=color, files=files)
     raise ValueError(f"unknown output format {fmt!r}")
 
 
@@ -186,10 +188,11 @@ class TableWriter:
     0.8, yellow from 0.5, else red.
     """
 
-    def __init__(self, columns: Sequence[str] | None, color: bool = True) -> None:
+    def __init__(self, columns: Sequence[str] | None, color: bool = True, files: Sequence[str] | None = None) -> None:
         self._console = _stdout_console(color)
         self._columns = list(columns) if columns is not None else None
         self._layouts: dict[str, dict[str, Any]] | None = None
+        self._files = list(files) if files else None  # every file name rows will have, when known
 
     def _cell(self, name: str, value: Any) -> str:
         text = _table_cell(value)
@@ -206,7 +209,7 @@ class TableWriter:
         if self._columns is None:
             self._columns = list(rows[0])
         if self._layouts is None:
-            self._layouts = {name: _column_layout(name, rows) for name in self._columns}
+            self._layouts = {name: _column_layout(name, rows, self._files) for name in self._columns}
         # Only free text grows to fill the line; a table of short columns stays as narrow as its content.
         expand = any("ratio" in layout for layout in self._layouts.values())
         table = Table(box=box.SIMPLE_HEAD, expand=expand, show_header=first_batch, show_edge=False, pad_edge=False)
@@ -257,15 +260,18 @@ def _stdout_console(color: bool = True) -> Any:
     return StdoutConsole(highlight=False, no_color=not color or None)  # None: Rich reads NO_COLOR itself
 
 
-def _column_layout(name: str, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def _column_layout(name: str, rows: Sequence[Mapping[str, Any]], files: Sequence[str] | None = None
+                   ) -> dict[str, Any]:
     """Rich column sizing from the first batch: numbers and short text (labels, ids, file names) as
     wide as their widest value and header, free text sharing what is left of the line (cut with an
-    ellipsis in the table only)."""
+    ellipsis in the table only). File names are sized from `files` where every one is known."""
     from rich.cells import cell_len  # display width: a CJK character takes two cells
 
     values = [row.get(name) for row in rows]
     widest = max([cell_len(name), *(cell_len(_table_cell(value)) for value in values)])
     if name in _PATH_COLUMNS:  # a fixed width, longer paths cut at their start (TableWriter._cell)
+        if files:
+            return {"width": min(max([cell_len(name), *(cell_len(_table_cell(f)) for f in files)]), _PATH_WIDTH)}
         return {"width": min(max(widest, _LABEL_WIDTH + 6), _PATH_WIDTH)}
     if name in _FREE_TEXT:
         return {"ratio": 1, "min_width": max(cell_len(name), _SHORT_TEXT)}
