@@ -91,13 +91,41 @@ def test_equal_scores_rank_in_index_order_across_blocks(tmp_path):
 
 def test_the_index_scan_and_the_corpus_search_break_ties_on_the_same_integers():
     """tie_keys (the index scan, in torch) and tie_key (the corpus search, in Python) agree on every
-    score, halfway cases included, so a score ranks the same in both searches."""
+    score: exact halves (float32 odd multiples of 1/128, whose x 10^6 ends in .5), rounded half to even;
+    random scores; and what is not a number (NaN and -inf lowest, +inf highest)."""
     from squeezecli.tasks.embed import tie_key, tie_keys
 
-    halfway = (torch.arange(-2_000, 2_000, dtype=torch.float64) + 0.5) / 1e6
-    scores = torch.cat([halfway.float(), torch.rand(20_000, generator=torch.Generator().manual_seed(3)) * 2 - 1,
-                        torch.tensor([-1.0, 0.0, 1.0, 0.9999995, -0.9999995])])
+    halves = torch.arange(-127, 128, 2, dtype=torch.float32) / 128
+    assert all((float(h) * 1e6) % 1 == 0.5 for h in halves)
+    scores = torch.cat([halves, torch.rand(20_000, generator=torch.Generator().manual_seed(3)) * 2 - 1,
+                        torch.tensor([-1.0, 0.0, 1.0, float("nan"), float("inf"), float("-inf")])])
     assert tie_keys(scores).tolist() == [tie_key(score) for score in scores.tolist()]
+    assert tie_key(1 / 128) == 7812 and tie_key(3 / 128) == 23438  # 7812.5 and 23437.5: to the even one
+    assert tie_key(float("nan")) < tie_key(-1.0) and tie_key(float("inf")) > tie_key(1.0)
+
+
+def test_top_k_with_many_ties_equals_a_stable_sort_of_the_rounded_scores(tmp_path):
+    """Many exact ties (300 items over 24 unit directions whose products are exact in float32: the axes
+    and the (+-1/2)^4 corners), k larger than a block and than the index: the scan's picks and order are
+    a stable descending sort of the scores over the whole index."""
+    import itertools
+
+    axes = torch.cat([torch.eye(4), -torch.eye(4)])
+    corners = torch.tensor(list(itertools.product([0.5, -0.5], repeat=4)))
+    directions = torch.cat([axes, corners])  # [24, 4], each of unit length exactly
+    generator = torch.Generator().manual_seed(5)
+    vectors = directions[torch.randint(0, 24, (300,), generator=generator)]
+    path = tmp_path / "ties.sqidx"
+    random_index(path, vectors, "float32")
+    index = index_file.open_index(path)
+    queries = directions[torch.randint(0, 24, (5,), generator=generator)]
+    for k, block_rows in ((12, 7), (40, 25), (400, 64)):
+        found = list(search.top_k(index, queries, k, block_rows=block_rows))
+        for q, ranked in enumerate(found):
+            scores = vectors @ queries[q]  # [N], exact: 0, +-1/4, +-1/2, +-1
+            order = torch.sort(scores, descending=True, stable=True).indices[:k]
+            assert [i - 1 for i, _ in ranked] == order.tolist(), (k, block_rows, q)
+            assert [s for _, s in ranked] == scores[order].tolist()
 
 
 def test_what_is_not_an_index_is_refused_in_one_line(tmp_path):

@@ -1,5 +1,5 @@
-"""The speed and memory paths compute what the plain ones do: fused projection epilogues, attention
-without a mask on unpadded batches, batches run in slices of TOKENS_PER_PASS tokens; and loading a
+"""The speed and memory paths compute what the plain ones do: fused projection epilogues, attention keys
+worked out once per forward (Keys), batches run in slices of TOKENS_PER_PASS tokens; and loading a
 model never imports torch._dynamo (over a second of start-up)."""
 
 import subprocess

@@ -79,7 +79,8 @@ def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--workers", type=click.IntRange(min=1), metavar="N",
                      help="Model workers, each loading the model once and taking --threads CPUs "
                           "(default: as many as the cluster has CPUs for)."),
-        click.option("--quiet", is_flag=True, help="No progress bars and no summary line."),
+        click.option("--quiet", is_flag=True, help="No progress bars and no summary line (a count of texts cut to "
+                                                   "the window still shows, as in the task commands)."),
         click.option("--verbose", is_flag=True, help="Let Ray's own log lines through (its workers' and its warnings)."),
     ])
 

@@ -104,7 +104,9 @@ DROPPED_FIRST = ("source", "params", "arch", "commit", "last used")
 
 def _fitting(columns: list[str], rows: list[dict[str, str]], width: int) -> list[str]:
     """`columns`, less as few of DROPPED_FIRST as it takes for the rows to fit in `width` cells."""
-    widths = {column: max(len(column), *(len(row[column]) for row in rows)) for column in columns}
+    from rich.cells import cell_len  # display width: a CJK character takes two cells
+
+    widths = {column: max(cell_len(column), *(cell_len(row[column]) for row in rows)) for column in columns}
     shown = list(columns)
     for column in DROPPED_FIRST:
         if sum(widths[c] for c in shown) + 2 * (len(shown) - 1) <= width:

@@ -181,8 +181,8 @@ class DelimitedWriter:
 class TableWriter:
     """A Rich table per batch; the header is printed with the first batch only.
 
-    Column widths depend only on the first batch and the terminal width, so the tables of successive
-    batches line up as one: numbers, labels and ids as wide as their widest value (and header), free
+    Column widths depend only on the first batch, the terminal width and the input files' names (when
+    known), so the tables of successive batches line up as one: numbers, labels and ids as wide as their widest value (and header), free
     text sharing the rest of the line. User text is passed as `rich.text.Text`, never parsed as markup:
     an NER span like "[PER]" or a literal "[bold]" prints as typed. Labels are bold, scores green from
     0.8, yellow from 0.5, else red.

@@ -172,10 +172,11 @@ class Tokenizer:
         do inside the text) so that no one call builds a giant Encoding: (where each piece starts, its
         encoding)."""
         budget = _prefix_budget(_COUNT_PIECE_TOKENS)
-        self._set_truncation(max_length=1 << 30, stride=0, strategy="longest_first")  # a piece whole
         start = 0
         while start < len(text):
             end = _whitespace_cut(text, start, budget)
+            # Before each piece (a check when nothing changed): the caller may tokenize between pieces.
+            self._set_truncation(max_length=1 << 30, stride=0, strategy="longest_first")  # a piece whole
             yield start, self.backend.encode(text[start:end], add_special_tokens=False)
             start = end
 

@@ -77,10 +77,10 @@ def choose(
             int8 = {name: candidates[name][mode] for name, mode in plan.items() if mode != "fp32"}
             scores = []
             with _swapped(encoder, {**fixed, **int8}):
-                for batch, (inputs, mask, reference) in zip(batches, references):
+                for batch, (inputs, keys, reference) in zip(batches, references):
                     x = encoder.embed(batch["input_ids"], batch["token_type_ids"]) if start == 0 else inputs[start]
                     for block in encoder.blocks[start:]:
-                        x = block(x, mask)
+                        x = block(x, keys)
                     scores.append(_agreement(reference, x, batch["attention_mask"], head))
             return torch.cat(scores).mean().item()
 

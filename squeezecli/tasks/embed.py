@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import heapq
 import json
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,14 +94,22 @@ CHUNK_POOLS = ("mean", "max", "first")
 TIE_DECIMALS = 6
 
 
+# Where a score that is not a number ranks: below every cosine (NaN, -inf) or above (+inf).
+_LOWEST, _HIGHEST = -2.0, 2.0
+
+
 def tie_key(score: float) -> int:
-    """The integer scores are ranked by: score x 10^TIE_DECIMALS in float64, rounded half to even."""
+    """The integer scores are ranked by: score x 10^TIE_DECIMALS in float64, rounded half to even (a
+    NaN as the lowest score)."""
+    if not math.isfinite(score):
+        score = _HIGHEST if score > 0 else _LOWEST
     return round(score * 10**TIE_DECIMALS)
 
 
 def tie_keys(scores: torch.Tensor) -> torch.Tensor:
     """tie_key of each of `scores` (any float dtype), as int64: the same integers, computed as torch does."""
-    return torch.round(scores.double() * 10**TIE_DECIMALS).long()
+    finite = torch.nan_to_num(scores.double(), nan=_LOWEST, posinf=_HIGHEST, neginf=_LOWEST)
+    return torch.round(finite * 10**TIE_DECIMALS).long()
 
 
 class Embed(Task):
@@ -212,7 +221,7 @@ def nearest(
     target = F.normalize(embed.vectors([query]), dim=-1)[0]  # [D]
     # A min-heap of the best k so far: the root is the one to drop next, the lowest score and, among
     # equal scores, the latest (hence -position).
-    best: list[tuple[float, int, str, Any, int | None, float]] = []
+    best: list[tuple[int, int, str, Any, int | None, float]] = []  # (tie_key, -position, ...)
     position = 0
     for batch in corpus_batches:
         if not batch:

@@ -109,9 +109,10 @@ def top_k(index: Index, queries: torch.Tensor, k: int, block_rows: int = BLOCK_R
             scores = group @ decode(raw, scales, kind, dimension).T  # [Q, B]
             scores = torch.cat([best_scores, scores], dim=1)  # [Q, C]: the kept best, then the block in id order
             candidates = torch.cat([best_ids, torch.tensor(ids).expand(len(group), -1)], dim=1)
-            # Of scores equal to TIE_DECIMALS the earlier candidate wins: one integer key per candidate,
-            # the rounded score then the reversed position, so the keys are distinct and a top-k of them
-            # picks (and orders) exactly what a stable sort of the rounded scores would.
+            # Of scores equal to TIE_DECIMALS (embed.tie_key, the corpus search's rule) the earlier candidate
+            # wins: one integer key per candidate, the rounded score then the reversed position, so the
+            # keys are distinct and a top-k of them picks (and orders) what a stable sort of the rounded
+            # scores would.
             width = scores.shape[1]
             keys = tie_keys(scores) * width + torch.arange(width - 1, -1, -1)  # [Q, C] int64
             order = torch.topk(keys, min(k, width), dim=1).indices  # [Q, <=k], best first
