@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .environment import Environment
+from .environment import Environment, choose_openmp_wait
 from .io.batches import DEFAULT_BATCH_SIZE, run_bucketed
 
 
@@ -61,6 +61,7 @@ def load(
     questions, aggregation, ...). `threads` sets torch's thread count for the process; notices (a
     first-use pull, an int8 fallback) go to `env`'s stderr (default: this process's environment).
     """
+    choose_openmp_wait()  # before the imports below load torch (a no-op once it is loaded)
     from .model import loader, process
     from .store import catalogue
     from .tasks import task_class

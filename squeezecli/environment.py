@@ -1,6 +1,7 @@
 """The one place squeeze reads the process it runs in: its standard streams and the environment variables
 it knows. `Environment.from_os()` reads them once; the CLI builds one per command and passes it down, the
-Python API builds one per `load`, and tests build their own (as httpie's `Environment` does).
+Python API builds one per `load`, and tests build their own (as httpie's `Environment` does). Also the
+one variable squeeze sets for a library, OpenMP's wait policy (`choose_openmp_wait`), before torch loads.
 """
 
 from __future__ import annotations
@@ -9,7 +10,8 @@ import io
 import os
 import stat
 import sys
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -34,6 +36,8 @@ VARIABLES: dict[str, str] = {
     "HF_HUB_OFFLINE": "1: never contact the Hub (also TRANSFORMERS_OFFLINE)",
     "HF_HUB_CACHE": "where the Hugging Face download cache is (also HF_HOME, XDG_CACHE_HOME)",
     "NO_COLOR": "any value: no colour in tables (as --no-color)",
+    "OMP_WAIT_POLICY": "OpenMP's, kept as set (also GOMP_SPINCOUNT); unset: PASSIVE when other work keeps half the "
+                       "CPUs busy as squeeze starts, else OpenMP's own (spin briefly, then sleep)",
     "SHELL": "the shell `squeeze completion` writes for when none is named",
 }
 _TRUE_VALUES = {"1", "ON", "YES", "TRUE"}
@@ -139,3 +143,40 @@ def _token_source(env: Mapping[str, str]) -> str | None:
 
 def _expand(path: str) -> str:
     return os.path.expandvars(os.path.expanduser(path))
+
+
+def choose_openmp_wait(environ: MutableMapping[str, str] | None = None, others: Callable[[], int] | None = None,
+                       cores: int | None = None, torch_loaded: bool | None = None) -> str | None:
+    """Set OMP_WAIT_POLICY for torch's OpenMP threads, which libgomp reads once, when torch loads (so
+    before; afterwards it is too late and nothing is set): PASSIVE (sleep at once between parallel
+    regions) when other tasks keep at least half of this process's CPUs busy, where spinning threads
+    take the time slices the working ones wait for; else nothing, and OpenMP spins briefly, then sleeps.
+    A policy or spin count the user set is theirs. Returns what was set. The README's Speed section has
+    the measurements (PASSIVE costs a quarter of the speed on an idle machine; spinning doubles the run
+    time on a loaded one)."""
+    environ = os.environ if environ is None else environ
+    torch_loaded = "torch" in sys.modules if torch_loaded is None else torch_loaded
+    if torch_loaded or "OMP_WAIT_POLICY" in environ or "GOMP_SPINCOUNT" in environ:
+        return None
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if (others or others_running)() < max(1, cores // 2):
+        return None
+    environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    return "PASSIVE"
+
+
+def others_running(read: Callable[[], str] | None = None, samples: int = 3, pause: float = 0.002) -> int:
+    """How many other tasks are runnable on this machine now: the fewest over `samples` readings of
+    /proc/loadavg's running count, less this process (a burst of kernel work is not a load); 0 where it
+    cannot be read."""
+    read = read or (lambda: Path("/proc/loadavg").read_text(encoding="ascii"))
+    counts = []
+    for sample in range(samples):
+        if sample:
+            time.sleep(pause)
+        try:
+            counts.append(int(read().split()[3].split("/")[0]) - 1)
+        except (OSError, ValueError, IndexError):
+            return 0
+    return max(min(counts), 0)

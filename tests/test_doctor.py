@@ -166,3 +166,44 @@ def test_a_terminal_gets_a_table_without_the_token(hub, tmp_path):
     assert torch.__version__ in screen
     assert f"{hub.url}: reachable" in screen
     assert "set (HF_TOKEN)" in screen
+
+
+def test_openmp_waits_passively_only_where_other_work_keeps_the_cpus_busy():
+    from squeezecli.environment import choose_openmp_wait, others_running
+
+    def choose(environ, others, cores=2, torch_loaded=False):
+        return choose_openmp_wait(environ, others=lambda: others, cores=cores, torch_loaded=torch_loaded)
+
+    environ: dict[str, str] = {}
+    assert choose(environ, 0) is None and environ == {}  # idle: OpenMP's own brief spin
+    assert choose(environ, 1) == "PASSIVE" and environ == {"OMP_WAIT_POLICY": "PASSIVE"}
+    assert choose({}, 1, cores=4) is None and choose({}, 2, cores=4) == "PASSIVE"  # half of the CPUs
+    for own in ({"OMP_WAIT_POLICY": "ACTIVE"}, {"GOMP_SPINCOUNT": "1000"}):
+        assert choose(dict(own), 5) is None  # the user's setting is theirs
+    assert choose({}, 5, torch_loaded=True) is None  # libgomp has read it already: too late
+
+    readings = iter(["0.50 0.40 0.30 3/250 1234", "0.50 0.40 0.30 5/250 1234", "0.50 0.40 0.30 2/250 1234"])
+    assert others_running(lambda: next(readings), pause=0) == 1  # the fewest, less this process
+    assert others_running(lambda: "garbage", pause=0) == 0
+    assert others_running(lambda: (_ for _ in ()).throw(OSError("no /proc")), pause=0) == 0
+
+
+def test_a_process_started_beside_a_busy_loop_waits_passively_and_a_user_setting_stands(tmp_path):
+    """Whole processes: `squeeze doctor --json` started while a busy loop runs reports PASSIVE (chosen
+    before torch loaded); with OMP_WAIT_POLICY=ACTIVE set by the user, ACTIVE."""
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    env.update(PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1")
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.5)
+        loaded = subprocess.run([sys.executable, "-m", "squeezecli", "doctor", "--json"], env=env, cwd=tmp_path,
+                                capture_output=True, text=True, timeout=120, check=True)
+    finally:
+        busy.kill()
+        busy.wait()
+    assert json.loads(loaded.stdout)["torch"]["omp_wait_policy"] == "PASSIVE"
+    mine = subprocess.run([sys.executable, "-m", "squeezecli", "doctor", "--json"], env={**env, "OMP_WAIT_POLICY": "ACTIVE"},
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120, check=True)
+    assert json.loads(mine.stdout)["torch"]["omp_wait_policy"] == "ACTIVE"

@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from .._version import __version__
-from ..environment import Environment
+from ..environment import Environment, choose_openmp_wait
 from ..errors import ExitStatus, OutputError, SqueezeError, report
 from ..io.batches import READER_THREAD
 from ..io.pipeline import InputOptions, OutputOptions, run_pipeline
@@ -186,10 +186,9 @@ _register()
 
 def main() -> None:
     """Console-script entry point."""
-    # OpenMP's worker threads spin between parallel regions by default; on a machine where anything else
-    # runs, spinners steal the cores the other threads wait for (a pull took 160 s instead of 16 s at load
-    # 7 on 2 cores). Sleeping workers cost little when idle. libgomp reads this once, when torch loads.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # Before anything loads torch: on a busy machine spinning OpenMP threads steal the slices the working
+    # ones wait for (a pull took 160 s instead of 16 s at load 7 on 2 cores); on an idle one they are faster.
+    choose_openmp_wait()
     closed = _reopen_closed_descriptors()
     if STDOUT_FD in closed:
         # Every command prints its results, and nothing can read them.

@@ -123,7 +123,9 @@ def _torch_report() -> dict[str, Any]:
     import torch
 
     return {"version": torch.__version__, "threads": torch.get_num_threads(),
-            "interop_threads": torch.get_num_interop_threads()}
+            "interop_threads": torch.get_num_interop_threads(),
+            # As libgomp read it when torch loaded (environment.choose_openmp_wait); None: OpenMP's default.
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
 
 
 def _cpu_report() -> dict[str, Any]:
@@ -286,7 +288,8 @@ def _table_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     packages = ", ".join(f"{name} {version or 'missing'}" for name, version in report["packages"].items())
     return [
         ("squeeze", f"{report['squeezecli']} (Python {python['version']}, {report['platform']})"),
-        ("torch", f"{torch_['version']}, {_count(torch_['threads'], 'thread')} ({torch_['interop_threads']} inter-op)"),
+        ("torch", f"{torch_['version']}, {_count(torch_['threads'], 'thread')} ({torch_['interop_threads']} inter-op), "
+                  f"OpenMP waits {(torch_['omp_wait_policy'] or 'spinning briefly').lower()}"),
         ("cpu", f"{cpu['name']} ({', '.join(cpu['flags']) or 'no AVX2, AVX-512 or AMX'})"),
         ("auto precision", f"{cpu['auto']['precision']}: {cpu['auto']['reason']}"),
         ("int8 kernel", _int8_line(report["int8"])),
