@@ -160,16 +160,19 @@ def choose_openmp_wait(environ: MutableMapping[str, str] | None = None, others: 
         return None
     if cores is None:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    if (others or others_running)() < max(1, cores // 2):
+    busy = max(1, cores // 2)
+    if (others or (lambda: others_running(below=busy)))() < busy:
         return None
     environ["OMP_WAIT_POLICY"] = "PASSIVE"
     return "PASSIVE"
 
 
-def others_running(read: Callable[[], str] | None = None, samples: int = 3, pause: float = 0.002) -> int:
+def others_running(read: Callable[[], str] | None = None, samples: int = 3, pause: float = 0.002,
+                   below: int | None = None) -> int:
     """How many other tasks are runnable on this machine now: the fewest over `samples` readings of
     /proc/loadavg's running count, less this process (a burst of kernel work is not a load); 0 where it
-    cannot be read."""
+    cannot be read. With `below`, the first reading under it is the answer (the fewest is under it too):
+    an idle machine costs one reading, not three and two pauses."""
     read = read or (lambda: Path("/proc/loadavg").read_text(encoding="ascii"))
     counts = []
     for sample in range(samples):
@@ -179,4 +182,6 @@ def others_running(read: Callable[[], str] | None = None, samples: int = 3, paus
             counts.append(int(read().split()[3].split("/")[0]) - 1)
         except (OSError, ValueError, IndexError):
             return 0
+        if below is not None and counts[-1] < below:
+            break
     return max(min(counts), 0)

@@ -232,3 +232,16 @@ def test_a_table_of_several_inputs_says_which_file_and_line_each_row_is(tmp_path
                for path in shown)
     assert [(p.rsplit("/", 1)[1], *rest) for p, *rest in rows[2:]] == [
         ("one.txt", "1", "5", "alpha"), ("two.txt", "1", "4", "beta"), ("two.txt", "3", "5", "gamma")]
+
+
+def test_left_cut_keeps_the_end_that_fits_in_cells():
+    from rich.cells import cell_len
+
+    from squeezecli.io.writers import left_cut
+
+    assert left_cut("short.txt", 32) == "short.txt"
+    long = "/data/" + "x" * 40 + "/reviews.txt"
+    assert left_cut(long, 20) == "…" + long[-19:]
+    wide = "/データ/東京/レビュー.txt"  # two cells a character
+    cut = left_cut(wide, 12)
+    assert cut.startswith("…") and wide.endswith(cut[1:]) and cell_len(cut) <= 12 and cell_len(cut) >= 11

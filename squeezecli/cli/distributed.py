@@ -175,8 +175,8 @@ def _run(task: str, env: Environment, inputs: InputOptions, model: ModelOptions,
     window, limit, chunkable = pipeline.task.max_length, pipeline.runtime.max_length, pipeline.task.chunkable
     del pipeline  # the workers load their own
     # Ray Data's INFO lines (plans, log paths, and progress when stderr is no terminal) are for Ray's
-    # developers; a terminal still gets its progress bars.
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    # developers, its warnings too unless --verbose (as quiet_ray's); a terminal still gets its progress bars.
+    logging.getLogger("ray.data").setLevel(logging.WARNING if run.verbose else logging.ERROR)
     with raydata.connected(run.address, quiet=run.quiet, verbose=run.verbose):
         path, count, cut = raydata.run(
             inputs.read(env=env), task, model.model, load_options, run.output, run.format,  # type: ignore[arg-type]

@@ -17,7 +17,7 @@ import click
 
 from ..environment import Environment
 from ..errors import write_stderr
-from ..io.writers import print_json, print_rich, print_text, terminal_width
+from ..io.writers import left_cut, print_json, print_rich, print_text, terminal_width
 from . import views
 from .options import complete_cached_models, json_option, model_argument, pass_environment
 
@@ -120,7 +120,7 @@ def _short_path(path: str, width: int = 40) -> str:
     home = os.path.expanduser("~")
     if home not in ("", "/") and (path == home or path.startswith(home + os.sep)):
         path = "~" + path[len(home):]
-    return path if len(path) <= width else "…" + path[-(width - 1):]
+    return left_cut(path, width)
 
 
 @_model_command("info", "The cached revision to describe (default: main, else the latest).")

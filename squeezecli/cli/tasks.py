@@ -21,7 +21,7 @@ from ..errors import SqueezeError, UsageError
 from ..io.batches import batched
 from ..io.pipeline import InputOptions, OutputOptions, TableView, run_pipeline
 from ..io.records import Record
-from ..io.writers import write_npy
+from ..io.writers import left_cut, write_npy
 from ..tasks import DEFAULT_TEMPLATE
 from . import views
 from .options import (
@@ -44,7 +44,7 @@ def load(task: str, model: ModelOptions, env: Environment, quiet: bool = False, 
     from ..store import catalogue
 
     name = model.model or catalogue.default_for(task)
-    shown = name if len(name) <= 40 else "…" + name[-39:]  # a path by its end; the precision always shows
+    shown = left_cut(name, 40)  # a path by its end; the precision always shows
     with status_line(env, f"loading {shown} ({model.precision})…", quiet):
         return load_pipeline(
             task, model.model, revision=model.revision, precision=model.precision, offline=model.offline,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import json
 import math
 import os
@@ -196,7 +197,7 @@ class TableWriter:
 
     def _cell(self, name: str, value: Any) -> str:
         text = _table_cell(value)
-        return _left_cut(text, self._layouts[name]["width"]) if name in _PATH_COLUMNS and self._layouts else text
+        return left_cut(text, self._layouts[name]["width"]) if name in _PATH_COLUMNS and self._layouts else text
 
     def write_batch(self, rows: Sequence[Mapping[str, Any]]) -> None:
         from rich import box
@@ -222,15 +223,18 @@ class TableWriter:
             self._console.file.flush()
 
 
-def _left_cut(text: str, width: int) -> str:
+@functools.lru_cache(maxsize=256)  # a table's rows repeat a few file names
+def left_cut(text: str, width: int) -> str:
     """`text` in at most `width` cells, cut at the start ("…/dir/file.txt"): a path's end names the file."""
     from rich.cells import cell_len
 
     if cell_len(text) <= width:
         return text
-    while text and cell_len(text) > width - 1:
-        text = text[1:]
-    return "…" + text
+    kept, cells = len(text), 0
+    while kept > 0 and cells + cell_len(text[kept - 1]) <= width - 1:  # the ending that fits beside "…"
+        kept -= 1
+        cells += cell_len(text[kept])
+    return "…" + text[kept:]
 
 
 def _style(column: str, value: Any) -> str:
@@ -273,10 +277,8 @@ def _column_layout(name: str, rows: Sequence[Mapping[str, Any]], files: Sequence
         if files:
             return {"width": min(max([cell_len(name), *(cell_len(_table_cell(f)) for f in files)]), _PATH_WIDTH)}
         return {"width": min(max(widest, _LABEL_WIDTH + 6), _PATH_WIDTH)}
-    if name in _FREE_TEXT:
-        return {"ratio": 1, "min_width": max(cell_len(name), _SHORT_TEXT)}
     numbers = all(value is None or isinstance(value, (bool, int, float)) for value in values)
-    if numbers or widest <= _SHORT_TEXT:
+    if name not in _FREE_TEXT and (numbers or widest <= _SHORT_TEXT):
         # The first batch may be a few rows: leave room for the longer labels and line numbers of later ones.
         room = (_COUNTER_WIDTH if name in _COUNTER_COLUMNS else 0) if numbers else _LABEL_WIDTH
         return {"width": max(widest, room)}

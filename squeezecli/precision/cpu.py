@@ -42,11 +42,13 @@ def _cpuinfo(key: str) -> str | None:
     return None
 
 
+@functools.cache
 def cpu_flags() -> frozenset[str]:
     """The CPU's feature flags as Linux names them (x86 "flags", Arm "Features"); empty where unknown."""
     return frozenset((_cpuinfo("flags") or _cpuinfo("Features") or "").split())
 
 
+@functools.cache
 def cpu_name() -> str:
     return _cpuinfo("model name") or platform.processor() or platform.machine()
 

@@ -228,8 +228,8 @@ def nearest(
             continue
         vectors, lengths = embed.embed_texts([text for text, _ in batch])
         scores = F.normalize(vectors, dim=-1) @ target  # [B]
-        for (text, source), score, tokens in zip(batch, scores.tolist(), lengths):
-            entry = (tie_key(score), -position, text, source, tokens, score)
+        for (text, source), key, score, tokens in zip(batch, tie_keys(scores).tolist(), scores.tolist(), lengths):
+            entry = (key, -position, text, source, tokens, score)
             if len(best) < k:
                 heapq.heappush(best, entry)
             else:
