@@ -151,7 +151,7 @@ def choose_openmp_wait(environ: MutableMapping[str, str] | None = None, others: 
     before; afterwards it is too late and nothing is set): PASSIVE (sleep at once between parallel
     regions) when other tasks keep at least half of this process's CPUs busy, where spinning threads
     take the time slices the working ones wait for; else nothing, and OpenMP spins briefly, then sleeps.
-    A policy or spin count the user set is theirs. Returns what was set. The README's Speed section has
+    A policy or spin count the user set is theirs. Returns what was set. The docs/performance.md has
     the measurements (PASSIVE costs a quarter of the speed on an idle machine; spinning doubles the run
     time on a loaded one)."""
     environ = os.environ if environ is None else environ

@@ -13,7 +13,7 @@ SqueezeBERT (Iandola et al., 2020) makes the six position-wise projections group
 one `GroupedProjection` covers both (groups=1 is BERT's dense layer). Activations stay channels-last
 ([batch, seq, hidden]), and every projection runs as a 1x1 convolution over channels-last "pixels",
 which torch hands to oneDNN, with the residual or activation fused into the product: why, and what it
-measured against torch.bmm and F.linear, is in the README's design notes.
+measured against torch.bmm and F.linear, is in docs/design.md.
 
 A projection is anything with `forward(x, residual=None, activation=None, in_place=False, pieces=False)`
 (precision/ holds the int8 ones), so a block never asks what kind of projection it holds.

@@ -7,7 +7,7 @@ of ever-changing shapes fragment it; so `Runtime.forward` hands the freed memory
 each batch (`release_free_memory`). Within a batch, the opposite: by default glibc maps large blocks
 afresh on every allocation and returns its heap's free top at once, so every layer page-faults its
 activations in again; `reuse_freed_memory` tells it to keep freed blocks of activation size. The
-README's Speed section has the measurements.
+docs/performance.md has the measurements.
 """
 
 from __future__ import annotations

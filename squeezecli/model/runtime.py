@@ -20,7 +20,7 @@ from .encoder import Encoder
 from .tokenizer import Tokenizer, collate
 
 # Padding included; rows are never split, so one text longer than this still runs whole. At ~1,000 tokens
-# a pass is already big enough for the matrix kernels to run at full speed (README, Speed)...
+# a pass is already big enough for the matrix kernels to run at full speed (docs/performance.md)...
 TOKENS_PER_PASS = 1024
 # ...and from this size on, a pass is closed rather than pad more than this share of its tokens.
 MIN_PASS_TOKENS = 256

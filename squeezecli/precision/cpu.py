@@ -2,9 +2,9 @@
 
 bf16 products are what a CPU with native bf16 dot products runs fastest within squeeze's fidelity bar
 (AVX512-BF16 on AMD Zen 4 and Intel Cooper Lake on, AMX-BF16 on Sapphire Rapids on: oneDNN's bf16
-kernels; measured in the README's Speed section); without them bf16 is emulated and slower than fp32,
+kernels; measured in the docs/performance.md); without them bf16 is emulated and slower than fp32,
 so auto is fp32 there. int8 is not auto's choice anywhere: its activation rounding moves near-tied
-nearest neighbours of real embeddings (README, int8 fidelity); it stays selectable for its 4x smaller
+nearest neighbours of real embeddings (docs/performance.md, int8 fidelity); it stays selectable for its 4x smaller
 artifact. Every kernel is probed before it is used: a CPU flag says what the silicon can do, the probe
 says that this torch build does it, and right.
 """
