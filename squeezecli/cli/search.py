@@ -150,7 +150,8 @@ def _index_input(command: Any) -> Any:
 
 @index.command("build")
 @click.option("-o", "--output", "target", required=True, metavar="INDEX", shell_complete=complete_file_names,
-              help="The index file to write (conventionally NAME.sqidx).")
+              help="The index file to write (conventionally NAME.sqidx); a symlink is followed. Never a directory, "
+                   "device or FIFO.")
 @click.option("--vectors", type=click.Choice(VECTOR_CHOICES), default="float16", show_default=True,
               help="How vectors are stored: float16 (half of float32, scores within 1e-4), int8 (a quarter, with "
                    "a scale per vector; scores within ~2e-3) or float32.")
@@ -168,6 +169,7 @@ def build(env: Environment, inputs: InputOptions, model: ModelOptions, quiet: bo
     from ..io import index as index_file
     from ..tasks import search
 
+    index_file.check_target(target, force=force)  # before the model loads
     pipeline = load("embed", model, env, quiet, chunk=chunk, overlap=overlap)
     with index_file.creating(target, search.index_meta(pipeline.task, vectors), force=force) as index:
         texts, items, cut = _add_records(env, inputs, model, quiet, pipeline, index)
