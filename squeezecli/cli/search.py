@@ -20,6 +20,7 @@ from ..io.pipeline import InputOptions, OutputOptions
 from ..io.progress import progress_for
 from ..io.records import STDIN, check_paths, read_records
 from ..io.writers import open_writer, print_json, print_rich, resolved_format
+from ..tasks.base import MAX_TOP_K
 from . import views
 from .options import (
     ModelOptions,
@@ -43,7 +44,7 @@ VECTOR_CHOICES = ("int8", "float16", "float32")
 @click.option("--index", "index_path", metavar="INDEX", shell_complete=complete_file_names,
               help="Search an index built with `squeeze index build`: every argument is a query (none: one per "
                    "line of stdin), and only the queries are embedded.")
-@click.option("-k", "--top-k", "k", type=click.IntRange(min=1), default=5, show_default=True,
+@click.option("-k", "--top-k", "k", type=click.IntRange(1, MAX_TOP_K), default=5, show_default=True,
               help="How many of the nearest texts.")
 @chunk_options("each chunk ranked on its own, with its character offsets")
 @model_options
