@@ -14,34 +14,29 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "squeezecli"
 
-# Layer -> the layers it may import. A layer is a subpackage, or one module where the rule singles it out.
+# Layer -> the layers it may import. A layer is a subpackage or a top-level module.
 ALLOWED: dict[str, set[str]] = {
     "_version": set(),
     "errors": set(),
-    "model.tensorfile": set(),
-    "model.layout": {"errors"},
     "environment": {"errors"},
+    "checkpoint": {"errors"},
     "io": {"errors", "environment", "_version"},  # _version: the files squeeze writes say which squeeze wrote them
-    "model": {"errors", "environment", "model.layout", "model.tensorfile"},
+    "model": {"errors", "environment", "checkpoint"},
     "precision": {"errors", "environment", "model"},
-    "store": {"errors", "environment", "_version", "model.layout", "model.tensorfile"},
-    "model.loader": {"errors", "environment", "model", "precision", "store"},
-    "tasks": {"errors", "environment", "io", "model"},
-    "api": {"errors", "environment", "io", "model", "model.loader", "store", "tasks"},
+    "store": {"errors", "environment", "_version", "checkpoint"},
+    "assembly": {"errors", "environment", "checkpoint", "model", "precision", "store"},
+    "tasks": {"errors", "environment", "io", "checkpoint", "model"},
+    "api": {"errors", "environment", "io", "model", "assembly", "store", "tasks"},
     "integrations": {"errors", "environment", "io", "api"},
-    "cli": {"errors", "environment", "_version", "io", "store", "model.loader", "api", "tasks", "precision",
+    "cli": {"errors", "environment", "_version", "io", "store", "assembly", "api", "tasks", "precision",
             "integrations"},
     "squeezecli": {"_version", "api", "cli"},  # __init__ (load) and __main__ (python -m squeezecli)
 }
-for _layers in ALLOWED.values():  # what may use the model may use its torch-free files too
-    if "model" in _layers or "model.loader" in _layers:
-        _layers |= {"model.layout", "model.tensorfile"}
 # Importing any module of these must not load torch (nor numpy): `squeeze --help`, Tab completion and
 # `models list` go through them.
-TORCH_FREE_PACKAGES = ("squeezecli.cli", "squeezecli.io", "squeezecli.store")
+TORCH_FREE_PACKAGES = ("squeezecli.cli", "squeezecli.io", "squeezecli.store", "squeezecli.checkpoint")
 TORCH_FREE_MODULES = ("squeezecli", "squeezecli.environment", "squeezecli.errors", "squeezecli.tasks",
-                      "squeezecli.tasks.base", "squeezecli.model.config", "squeezecli.model.layout",
-                      "squeezecli.model.tensorfile", "squeezecli.api")
+                      "squeezecli.tasks.base", "squeezecli.api")
 
 
 def module_name(path: Path) -> str:
@@ -50,12 +45,10 @@ def module_name(path: Path) -> str:
 
 
 def layer_of(module: str) -> str:
-    """"squeezecli.model.loader" -> "model.loader"; "squeezecli.store.cache" -> "store"; ..."""
+    """"squeezecli.store.cache" -> "store"; "squeezecli.errors" -> "errors"; "squeezecli" -> "squeezecli"."""
     parts = module.split(".")[1:]
     if not parts or parts == ["__main__"]:
         return "squeezecli"
-    if parts[:2] in (["model", "loader"], ["model", "layout"], ["model", "tensorfile"]):  # the rule singles them out
-        return ".".join(parts[:2])
     return parts[0]
 
 

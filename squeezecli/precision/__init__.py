@@ -1,4 +1,4 @@
-"""Precisions other than fp32: int8 projections and their kernels (int8.py), the int8 artifact squeeze
-caches (artifact.py), and the calibration that decides how each projection runs (calibration.py, on
-calibration_texts.py). Imports `errors`, `environment` and `model/` (never `model.loader`).
+"""Precisions other than fp32: what this CPU offers and the precision `auto` picks (cpu.py), int8
+projections and embeddings and their kernel (int8.py). Imports `errors`, `environment` and `model/` (the
+encoder's Projection seam that int8 projections fill), never `store` or `assembly`.
 """
