@@ -1,6 +1,7 @@
 """The network: a checkpoint's weights mapped onto ours (weights.py), the tokenizer (tokenizer.py,
 tokenizer_files.py), the encoder itself (encoder.py), a model ready to run (runtime.py) and the process
-settings a run makes (process.py). Imports `errors`, `environment` and `checkpoint` (the files it reads),
-plus torch and tokenizers; never `store` or `precision`: where a model comes from and at which precision
-it runs is decided above, in `assembly`.
+settings a run makes (process.py). torch and tokenizers are imported here; where a model comes from and
+at which precision it runs is decided above, in `assembly`, so `store` and `precision` are not imported.
+
+May import: `errors`, `environment`, `checkpoint` (the files it reads).
 """
