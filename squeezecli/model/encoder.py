@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ModelError
+from ..checkpoint.config import EncoderConfig
 from . import kernels
-from .config import EncoderConfig
 from .kernels import ACTIVATIONS, Epilogue, Pieces, whole
 
 HEADS = ("base", "sequence", "token", "qa")
