@@ -41,7 +41,7 @@ from ..environment import Environment
 from ..errors import InputError, NetworkError, SqueezeError
 from ..io import outfile
 from ..io.batches import batched
-from ..io.records import Record
+from ..io.record import Record
 from ..io.writers import row_for, to_json
 
 OutputFormat = Literal["jsonl", "parquet"]
