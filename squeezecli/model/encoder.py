@@ -29,10 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ModelError
 from ..checkpoint.config import EncoderConfig
+from ..checkpoint.heads import HEADS
+from ..errors import ModelError
 
-HEADS = ("base", "sequence", "token", "qa")
 # Attention runs over keys padded to a multiple of this (Keys says why).
 KEY_BLOCK = 16
 
