@@ -1,6 +1,6 @@
 """Which precision a run gets on this machine, and which kernels run it: the one place where the name the
 user chose (precision/names.py), what this CPU offers (precision/cpu.py), the int8 kernel that works here
-(precision/int8.py) and the encoder's own fp32 kernel (model/encoder.py) meet. `doctor` words its kernel
+(precision/int8.py) and the encoder's own fp32 kernel (model/kernels.py) meet. `doctor` words its kernel
 report from here, so it says what `load_runtime` does.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..environment import Environment
 from ..errors import ModelError
-from ..model.encoder import projection_kernel
+from ..model.kernels import projection_kernel
 from ..precision import cpu, int8
 from ..precision.names import AUTO, BF16, FP32, INT8, PRECISIONS
 
