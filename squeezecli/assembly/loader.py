@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from ..environment import Environment
 from ..model.runtime import Runtime
+from ..precision.names import AUTO
 from ..store import cache
 from ..store.sources import resolve_source
 from . import checkpoints, fetch, precisions
@@ -18,7 +19,7 @@ from .fetch import pull
 __all__ = ["load_runtime", "pull"]
 
 
-def load_runtime(model: str, head: str, *, precision: str = "auto", revision: str | None = None,
+def load_runtime(model: str, head: str, *, precision: str = AUTO, revision: str | None = None,
                  offline: bool = False, progress: bool = True, env: Environment | None = None) -> Runtime:
     """A ready model for `head` ("base", "sequence", "token" or "qa": checkpoint/heads.py).
 

@@ -75,15 +75,15 @@ NAME_TABLE: dict[str, dict[str, str]] = {
 
 # Task-head names (outside the base prefix) -> ours, by head kind and architecture.
 HEAD_TABLE: dict[str, dict[str, dict[str, str]]] = {
-    "sequence": {
+    heads.SEQUENCE: {
         "bert": {"pooler": "head.pre", "classifier": "head.out"},
         "squeezebert": {"pooler": "head.pre", "classifier": "head.out"},
         "distilbert": {"pre_classifier": "head.pre", "classifier": "head.out"},
         "roberta": {"classifier.dense": "head.pre", "classifier.out_proj": "head.out"},
     },
-    "token": {arch: {"classifier": "head"} for arch in BASE_PREFIX},
-    "qa": {arch: {"qa_outputs": "head"} for arch in BASE_PREFIX},
-    "base": {arch: {} for arch in BASE_PREFIX},
+    heads.TOKEN: {arch: {"classifier": "head"} for arch in BASE_PREFIX},
+    heads.QA: {arch: {"qa_outputs": "head"} for arch in BASE_PREFIX},
+    heads.BASE: {arch: {} for arch in BASE_PREFIX},
 }
 
 # Tensors a checkpoint may carry that no head of ours uses: buffers, LM heads, unused poolers.
@@ -238,7 +238,7 @@ def read_checkpoint(model_dir: str | Path, convert: Convert | None = None) -> di
     return tensors
 
 
-def load_encoder(model_dir: str | Path, head: str = "base", dtype: torch.dtype = torch.float32) -> Encoder:
+def load_encoder(model_dir: str | Path, head: str = heads.BASE, dtype: torch.dtype = torch.float32) -> Encoder:
     """Build an Encoder from a Hub-format directory (config.json + weights), its products in `dtype`
     (fp32 or bf16: see to_model_layout)."""
     from ..checkpoint.config import read_config
