@@ -262,7 +262,8 @@ def load_encoder(model_dir: str | Path, head: str = "base", dtype: torch.dtype =
     del checkpoint
     check_state(model, tensors)
     model.load_state_dict(tensors, assign=True)
-    return model.eval()
+    del tensors  # the model holds the only reference: each packed weight replaces its plain one
+    return model.pack().eval()
 
 
 # config.json `architectures` suffix -> the head the checkpoint has.
