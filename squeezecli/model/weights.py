@@ -282,7 +282,8 @@ def load_encoder(model_dir: str | Path, head: str = heads.BASE, dtype: torch.dty
     del checkpoint
     check_state(model, tensors, lambda ours: namer.theirs(ours, prefixed))
     model.load_state_dict(tensors, assign=True)
-    return model.eval()
+    del tensors  # the model holds the only reference: each packed weight replaces its plain one
+    return model.pack().eval()
 
 
 # config.json `architectures` suffix -> the head the checkpoint has.
