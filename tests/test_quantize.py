@@ -15,11 +15,12 @@ from sentences import HANDWRITTEN, varied
 
 from squeezecli.environment import KERNEL_ENV, Environment
 from squeezecli.errors import CacheError, SqueezeError
-from squeezecli.model import encoder, loader
+from squeezecli.assembly import loader
+from squeezecli.model import encoder
 from squeezecli.model.encoder import GroupedProjection
 from squeezecli.model.runtime import Runtime
-from squeezecli.precision import artifact as int8_artifact
-from squeezecli.precision import calibration
+from squeezecli.assembly import artifact as int8_artifact
+from squeezecli.assembly import calibration
 from squeezecli.precision import int8 as quantize
 
 SMALL = "wordpiece_cased"

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ModelError
-from .config import EncoderConfig
+from ..checkpoint.config import EncoderConfig
 
 HEADS = ("base", "sequence", "token", "qa")
 # Attention runs over keys padded to a multiple of this (Keys says why).

@@ -5,6 +5,8 @@ import `model/`, `io/` and `errors`; the CLI imports only the table at start-up,
 class (`module:Class`) and imports the one a command runs. A task class has `head` (the Encoder head it
 runs), `__init__(runtime, **options)` (the task's options, and `max_length`, `batch_size`),
 `__call__(texts) -> list[dict]` and `length_of(text)`.
+
+May import: `errors`, `environment`, `io`, `checkpoint`, `model`.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from ..errors import InputError
-from ..io.records import Record
+from ..io.record import Record
 
 CHUNK = 256  # texts per call: the progress bar moves this often
 
