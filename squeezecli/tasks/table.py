@@ -159,13 +159,26 @@ def _classification_view(given: Given) -> View | None:
     return views.ranked_labels if given.get("top_k") or given.get("all_scores") else None
 
 
+_ZERO_SHOT_LABELS = ("labels", "zero-shot needs the candidate labels: --labels A,B,C")
+
+
+def _check_template(given: Given) -> None:
+    if "{}" not in given["template"]:
+        raise UsageError("Invalid value for '--template': the template needs a {} where the label goes")
+
+
 def _check_classify(given: Given) -> None:
     check_chunks("aggregate")(given)
     if given.get("labels") is not None:
-        if "{}" not in given["template"]:
-            raise UsageError("Invalid value for '--template': the template needs a {} where the label goes")
+        _check_template(given)
     elif given.get("model") is None:
         raise UsageError("give a classification model with --model, or candidate labels with --labels")
+
+
+def _check_zero_shot(given: Given) -> None:
+    check_chunks("aggregate")(given)
+    _required(*_ZERO_SHOT_LABELS)(given)
+    _check_template(given)
 
 
 def _required(option: str, message: str) -> Callable[[Given], None]:
@@ -267,9 +280,8 @@ TASKS: dict[str, TaskSpec] = {row.name: row for row in [
              help="Zero-shot classification into candidate labels (the command: classify --labels).",
              brief="Zero-shot classification into candidate labels.",
              options=(*ZERO_SHOT, *WINDOWS), arguments=_picked("labels", "template", "multi_label", *WINDOW_ARGUMENTS),
-             check=_check_classify, columns=lambda given: ["labels", "text"], view=lambda given: views.zero_shot,
-             evaluation=Evaluation("evaluation:Classification", _EVAL_ZERO_SHOT,
-                                   _required("labels", "zero-shot needs the candidate labels: --labels A,B,C"),
+             check=_check_zero_shot, columns=lambda given: ["labels", "text"], view=lambda given: views.zero_shot,
+             evaluation=Evaluation("evaluation:Classification", _EVAL_ZERO_SHOT, _required(*_ZERO_SHOT_LABELS),
                                    _picked("labels", "template"))),
     TaskSpec("qa", "qa:QuestionAnswering", "qa",
              help="Answer questions from each context with a span of its text and the span's character offsets.",
