@@ -164,7 +164,7 @@ _ZERO_SHOT_LABELS = ("labels", "zero-shot needs the candidate labels: --labels A
 
 def _check_template(given: Given) -> None:
     if "{}" not in given["template"]:
-        raise UsageError("Invalid value for '--template': the template needs a {} where the label goes")
+        raise UsageError("Invalid value for --template: the template needs a {} where the label goes")
 
 
 def _check_classify(given: Given) -> None:
@@ -283,14 +283,6 @@ TASKS: dict[str, TaskSpec] = {row.name: row for row in [
              check=_check_zero_shot, columns=lambda given: ["labels", "text"], view=lambda given: views.zero_shot,
              evaluation=Evaluation("evaluation:Classification", _EVAL_ZERO_SHOT, _required(*_ZERO_SHOT_LABELS),
                                    _picked("labels", "template"))),
-    TaskSpec("qa", "qa:QuestionAnswering", "qa",
-             help="Answer questions from each context with a span of its text and the span's character offsets.",
-             brief="Answer questions from each context (each file, or each line with --lines).",
-             options=QA, arguments=_qa_arguments, unit=lambda given: None if given.get("lines") else "doc",
-             columns=lambda given: ["file", "line", "answers", "text"] if given.get("lines") else ["file", "answers"],
-             view=lambda given: views.answers,
-             evaluation=Evaluation("evaluation:Answers", _EVAL_QA, arguments=lambda given, model: {
-                 "questions": ["?"], "handle_impossible_answer": answers_no_answer(model)})),
     TaskSpec("ner", "ner:TokenClassification", "token",
              help="Named entities in each line: label, score, text and character offsets.",
              brief="Named entities in each line.",
@@ -299,6 +291,14 @@ TASKS: dict[str, TaskSpec] = {row.name: row for row in [
                              show_default=True, help="How tokens are merged into entities, as in transformers' pipeline."),),
              arguments=_picked("aggregation"), columns=lambda given: ["entities", "text"],
              view=lambda given: views.entities, evaluation=Evaluation("evaluation:Entities")),
+    TaskSpec("qa", "qa:QuestionAnswering", "qa",
+             help="Answer questions from each context with a span of its text and the span's character offsets.",
+             brief="Answer questions from each context (each file, or each line with --lines).",
+             options=QA, arguments=_qa_arguments, unit=lambda given: None if given.get("lines") else "doc",
+             columns=lambda given: ["file", "line", "answers", "text"] if given.get("lines") else ["file", "answers"],
+             view=lambda given: views.answers,
+             evaluation=Evaluation("evaluation:Answers", _EVAL_QA, arguments=lambda given, model: {
+                 "questions": ["?"], "handle_impossible_answer": answers_no_answer(model)})),
     TaskSpec("embed", "embed:Embed", "base", chunkable=True, extra_formats=("npy",),
              help="Embedding vector of each line, pooled and normalised as the model specifies.\n\n"
                   "--format npy writes one float32 NumPy array [lines, dimension] to stdout (needs numpy).",
