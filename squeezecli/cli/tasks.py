@@ -71,7 +71,8 @@ def click_option(option: Option) -> Decorator:
     if option.type == "flag" and not any("/" in flag for flag in option.flags):
         kwargs["is_flag"] = True
     elif option.type == "int":
-        kwargs["type"] = click.IntRange(min=option.min) if option.min is not None else int
+        bounded = option.min is not None or option.max is not None
+        kwargs["type"] = click.IntRange(min=option.min, max=option.max) if bounded else int
     elif option.type == "choice":
         kwargs["type"] = click.Choice(option.choices)
     return click.option(*option.flags, option.name, **kwargs)

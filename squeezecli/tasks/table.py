@@ -43,6 +43,7 @@ class Option:
     choices: tuple[str, ...] = ()
     default: Any = None
     min: int | None = None  # the least an int may be
+    max: int | None = None  # the most
     metavar: str | None = None
     show_default: bool = False
     multiple: bool = False  # may be repeated: a tuple of values
