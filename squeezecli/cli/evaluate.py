@@ -23,7 +23,7 @@ from ..io.pipeline import InputOptions
 from ..io.progress import progress_of
 from ..io.record import Record
 from ..io.writers import print_json, print_rich
-from ..precision.cpu import PRECISIONS
+from ..precision.names import PRECISIONS
 from ..tasks.evaluation import CHUNK, Evaluator
 from ..tasks.table import TASKS, Option, TaskSpec, imported
 from . import tasks

@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from ..checkpoint import heads
 from ..environment import Environment
 from ..errors import write_stderr
 from ..io.writers import left_cut, print_json, print_rich, print_text, terminal_width
@@ -46,9 +47,9 @@ def pull(env: Environment, model: str, revision: str | None, force: bool, as_jso
     A branch or tag is looked up on the Hub, so pulling again picks up a new commit. With HF_HUB_OFFLINE=1
     nothing is downloaded: a model in the Hugging Face cache is still quantized.
     """
-    from ..assembly import loader
+    from ..assembly import fetch
 
-    entry = loader.pull(model, revision, force=force, progress=env.stderr_is_terminal, env=env)
+    entry = fetch.pull(model, revision, force=force, progress=env.stderr_is_terminal, env=env)
     summary = entry.summary()
     if as_json or not env.stdout_is_terminal:
         print_json(env, summary)
@@ -67,6 +68,8 @@ def pull(env: Environment, model: str, revision: str | None, force: bool, as_jso
 def list_models(env: Environment, as_json: bool) -> None:
     """List cached models, most recently used first.
 
+    An entry whose files are missing or not their recorded size is marked (damaged), one whose files
+    changed since the build (modified), from sizes and times alone, as a run checks them first.
     On a terminal too narrow for the whole table the source size, parameters, architecture, commit and
     last use are left out, in that order, so that model ids stay whole (`models info` shows them all).
     """
@@ -83,7 +86,8 @@ def list_models(env: Environment, as_json: bool) -> None:
     from rich.table import Table
 
     now = time.time()
-    rows = [{"model": s["alias"] or (_short_path(s["id"]) if s["kind"] == "dir" else s["id"]), "commit": s["commit"][:8],
+    rows = [{"model": (s["alias"] or (_short_path(s["id"]) if s["kind"] == "dir" else s["id"]))
+             + ("" if s["state"] == "ok" else f" ({s['state']})"), "commit": s["commit"][:8],
              "arch": s["architecture"], "head": s["heads"][0], "params": _parameters(s["parameters"]),
              "int8": views.size(s["size_int8"]), "source": views.size(s["size_source"]),
              "last used": _ago(now, s["last_used"])} for s in summaries]
@@ -96,6 +100,12 @@ def list_models(env: Environment, as_json: bool) -> None:
     for row in rows:
         table.add_row(*(row[column] for column in shown))
     print_rich(env, table)
+    if any(s["state"] == "damaged" for s in summaries):
+        write_stderr(env.stderr, "squeeze: a damaged entry's files are missing or cut short; a run refuses it, and "
+                                 "`squeeze models pull --force MODEL` rebuilds it\n")
+    elif any(s["state"] == "modified" for s in summaries):
+        write_stderr(env.stderr, "squeeze: a modified entry's files changed since it was built; a run checks their "
+                                 "checksums (`squeeze models info --verify MODEL` does now)\n")
 
 
 # Left out in this order when a terminal is too narrow for the whole table, so that model ids stay whole.
@@ -227,7 +237,7 @@ def _labels(entry: Any) -> list[str]:
     path = entry.path / "config.json"
     try:
         id2label = json.loads(path.read_text(encoding="utf-8")).get("id2label") or {}
-        return [str(id2label[k]) for k in sorted(id2label, key=int)] if entry.head in ("sequence", "token") else []
+        return [str(id2label[k]) for k in sorted(id2label, key=int)] if entry.head in heads.LABELLED else []
     except (OSError, ValueError, AttributeError):
         return []
 

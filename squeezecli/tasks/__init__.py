@@ -6,7 +6,7 @@ class (`module:Class`) and imports the one a command runs. A task class has `hea
 runs), `__init__(runtime, **options)` (the task's options, and `max_length`, `batch_size`),
 `__call__(texts) -> list[dict]` and `length_of(text)`.
 
-May import: `errors`, `environment`, `io`, `checkpoint`, `model`.
+May import: `errors`, `environment`, `io`, `checkpoint`, `model`, `precision`.
 """
 
 from __future__ import annotations

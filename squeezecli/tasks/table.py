@@ -20,6 +20,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ..checkpoint import heads
 from ..errors import UsageError
 from . import views
 from .base import AGGREGATIONS, check_chunking
@@ -82,7 +83,7 @@ class TaskSpec:
 
     name: str
     task: str  # "module:Class" in tasks/
-    head: str  # the Encoder head it runs ("base", "sequence", "token", "qa")
+    head: str  # the Encoder head it runs ("base", heads.SEQUENCE, "token", "qa")
     help: str  # the command's help text (Click's: a \b paragraph keeps its line breaks)
     brief: str  # one line, for listings and run-distributed
     columns: Callable[[Given], list[str]]
@@ -263,13 +264,13 @@ _CLASSIFY_HELP = """Classify each line with a text-classification model (--model
 """
 
 TASKS: dict[str, TaskSpec] = {row.name: row for row in [
-    TaskSpec("sentiment", "classify:Classify", "sequence", chunkable=True,
+    TaskSpec("sentiment", "classify:Classify", heads.SEQUENCE, chunkable=True,
              help="Sentiment of each line: label and score (default model: DistilBERT SST-2).",
              brief="Sentiment of each line: label and score.",
              options=(*CLASSIFICATION, *WINDOWS), arguments=_picked("top_k", "all_scores", *WINDOW_ARGUMENTS),
              check=check_chunks("aggregate"), columns=_classified, view=_classification_view,
              evaluation=Evaluation("evaluation:Classification")),
-    TaskSpec("classify", "classify:Classify", "sequence", chunkable=True, help=_CLASSIFY_HELP,
+    TaskSpec("classify", "classify:Classify", heads.SEQUENCE, chunkable=True, help=_CLASSIFY_HELP,
              brief="Classify each line with a text-classification model (--model), or zero-shot into --labels.",
              options=(*ZERO_SHOT, *CLASSIFICATION, *WINDOWS),
              arguments=_picked("top_k", "all_scores", *WINDOW_ARGUMENTS), check=_check_classify,
@@ -277,14 +278,14 @@ TASKS: dict[str, TaskSpec] = {row.name: row for row in [
              columns=_classified, view=_classification_view,
              evaluation=Evaluation("evaluation:Classification",
                                    check=_required("model", "classify needs a classification model: --model NAME"))),
-    TaskSpec("zero-shot", "zeroshot:ZeroShot", "sequence", chunkable=True, command=False,
+    TaskSpec("zero-shot", "zeroshot:ZeroShot", heads.SEQUENCE, chunkable=True, command=False,
              help="Zero-shot classification into candidate labels (the command: classify --labels).",
              brief="Zero-shot classification into candidate labels.",
              options=(*ZERO_SHOT, *WINDOWS), arguments=_picked("labels", "template", "multi_label", *WINDOW_ARGUMENTS),
              check=_check_zero_shot, columns=lambda given: ["labels", "text"], view=lambda given: views.zero_shot,
              evaluation=Evaluation("evaluation:Classification", _EVAL_ZERO_SHOT, _required(*_ZERO_SHOT_LABELS),
                                    _picked("labels", "template"))),
-    TaskSpec("qa", "qa:QuestionAnswering", "qa",
+    TaskSpec("qa", "qa:QuestionAnswering", heads.QA,
              help="Answer questions from each context with a span of its text and the span's character offsets.",
              brief="Answer questions from each context (each file, or each line with --lines).",
              options=QA, arguments=_qa_arguments, unit=lambda given: None if given.get("lines") else "doc",
@@ -292,7 +293,7 @@ TASKS: dict[str, TaskSpec] = {row.name: row for row in [
              view=lambda given: views.answers,
              evaluation=Evaluation("evaluation:Answers", _EVAL_QA, arguments=lambda given, model: {
                  "questions": ["?"], "handle_impossible_answer": answers_no_answer(model)})),
-    TaskSpec("ner", "ner:TokenClassification", "token",
+    TaskSpec("ner", "ner:TokenClassification", heads.TOKEN,
              help="Named entities in each line: label, score, text and character offsets.",
              brief="Named entities in each line.",
              options=(Option("aggregation", ("--aggregation",), type="choice",
@@ -300,7 +301,7 @@ TASKS: dict[str, TaskSpec] = {row.name: row for row in [
                              show_default=True, help="How tokens are merged into entities, as in transformers' pipeline."),),
              arguments=_picked("aggregation"), columns=lambda given: ["entities", "text"],
              view=lambda given: views.entities, evaluation=Evaluation("evaluation:Entities")),
-    TaskSpec("embed", "embed:Embed", "base", chunkable=True, extra_formats=("npy",),
+    TaskSpec("embed", "embed:Embed", heads.BASE, chunkable=True, extra_formats=("npy",),
              help="Embedding vector of each line, pooled and normalised as the model specifies.\n\n"
                   "--format npy writes one float32 NumPy array [lines, dimension] to stdout (needs numpy).",
              brief="Embedding vector of each line (with --chunk, of each chunk, or pooled per line).",
