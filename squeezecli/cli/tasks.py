@@ -20,6 +20,7 @@ from ..io.batches import batched
 from ..io.pipeline import InputOptions, OutputOptions, TableView, run_pipeline
 from ..io.record import Record
 from ..io.writers import left_cut, write_npy
+from ..precision.names import AUTO
 from ..tasks.table import TASKS, Given, Option, TaskSpec, check_chunks
 from ..tasks.table import chunk_options as chunk_option_specs
 from .options import (
@@ -38,17 +39,27 @@ def load(task: str, model: ModelOptions, env: Environment, quiet: bool = False, 
     """The pipeline of `task` for the model options, notices to stderr: the one load of every command
     (the task commands, run-distributed, eval, similar and index), with its "loading" status line."""
     from ..api import load as load_pipeline
-    from ..io.progress import status_line
+    from ..io.progress import STATUS_WIDTH, status_line
     from ..store import catalogue
 
     name = model.model or catalogue.default_for(task)
-    shown = left_cut(name, 40)  # a path by its end; the precision always shows
-    with status_line(env, f"loading {shown} ({model.precision})…", quiet):
-        return load_pipeline(
+    precision = model.precision
+    if precision == AUTO and not quiet and env.stderr_is_terminal:  # the line shows: say what auto runs
+        from ..precision.cpu import auto_precision
+
+        precision = f"{AUTO}: {auto_precision().precision}"
+    shown = left_cut(name, STATUS_WIDTH - len(f"loading  ({precision})…"))  # a path by its end; the precision shows
+    with status_line(env, f"loading {shown} ({precision})…", quiet):
+        pipeline = load_pipeline(
             task, model.model, revision=model.revision, precision=model.precision, offline=model.offline,
             batch_size=model.batch_size, max_length=model.max_length, threads=model.threads,
             progress=not quiet, env=env, **options,
         )
+    window = pipeline.runtime.max_length
+    if model.max_length is not None and model.max_length > window:
+        env.notice(f"--max-length {model.max_length} is more than the model's {window}-token window: texts are cut "
+                   f"to {window} tokens")
+    return pipeline
 
 
 def model_id(task: str, model: ModelOptions) -> str:
@@ -107,7 +118,8 @@ def checked(spec: TaskSpec) -> Decorator:
         @functools.wraps(command)
         def with_check(*args: Any, **kwargs: Any) -> Any:
             given = {**{option.name: kwargs.get(option.name) for option in spec.options},
-                     "model": kwargs.get("model"), "format": kwargs.get("fmt")}
+                     "model": kwargs.get("model"), "format": kwargs.get("fmt"),
+                     "max_length": kwargs.get("max_length"), "doc": kwargs.get("doc")}
             run_check(spec.check, given)
             return command(*args, **kwargs)
 

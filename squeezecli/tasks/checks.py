@@ -84,6 +84,6 @@ def check_stride(stride: int | None, max_length: int | None) -> None:
         return
     window = max_length if max_length is not None else QA_DEFAULT_WINDOW
     if stride >= window:
-        said = f"--max-length {max_length}" if max_length is not None else f"the {window}-token window (or less)"
+        said = f"--max-length {max_length}" if max_length is not None else f"qa's window (at most {window} tokens)"
         raise UsageError(f"--stride {stride} must be less than {said}: windows overlap by part of themselves",
-                         hint=f"give --stride from 0 to {max(window // 2, 1)} or so, or leave it out (half the window, at most 128)")
+                         hint=f"give --stride 0 to {window - 1}, or leave it out (half the window, at most 128)")
