@@ -128,6 +128,7 @@ def _run(task: str, env: Environment, inputs: InputOptions, model: ModelOptions,
     _require_ray()
     from ..integrations import raydata
 
+    raydata.check_output(run.output, run.format)  # a results file squeeze may not write: before the model loads
     load_options = dict(revision=model.revision, precision=model.precision, offline=model.offline,
                         batch_size=model.batch_size, max_length=model.max_length, threads=model.threads,
                         **task_options)
