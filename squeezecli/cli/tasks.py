@@ -127,6 +127,8 @@ class Plan:
 
 
 def plan(spec: TaskSpec, model: ModelOptions, inputs: InputOptions, given: Given) -> Plan:
+    """What a row runs for `given` (its options, checked): the task command, run-distributed and any
+    later front end run the same row with the same arguments from here."""
     ran = spec.resolve(given)
     unit = ran.unit(given)
     if unit is not None and inputs.unit == "line":
@@ -135,6 +137,7 @@ def plan(spec: TaskSpec, model: ModelOptions, inputs: InputOptions, given: Given
 
 
 def given_of(spec: TaskSpec, values: dict[str, Any], model: ModelOptions, fmt: str | None = None) -> dict[str, Any]:
+    """A row's `Given`: its options' values, the model asked for and the output format."""
     return {**{option.name: values[option.name] for option in spec.options}, "model": model.model, "format": fmt}
 
 

@@ -8,8 +8,12 @@ name, flags, type, default, bounds, help, group; the CLI makes them Click option
 become the task's constructor arguments, what can be refused before a model loads (`check`), which
 columns its rows have and how a table shows them, and how `eval` scores it (`Evaluation`).
 
-Torch-free, like the rest of the tasks package's registry: the CLI builds its commands from this at
-start-up, and `squeeze --help` and completion never import torch.
+A check sees the options as given (`Given`), before the inputs are opened or a model loads; front ends
+report its `UsageError` as a usage error (status 2). Checks of one option's value (a bound that depends
+on another option, say) go into the row's `check` too, so every front end refuses the same things.
+
+Torch-free: the CLI builds its commands from this at start-up, and `squeeze --help` and completion
+never import torch.
 """
 
 from __future__ import annotations
