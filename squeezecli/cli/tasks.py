@@ -106,9 +106,8 @@ def checked(spec: TaskSpec) -> Decorator:
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(command)
         def with_check(*args: Any, **kwargs: Any) -> Any:
-            given = {**{option.name: kwargs.get(option.name) for option in spec.options},
-                     "model": kwargs.get("model"), "format": kwargs.get("fmt")}
-            run_check(spec.check, given)
+            values = {option.name: kwargs[option.name] for option in spec.options}
+            run_check(spec.check, spec.given(values, model=kwargs.get("model"), format=kwargs.get("fmt")))
             return command(*args, **kwargs)
 
         return with_check
@@ -138,7 +137,7 @@ def plan(spec: TaskSpec, model: ModelOptions, inputs: InputOptions, given: Given
 
 def given_of(spec: TaskSpec, values: dict[str, Any], model: ModelOptions, fmt: str | None = None) -> dict[str, Any]:
     """A row's `Given`: its options' values, the model asked for and the output format."""
-    return {**{option.name: values[option.name] for option in spec.options}, "model": model.model, "format": fmt}
+    return spec.given({option.name: values[option.name] for option in spec.options}, model=model.model, format=fmt)
 
 
 def command_for(spec: TaskSpec) -> click.Command:

@@ -106,6 +106,18 @@ class TaskSpec:
         """The class that runs the task (importing it, and torch)."""
         return imported(self.task)
 
+    def given(self, values: Mapping[str, Any], *, model: str | None = None, format: str | None = None
+              ) -> dict[str, Any]:
+        """The row's `Given` from option values by name (a front end's request): an option left out has
+        its default; a name that is no option of the row is refused."""
+        names = {option.name for option in self.options}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise UsageError(f"{self.name} has no option {unknown[0]!r}", hint=f"its options: {', '.join(sorted(names))}")
+        defaults = {option.name: () if option.multiple and option.default is None else option.default
+                    for option in self.options}
+        return {**defaults, **values, "model": model, "format": format}
+
     def resolve(self, given: Given) -> TaskSpec:
         """The row that runs for these options (itself but for a dispatch such as classify's)."""
         return TASKS[self.runs(given)] if self.runs else self
