@@ -117,10 +117,10 @@ def checked(spec: TaskSpec) -> Decorator:
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(command)
         def with_check(*args: Any, **kwargs: Any) -> Any:
-            given = {**{option.name: kwargs.get(option.name) for option in spec.options},
-                     "model": kwargs.get("model"), "format": kwargs.get("fmt"),
-                     "max_length": kwargs.get("max_length"), "doc": kwargs.get("doc")}
-            run_check(spec.check, given)
+            values = {option.name: kwargs[option.name] for option in spec.options}
+            given = spec.given(values, model=kwargs.get("model"), format=kwargs.get("fmt"))
+            # The command line's own options a row's check may need (qa's --stride against --max-length).
+            run_check(spec.check, {**given, "max_length": kwargs.get("max_length"), "doc": kwargs.get("doc")})
             return command(*args, **kwargs)
 
         return with_check
@@ -139,6 +139,8 @@ class Plan:
 
 
 def plan(spec: TaskSpec, model: ModelOptions, inputs: InputOptions, given: Given) -> Plan:
+    """What a row runs for `given` (its options, checked): the task command, run-distributed and any
+    later front end run the same row with the same arguments from here."""
     ran = spec.resolve(given)
     unit = ran.unit(given)
     if unit is not None and inputs.unit == "line":
@@ -147,7 +149,8 @@ def plan(spec: TaskSpec, model: ModelOptions, inputs: InputOptions, given: Given
 
 
 def given_of(spec: TaskSpec, values: dict[str, Any], model: ModelOptions, fmt: str | None = None) -> dict[str, Any]:
-    return {**{option.name: values[option.name] for option in spec.options}, "model": model.model, "format": fmt}
+    """A row's `Given`: its options' values, the model asked for and the output format."""
+    return spec.given({option.name: values[option.name] for option in spec.options}, model=model.model, format=fmt)
 
 
 def command_for(spec: TaskSpec) -> click.Command:
