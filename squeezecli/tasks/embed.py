@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
+from ..checkpoint import heads
 from ..checkpoint.layout import SENTENCE_TRANSFORMER_CONFIGS
 from ..errors import ModelError, SqueezeError, UsageError
 from ..io.batches import batched
@@ -119,7 +120,7 @@ class Embed(Task):
     max, or first vector (the mean of unit vectors is not renormalised).
     """
 
-    head = "base"
+    head = heads.BASE
     chunkable = True
 
     def __init__(self, runtime: Runtime, *, chunk: int | None = None, overlap: int = 0, pool: str | None = None,
