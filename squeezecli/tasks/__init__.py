@@ -18,6 +18,7 @@ TASKS: dict[str, str] = {
     "qa": "qa:QuestionAnswering",
     "ner": "ner:TokenClassification",
     "embed": "embed:Embed",
+    "rerank": "rerank:Rerank",
 }
 
 
