@@ -34,6 +34,8 @@ from .options import (
 from .tasks import chunk_options, load, truncation_notice
 
 VECTOR_CHOICES = ("int8", "float16", "float32")
+MODES = ("dense", "keyword", "hybrid")
+DEFAULT_CANDIDATES = 50
 
 
 @click.command()
@@ -45,29 +47,41 @@ VECTOR_CHOICES = ("int8", "float16", "float32")
                    "line of stdin), and only the queries are embedded.")
 @click.option("-k", "--top-k", "k", type=click.IntRange(min=1), default=5, show_default=True,
               help="How many of the nearest texts.")
+@click.option("--mode", type=click.Choice(MODES), default="dense", show_default=True,
+              help="With --index: rank by embeddings (dense), by the words of the query (keyword: BM25), or "
+                   "both, fused by reciprocal rank (hybrid).")
+@click.option("--candidates", type=click.IntRange(min=1), default=DEFAULT_CANDIDATES, show_default=True,
+              metavar="N", help="--mode hybrid: how many of the best by embeddings and by keywords are fused.")
 @chunk_options("each chunk ranked on its own, with its character offsets")
 @model_options
 @output_options
 @pass_environment
 def similar(env: Environment, output: OutputOptions, model: ModelOptions, words: tuple[str, ...],
-            corpus: tuple[str, ...], index_path: str | None, k: int, chunk: int | None, overlap: int) -> None:
+            corpus: tuple[str, ...], index_path: str | None, k: int, mode: str, candidates: int, chunk: int | None,
+            overlap: int) -> None:
     """The texts nearest to QUERY by cosine similarity of their embeddings.
 
     \b
       squeeze similar "refund policy" faq.txt          the corpus embedded as it is read
       squeeze index build faq.txt -o faq.sqidx          once; then, embedding only the queries:
       squeeze similar --index faq.sqidx "refund policy" "opening hours"
+      squeeze similar --index faq.sqidx --mode hybrid "invoice E-1042"
 
     A corpus is read and embedded one batch at a time (only the best k are kept); one row per result,
-    best first. With --index, one JSON line per query: {"query", "results": [...]}.
+    best first. With --index, one JSON line per query: {"query", "results": [...]}; --mode keyword
+    ranks the index's texts by BM25 (no model runs), --mode hybrid fuses the best --candidates of each
+    ranking: a text's score is the sum over the two of 1 / (60 + its rank), reciprocal rank fusion.
     """
     if index_path is not None:
         if corpus:
             raise click.UsageError("--index and --corpus are two corpora: give one")
         if chunk is not None or overlap:
             raise click.UsageError("an index is chunked when it is built (index build --chunk), not when searched")
-        _similar_in_index(env, output, model, index_path, list(words), k)
+        _similar_in_index(env, output, model, index_path, list(words), k, mode, max(candidates, k))
         return
+    if mode != "dense":
+        raise click.UsageError(f"--mode {mode} searches an index's words: build one with `squeeze index build` "
+                               "and give --index INDEX")
     if not words:
         raise click.UsageError("give a QUERY (and the corpus as FILEs, --corpus or stdin), or --index INDEX")
     query, files = words[0], (*words[1:], *corpus)
@@ -100,27 +114,46 @@ def similar(env: Environment, output: OutputOptions, model: ModelOptions, words:
 
 
 def _similar_in_index(env: Environment, output: OutputOptions, model: ModelOptions, path: str, queries: list[str],
-                      k: int) -> None:
+                      k: int, mode: str, depth: int) -> None:
     from ..io import index as index_file
-    from ..tasks import search
 
     index = index_file.open_index(path)
-    pipeline = load("embed", _index_model(model, index.meta), env, output.quiet)
-    search.check_model(index, pipeline.task)
+    if mode != "dense":
+        index.require_keywords()  # before a model loads
+    pipeline = None
+    if mode != "keyword":
+        pipeline = load("embed", _index_model(model, index.meta), env, output.quiet)
+    from ..tasks import search
+
+    if pipeline is not None:
+        search.check_model(index, pipeline.task)
     shape = resolved_format(output.format, env)
     nested, table = shape == "jsonl", shape == "table"
     writer = open_writer(output.format, list(output.fields or ["query", "rank", "score", "text", "file", "line"]), env,
                          output.color)
     texts = queries if queries else (record.text for record in read_records([], env=env))
     for group in batched(texts, search.QUERIES_PER_SCAN):
-        vectors = pipeline.task.vectors(group)  # [Q, D]
-        results = [search.hits(index, ranked) for ranked in search.top_k(index, vectors, k)]
+        results = [search.hits(index, ranked) for ranked in _ranked(index, pipeline, group, k, mode, depth)]
         if nested:  # --fields picks the fields of each result
             writer.write_batch([{"query": query, "results": [output.select(hit) for hit in hits]}
                                 for query, hits in zip(group, results)])
         else:  # a table or CSV: one row per result, the query on its first
             writer.write_batch([output.select({"query": query if hit["rank"] == 1 or not table else "",
                                                **hit}) for query, hits in zip(group, results) for hit in hits])
+
+
+def _ranked(index: Any, pipeline: Any, queries: list[str], k: int, mode: str, depth: int) -> list[list[tuple[int, float]]]:
+    """Per query, the best `k` (id, score) of the index by `mode`: dense (cosine), keyword (BM25) or
+    hybrid (the best `depth` of each, fused by reciprocal rank)."""
+    from ..tasks import search
+
+    if mode == "keyword":
+        return [index.keyword_top_k(query, k) for query in queries]
+    dense = list(search.top_k(index, pipeline.task.vectors(queries), k if mode == "dense" else depth))
+    if mode == "dense":
+        return dense
+    return [search.fuse([by_vectors, index.keyword_top_k(query, depth)], k)
+            for query, by_vectors in zip(queries, dense)]
 
 
 def _index_model(model: ModelOptions, meta: dict[str, Any]) -> ModelOptions:
@@ -138,7 +171,7 @@ def _index_model(model: ModelOptions, meta: dict[str, Any]) -> ModelOptions:
 
 @click.group("index")
 def index() -> None:
-    """Build, extend and describe similarity indexes (files `squeeze similar --index` searches)."""
+    """Build, extend, upgrade and describe similarity indexes (files `squeeze similar --index` searches)."""
 
 
 def _index_input(command: Any) -> Any:
@@ -222,6 +255,20 @@ def _report(env: Environment, quiet: bool, pipeline: Any, path: str, texts: int,
                    f"{'s' if items != 1 else ''} {'into' if done == 'indexed' else 'to'} {path} ({views.size(size)})")
 
 
+@index.command("upgrade")
+@click.argument("index_path", metavar="INDEX", shell_complete=complete_file_names)
+@pass_environment
+def upgrade(env: Environment, index_path: str) -> None:
+    """Bring INDEX to this squeeze's format: an index built before keyword search gets the full-text table
+    of its texts (`similar --mode keyword/hybrid`), in one transaction; nothing is embedded again."""
+    from ..io import index as index_file
+
+    if index_file.upgrade(index_path):
+        env.notice(f"upgraded {index_path} to index format {index_file.VERSION} (keyword search)")
+    else:
+        env.notice(f"{index_path} is already index format {index_file.VERSION}")
+
+
 @index.command("info")
 @click.argument("index_path", metavar="INDEX", shell_complete=complete_file_names)
 @json_option("JSON even on a terminal.")
@@ -231,7 +278,8 @@ def info(env: Environment, index_path: str, as_json: bool) -> None:
     from ..io import index as index_file
 
     index = index_file.open_index(index_path)
-    record = {**index.meta, "items": len(index), "size": os.path.getsize(index_path), "path": index_path}
+    record = {**index.meta, "keywords": index.keywords, "items": len(index), "size": os.path.getsize(index_path),
+              "path": index_path}
     index.close()
     if as_json or not env.stdout_is_terminal:
         print_json(env, record)
