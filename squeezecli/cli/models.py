@@ -46,7 +46,7 @@ def pull(env: Environment, model: str, revision: str | None, force: bool, as_jso
     A branch or tag is looked up on the Hub, so pulling again picks up a new commit. With HF_HUB_OFFLINE=1
     nothing is downloaded: a model in the Hugging Face cache is still quantized.
     """
-    from ..model import loader
+    from ..assembly import loader
 
     entry = loader.pull(model, revision, force=force, progress=env.stderr_is_terminal, env=env)
     summary = entry.summary()

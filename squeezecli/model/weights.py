@@ -17,10 +17,10 @@ from pathlib import Path
 import torch
 
 from ..errors import ModelError
-from . import layout, tensorfile
-from .config import EncoderConfig
+from ..checkpoint import layout, tensorfile
+from ..checkpoint.config import EncoderConfig
 from .encoder import Encoder
-from .layout import weight_files
+from ..checkpoint.layout import weight_files
 
 # Where each architecture's base model sits inside a task checkpoint ("bert.encoder.layer.0...").
 BASE_PREFIX = {"bert": "bert.", "squeezebert": "transformer.", "distilbert": "distilbert.", "roberta": "roberta."}
@@ -241,7 +241,7 @@ def read_checkpoint(model_dir: str | Path, convert: Convert | None = None) -> di
 def load_encoder(model_dir: str | Path, head: str = "base", dtype: torch.dtype = torch.float32) -> Encoder:
     """Build an Encoder from a Hub-format directory (config.json + weights), its products in `dtype`
     (fp32 or bf16: see to_model_layout)."""
-    from .config import read_config
+    from ..checkpoint.config import read_config
 
     cfg, _ = read_config(model_dir)
     if head in ("sequence", "token") and cfg.num_labels == 0:

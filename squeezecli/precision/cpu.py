@@ -91,7 +91,7 @@ def bf16_kernels_work() -> bool:
 def kernels(int8_kernel: str | None) -> dict[str, dict[str, str]]:
     """For `squeeze doctor`: what runs the projections and attention at each precision here, and why.
     `int8_kernel` is int8.int8_backend()'s answer."""
-    from ..model.encoder import projection_kernel
+    from ..model.kernels import projection_kernel
 
     fp32 = {"projections": projection_kernel(), "attention": "fused SDPA over keys padded to a multiple of 16",
             "why": "exact, the reference"}

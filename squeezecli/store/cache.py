@@ -32,7 +32,7 @@ from typing import Any
 
 from ..environment import CACHE_ENV, Environment
 from ..errors import CacheError, ModelError, SqueezeError
-from ..model import tensorfile
+from ..checkpoint import tensorfile
 from . import files, refs
 from .sources import Source, identity, resolve_source
 

@@ -2,7 +2,7 @@
 
 Files land in the standard Hugging Face cache (`$HF_HUB_CACHE`, else `$HF_HOME/hub`, else
 `~/.cache/huggingface/hub`), so a model a transformers user already downloaded is reused, and the
-other way round. Only what squeeze runs on is fetched (model/layout.py says which): config.json, the
+other way round. Only what squeeze runs on is fetched (checkpoint/layout.py says which): config.json, the
 tokenizer files, one weight format and the sentence-transformers pooling files.
 
 The endpoint, token, offline mode and cache come from the `Environment` and are passed to
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..environment import Environment
 from ..errors import CacheError, ModelError, NetworkError
-from ..model import layout
+from ..checkpoint import layout
 
 DEFAULT_REVISION = "main"
 

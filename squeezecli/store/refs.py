@@ -10,7 +10,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from ..model import layout
+from ..checkpoint import layout
 from . import files
 from .hub import COMMIT_SHA
 

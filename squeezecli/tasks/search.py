@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from ..errors import UsageError
 from ..io.index import Index, Item
-from ..io.records import Record
+from ..io.record import Record
 from .embed import Embed, tie_keys
 
 VECTOR_TYPES = {"int8": torch.int8, "float16": torch.float16, "float32": torch.float32}

@@ -14,11 +14,11 @@ import time
 
 import torch
 
+from ..checkpoint.config import EncoderConfig
 from ..errors import CacheError, ModelError
-from ..model.config import EncoderConfig
 from ..model.encoder import Encoder, GroupedProjection
+from ..precision.int8 import Int8Embedding, Int8Projection, dequantize_per_channel, int8_backend, quantize_per_channel
 from .calibration import TOKEN, WEIGHT_ONLY
-from .int8 import Int8Embedding, Int8Projection, dequantize_per_channel, int8_backend, quantize_per_channel
 
 SCHEME = "squeeze-int8"
 SCHEME_VERSION = 3  # v2 quantized activations per kernel call: a token's result depended on its batch

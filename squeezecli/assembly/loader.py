@@ -2,9 +2,8 @@
 
 fp32 and bf16 run the original checkpoint (a local directory, or the Hugging Face cache at the commit
 that was pulled), bf16 with its projections cast as they load; int8 runs squeeze's cache entry, pulled
-and quantized on first use; auto is what precision/cpu.py says this CPU runs best. The one module of
-`model/` that reaches up to `store/` (where the files are) and `precision/` (how int8 runs); nothing
-below it imports it.
+and quantized on first use; auto is what precision/cpu.py says this CPU runs best. Where `store/`
+(where the files are), `precision/` (how int8 runs) and `model/` (the network) meet.
 """
 
 from __future__ import annotations
@@ -21,8 +20,8 @@ from ..store import build, cache, hub, refs
 from ..store.sources import Source, resolve_source
 
 if TYPE_CHECKING:
-    from .encoder import Encoder
-    from .runtime import Runtime
+    from ..model.encoder import Encoder
+    from ..model.runtime import Runtime
 
 HEAD_KINDS = {"base": "a base encoder", "sequence": "a sequence classifier", "token": "a token classifier",
               "qa": "a question-answering model"}
@@ -73,8 +72,8 @@ def pull(model: str, revision: str | None = None, *, force: bool = False, offlin
 def _pull(source: Source, *, force: bool = False, offline: bool, progress: bool, head_hint: str | None = None,
           env: Environment, first_use: bool = False) -> cache.Entry:
     def quantizer(source: Source, directory: Path, hint: str | None) -> build.Artifact:
-        from ..precision import artifact
-        from .runtime import Runtime
+        from . import artifact
+        from ..model.runtime import Runtime
 
         checkpoint = inspect_checkpoint(source, directory, hint)
         runtime = Runtime.from_dir(directory, checkpoint.head, name=source.name)
@@ -90,8 +89,8 @@ def _pull(source: Source, *, force: bool = False, offline: bool, progress: bool,
 def inspect_checkpoint(source: Source, directory: Path, head_hint: str | None = None) -> build.Checkpoint:
     """The head a checkpoint has and the labels it gets, after the catalogue's checks for catalogued models."""
     from ..store import catalogue, files
-    from .layout import CONFIG_FILE
-    from .weights import checkpoint_head
+    from ..checkpoint.layout import CONFIG_FILE
+    from ..model.weights import checkpoint_head
 
     raw = files.read_json(directory / CONFIG_FILE, ModelError)
     head = checkpoint_head(directory, raw, source.model.head if source.model else head_hint)
@@ -109,10 +108,10 @@ def inspect_checkpoint(source: Source, directory: Path, head_hint: str | None = 
 def _load_int8(entry: cache.Entry, head: str, backend: str, source: Source) -> Runtime:
     from safetensors.torch import load_file
 
-    from ..precision import artifact
-    from .config import read_config
-    from .runtime import Runtime
-    from .tokenizer import Tokenizer
+    from . import artifact
+    from ..checkpoint.config import read_config
+    from ..model.runtime import Runtime
+    from ..model.tokenizer import Tokenizer
 
     _require_head(entry.heads, head, source)
     cache.check_entry(entry, name=source.name)
@@ -136,7 +135,7 @@ def _load_checkpoint(source: Source, head: str, precision: str, *, offline: bool
                      env: Environment) -> Runtime:
     import torch
 
-    from .runtime import Runtime
+    from ..model.runtime import Runtime
 
     commit = None
     if source.kind == "dir":
