@@ -160,6 +160,12 @@ class EveryTaskAtEveryPrecision(SqueezeTest):
                                         input=b"Can I pay by card?\n"))
             self.assertEqual(sorted(r["text"] for r in row["results"]), sorted(r["text"] for r in direct))
         self.assertEqual(json.loads(self.ok("index", "info", str(target)).stdout)["items"], 4)
+        (row,) = json_lines(self.ok("similar", "--index", str(target), "invoice", "--mode", "keyword"))
+        self.assertEqual([r["text"] for r in row["results"]], ["Where is my invoice?"])
+        (row,) = json_lines(self.ok("similar", "--index", str(target), "my invoice", "--mode", "hybrid", "-k", "2",
+                                    "--precision", "fp32"))
+        self.assertEqual([r["rank"] for r in row["results"]], [1, 2])
+        self.assertIn(b"already index format", self.ok("index", "upgrade", str(target)).stderr)
 
     def test_eval(self):
         labelled = Session.home / "sts.jsonl"
