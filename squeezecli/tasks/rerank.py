@@ -49,21 +49,22 @@ class Rerank(Task):
 
     def __init__(self, runtime: Runtime, *, query: str, label: str | None = None, **options: Any) -> None:
         super().__init__(runtime, **options)
-        if not isinstance(query, str) or not query.strip():
-            raise UsageError("the query is empty", hint="give the text to rank the candidates by, e.g. -q 'refund policy'")
-        self.query = query
         self.labels = labels_in_id_order(runtime.config.id2label) if runtime.config.num_labels else ["LABEL_0"]
         self.activation = activation(_raw_config(runtime), len(self.labels))
         self.ranking = ranking_label(self.labels, label)
-        self._check_query_fits()
+        self.set_query(query)
 
-    def _check_query_fits(self) -> None:
+    def set_query(self, query: str) -> None:
+        """Score candidates against `query` from now on (one loaded model serves many queries)."""
+        if not isinstance(query, str) or not query.strip():
+            raise UsageError("the query is empty", hint="give the text to rank the candidates by, e.g. -q 'refund policy'")
         tokenizer = self.runtime.tokenizer
         room = self.max_length - tokenizer.backend.num_special_tokens_to_add(is_pair=True)
-        tokens = tokenizer.total_tokens(self.query)
+        tokens = tokenizer.total_tokens(query)
         if tokens > room // 2:
             raise InputError(f"the query is {tokens} tokens long, more than half the {self.max_length}-token window "
                              "it shares with each candidate", hint="use a shorter query")
+        self.query = query
 
     def __call__(self, texts: list[str]) -> list[dict[str, Any]]:
         if not texts:
