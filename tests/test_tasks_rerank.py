@@ -13,7 +13,8 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from squeezecli.errors import InputError, ModelError, UsageError
 from squeezecli.model.runtime import Runtime
 from squeezecli.tasks import task_class
-from squeezecli.tasks.rerank import Rerank, best_first
+from squeezecli.io.pipeline import best_first
+from squeezecli.tasks.rerank import Rerank
 
 QUERY = "How do I reset my password?"
 TEXTS = sentences.varied(20)

@@ -144,7 +144,7 @@ def _reranked(pipeline: Any, query: str, rows: list[dict[str, Any]], k: int) -> 
     """`rows` (a search's results for `query`, best first) ranked by the cross-encoder, the best `k`:
     each with the cross-encoder's `score` and the search's as `retrieval_score`; equal scores keep the
     search's order."""
-    from ..tasks.rerank import best_first
+    from ..io.pipeline import best_first
 
     pipeline.task.set_query(query)
     results = pipeline([row["text"] for row in rows])

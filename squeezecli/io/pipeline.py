@@ -1,13 +1,17 @@
 """What a command reads and writes, and `run_pipeline`, the loop every task command runs:
 
     files or stdin -> records -> windows sorted by length -> batches -> results -> rows on stdout
+
+and `best_first`, the bounded top-k by score that ranking outputs (rerank, similar --rerank) share.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+import heapq
+import math
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, TypeVar
 
 from ..environment import Environment
 from .batches import WINDOW_BATCHES, run_windows
@@ -84,3 +88,18 @@ def run_pipeline(
         for window in run_windows(records, length_of, batch_size, WINDOW_BATCHES * batch_size, process_batch, live=True):
             writer.write_batch([row(record, result) for record, result in window])
             progress.done(len(window))
+
+
+T = TypeVar("T")
+
+
+def best_first(scored: Iterable[tuple[float, T]], k: int | None) -> list[tuple[int, float, T]]:
+    """(rank, score, item) of the `k` best (all with None) of (score, item) pairs, best first; equal scores
+    keep their input order. Holds at most k items (a heap) however many pass."""
+    numbered = ((score, -position, item) for position, (score, item) in enumerate(scored))
+
+    def key(entry: tuple[float, int, T]) -> tuple[float, int]:
+        return (-math.inf if math.isnan(entry[0]) else entry[0], entry[1])  # NaN ranks lowest, as in `similar`
+
+    kept = heapq.nlargest(k, numbered, key=key) if k is not None else sorted(numbered, key=key, reverse=True)
+    return [(rank, score, item) for rank, (score, _, item) in enumerate(kept, 1)]

@@ -11,16 +11,15 @@ The query is never cut: one longer than half the room the window leaves is refus
 longest-first truncation and cutting the candidate alone agree, and a long candidate is cut (and marked,
 `truncated` and its whole length in `tokens`) as the other tasks mark theirs.
 
-Ordering candidates best first is the caller's (`best_first`): a task scores the texts it is given, in order.
+Ordering candidates best first is the caller's (io/pipeline.py's `best_first`): a task scores the texts it
+is given, in order.
 """
 
 from __future__ import annotations
 
-import heapq
 import json
-import math
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -114,18 +113,3 @@ def ranking_label(labels: list[str], label: str | None) -> int:
         return len(labels) - 1
     raise ModelError(f"the model has {len(labels)} labels ({', '.join(labels)}): which one ranks is not clear",
                      hint="name it: squeezecli.load('rerank', query=..., label=NAME)")
-
-
-T = TypeVar("T")
-
-
-def best_first(scored: Iterable[tuple[float, T]], k: int | None) -> list[tuple[int, float, T]]:
-    """(rank, score, item) of the `k` best (all with None) of (score, item) pairs, best first; equal scores
-    keep their input order. Holds at most k items (a heap) however many pass."""
-    numbered = ((score, -position, item) for position, (score, item) in enumerate(scored))
-
-    def key(entry: tuple[float, int, T]) -> tuple[float, int]:
-        return (-math.inf if math.isnan(entry[0]) else entry[0], entry[1])  # NaN ranks lowest, as in `similar`
-
-    kept = heapq.nlargest(k, numbered, key=key) if k is not None else sorted(numbered, key=key, reverse=True)
-    return [(rank, score, item) for rank, (score, _, item) in enumerate(kept, 1)]
