@@ -3,8 +3,8 @@ tools.py, distributed.py, views.py). Commands turn options into calls of the lib
 `io`. Nothing here imports torch at module level: `squeeze --help` and Tab completion import this whole
 package.
 
-May import: `errors`, `environment`, `_version`, `io`, `store`, `precision`, `assembly`, `tasks`, `api`,
-`integrations`.
+May import: `errors`, `environment`, `_version`, `io`, `checkpoint`, `store`, `precision`, `assembly`,
+`tasks`, `api`, `integrations`.
 """
 
 from .main import main, squeeze

@@ -24,12 +24,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ModelError
 from ..checkpoint.config import EncoderConfig
+from ..checkpoint.heads import HEADS
+from ..errors import ModelError
 from . import kernels
 from .kernels import ACTIVATIONS, Epilogue, Pieces, whole
 
-HEADS = ("base", "sequence", "token", "qa")
 # Attention runs over keys padded to a multiple of this (Keys says why).
 KEY_BLOCK = 16
 

@@ -4,7 +4,7 @@ at start-up: this registry only names them (`module:Class`), and `task_class` im
 needs. A task class has `head` (the Encoder head it runs), `__init__(runtime, **options)` (the task's
 options, and `max_length`, `batch_size`), `__call__(texts) -> list[dict]` and `length_of(text)`.
 
-May import: `errors`, `environment`, `io`, `checkpoint`, `model`.
+May import: `errors`, `environment`, `io`, `checkpoint`, `model`, `precision`.
 """
 
 from __future__ import annotations
