@@ -74,6 +74,20 @@ class GroupedProjection(Projection):
     def input_dtype(self) -> torch.dtype:
         return self.weight.dtype
 
+    def pack(self) -> None:
+        """Lay the weight out, once, as this CPU's kernel takes it (kernels.pack); it replaces the plain one."""
+        self.weight = nn.Parameter(kernels.pack(self.weight, self.groups), requires_grad=False)
+
+    def plain_weight(self) -> torch.Tensor:
+        """The weight in the layout the class docstring gives, packed or not."""
+        shape = (self.out_features, self.in_features) if self.groups == 1 else (
+            self.groups, self.out_features // self.groups, self.in_features // self.groups)
+        return kernels.unpack(self.weight.detach(), shape)
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars):  # type: ignore[no-untyped-def]
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        destination[prefix + "weight"] = self.plain_weight()  # checkpoints and artifacts hold the plain layout
+
     def project(self, x: torch.Tensor | Pieces, epilogue: Epilogue) -> torch.Tensor:
         return kernels.project(whole(x), self.weight, self.bias, self.groups, residual=epilogue.residual,
                                activation=epilogue.activation, in_place=epilogue.in_place)  # [..., out]
@@ -256,6 +270,13 @@ class Encoder(nn.Module):
         for block in self.blocks:
             x = block(x, keys)
         return self.head(x)
+
+    def pack(self) -> Encoder:
+        """Every float projection's weight laid out for this CPU's kernels, once, after loading."""
+        for module in self.modules():
+            if type(module) is GroupedProjection:
+                module.pack()
+        return self
 
 
 def flops_per_token(cfg: EncoderConfig, seq_len: int) -> float:
