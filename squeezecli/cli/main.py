@@ -177,7 +177,7 @@ def _register() -> None:
     from .help import help_command
     from .tools import completion, doctor
 
-    for command in [*tasks.COMMANDS, *search.COMMANDS, evaluate]:
+    for command in [*tasks.commands(), *search.COMMANDS, evaluate]:
         squeeze.add_command(command)
     squeeze.add_command(help_command)
     squeeze.add_command(models)
