@@ -55,7 +55,7 @@ RERANK_DEFAULT = "minilm-rerank"  # the catalogue's default for the rerank task 
 @click.option("--rerank", "reranker", is_flag=False, flag_value=RERANK_DEFAULT, metavar="[MODEL]",
               help=f"Rerank the best --candidates with a cross-encoder (default {RERANK_DEFAULT}) and print the best "
                    "-k by its score, with the search's own as retrieval_score. Put it after QUERY, or give MODEL.")
-@click.option("--candidates", type=click.IntRange(min=1), default=DEFAULT_CANDIDATES, show_default=True,
+@click.option("--candidates", type=click.IntRange(1, MAX_TOP_K), default=DEFAULT_CANDIDATES, show_default=True,
               metavar="N", help="How many of the best go to the cross-encoder (--rerank), and how many of the best "
                                 "by embeddings and by keywords are fused (--mode hybrid).")
 @chunk_options("each chunk ranked on its own, with its character offsets")

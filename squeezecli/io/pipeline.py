@@ -64,19 +64,24 @@ def run_pipeline(
     columns: Sequence[str] | None = None,
     table_view: TableView | None = None,
     env: Environment | None = None,
+    with_text: bool = False,
+    best: int | None = None,
 ) -> None:
     """Read the inputs, run `process_batch` on length-sorted batches, write rows in input order.
 
     `length_of` estimates a record's token count. JSON lines and CSV get each result as it is, named by
-    its file and line; a table shows it through `table_view` (nested results as one line of text) next
-    to its input's text, in `columns` (see open_writer).
+    its file and line (and its input's `text` too `with_text`); a table shows it through `table_view`
+    (nested results as one line of text) next to its input's text, in `columns` (see open_writer).
+    With `best`, only the `best` results of highest "score" are kept (a heap: memory is bounded by
+    `best`, not the input) and written at the end, best first, each with its `rank`.
     """
     env = env or Environment.from_os()
     table = resolved_format(output.format, env) == "table"
 
     def row(record: Record, result: dict[str, Any]) -> dict[str, Any]:
-        if table:
-            return output.select(row_for(record, {**(table_view(result) if table_view else result), "text": record.text}))
+        if table or with_text:
+            return output.select(row_for(record, {**(table_view(result) if table_view and table else result),
+                                                  "text": record.text}))
         return output.select(row_for(record, result), record.text)
 
     with progress_for(inputs.files, quiet=output.quiet, env=env, unit=inputs.unit) as progress:
@@ -85,9 +90,20 @@ def run_pipeline(
             columns = ["file", "line", *columns] if inputs.unit != "doc" else ["file", *columns]
         writer = open_writer(output.format, list(output.fields) if output.fields else columns, env, output.color,
                              files=inputs.files or (STDIN,))
-        for window in run_windows(records, length_of, batch_size, WINDOW_BATCHES * batch_size, process_batch, live=True):
-            writer.write_batch([row(record, result) for record, result in window])
-            progress.done(len(window))
+        windows = run_windows(records, length_of, batch_size, WINDOW_BATCHES * batch_size, process_batch, live=True)
+        if best is None:
+            for window in windows:
+                writer.write_batch([row(record, result) for record, result in window])
+                progress.done(len(window))
+            return
+
+        def scored() -> Iterator[tuple[float, tuple[Record, dict[str, Any]]]]:
+            for window in windows:
+                yield from ((result["score"], (record, result)) for record, result in window)
+                progress.done(len(window))
+
+        ranked = best_first(scored(), best)
+        writer.write_batch([row(record, {"rank": rank, **result}) for rank, _, (record, result) in ranked])
 
 
 T = TypeVar("T")

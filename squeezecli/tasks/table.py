@@ -23,7 +23,7 @@ from typing import Any
 from ..checkpoint import heads
 from ..errors import UsageError
 from . import views
-from .base import AGGREGATIONS, check_chunking
+from .base import AGGREGATIONS, MAX_TOP_K, check_chunking
 
 DEFAULT_TEMPLATE = "This example is {}."  # the zero-shot hypothesis, as transformers' pipeline words it
 
@@ -96,6 +96,11 @@ class TaskSpec:
     chunkable: bool = False  # reads a long text as chunks (--chunk)
     extra_formats: tuple[str, ...] = ()  # output formats beyond the writers' ("npy": the CLI writes it)
     command: bool = True  # a command of its own (zero-shot is reached through classify --labels)
+    # Results ranked across the whole input by their "score" (rerank): the command keeps the best -k
+    # (RANKING's options, the command's alone), printed best first with their rank, or with --keep-order
+    # every result in input order; either way each row carries its text. run-distributed and the API
+    # score every record, in order.
+    ranked: bool = False
     evaluation: Evaluation | None = None
 
     def task_class(self) -> type:
@@ -189,6 +194,28 @@ def _required(option: str, message: str) -> Callable[[Given], None]:
             raise UsageError(message)
 
     return check
+
+
+# -- ranking -------------------------------------------------------------------------------------------
+
+DEFAULT_RANKED = 10  # -k of a ranked command: the best ten, as MRR@10 and nDCG@10 judge a ranking
+RANKING = (
+    Option("top_k", ("-k", "--top-k"), type="int", min=1, max=MAX_TOP_K, metavar="N", group="ranking",
+           help=f"The N best, best first, each with its rank (default {DEFAULT_RANKED})."),
+    Option("keep_order", ("--keep-order",), type="flag", default=False, group="ranking",
+           help="Every record's score in input order, written as it is scored (no rank, no -k)."),
+)
+
+
+def check_ranking(given: Given) -> None:
+    """-k picks the best, --keep-order keeps every record in input order: not both."""
+    if given.get("keep_order") and given.get("top_k") is not None:
+        raise UsageError("-k keeps the best, --keep-order every record in input order: give one")
+
+
+def kept(given: Given) -> int | None:
+    """How many results a ranked command keeps: -k (default DEFAULT_RANKED), or None (--keep-order: all)."""
+    return None if given.get("keep_order") else given.get("top_k") or DEFAULT_RANKED
 
 
 # -- qa -------------------------------------------------------------------------------------------------
