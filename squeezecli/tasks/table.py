@@ -281,6 +281,31 @@ _EVAL_QA = (Option("question_field", ("--question-field",), default="question", 
 _EVAL_EMBED = (Option("pair_field", ("--pair-field",), metavar="FIELD",
                       help="embed: the field that holds the second text of each pair."),)
 
+# -- rerank ----------------------------------------------------------------------------------------------
+
+RERANK = (Option("query", ("-q", "--query"), required=True, metavar="QUERY",
+                 help="What the candidates are ranked by: each is read with it by the cross-encoder."),)
+_EVAL_RERANK = (Option("query_field", ("--query-field",), default="query", show_default=True, metavar="FIELD",
+                       help="rerank: the field that holds each record's query (the text is its candidate)."),)
+
+
+def _check_query(given: Given) -> None:
+    if not str(given.get("query") or "").strip():
+        raise UsageError("the query is empty: -q QUERY is what the candidates are ranked by")
+
+
+_RERANK_HELP = """Rank candidates (one per line) by how well each answers QUERY: a cross-encoder reads the query with
+each (default model: ms-marco-MiniLM-L-6-v2).
+
+\b
+  squeeze rerank -q "how do I get my money back" faq.txt
+  squeeze rerank -q "refund" --jsonl tickets.jsonl -k 3
+
+The best -k (default 10) are printed best first, each with its rank, score (as sentence-transformers'
+CrossEncoder gives it: the sigmoid of the model's logit), text and where it came from, other input
+fields carried; --keep-order prints every candidate's score in input order instead.
+"""
+
 # -- the table -------------------------------------------------------------------------------------------
 
 _CLASSIFY_HELP = """Classify each line with a text-classification model (--model), or zero-shot into --labels.
@@ -337,6 +362,12 @@ TASKS: dict[str, TaskSpec] = {row.name: row for row in [
              view=lambda given: views.chunks if _embedded_per_chunk(given) else None,
              evaluation=Evaluation("evaluation:Similarity", _EVAL_EMBED, _required(
                  "pair_field", "embed is evaluated on pairs: --pair-field FIELD names the second text"))),
+    TaskSpec("rerank", "rerank:Rerank", heads.SEQUENCE, ranked=True, help=_RERANK_HELP,
+             brief="Score each line as an answer to -q QUERY with a cross-encoder.",
+             options=RERANK, arguments=_picked("query"), check=_check_query,
+             columns=lambda given: ["score", "text", "file", "line"] if given.get("keep_order")
+             else ["rank", "score", "text", "file", "line"],
+             evaluation=Evaluation("evaluation:Ranking", _EVAL_RERANK, arguments=lambda given, model: {"query": "?"})),
 ]}
 """The table, in the order front ends list the tasks; a row added here is a command, a run-distributed
 subcommand, an eval task and a `squeezecli.load` task."""
