@@ -154,3 +154,16 @@ def test_a_row_added_to_the_table_is_a_command_a_subcommand_an_eval_task_and_an_
     assert report["task"] == "shout" and report["precisions"]["fp32"]["accuracy"] == 0.5
 
     assert found["api"] == [{"shout": "AAA"}, {"shout": "BBB"}]
+
+
+def test_a_rows_given_fills_defaults_and_refuses_unknown_names():
+    from squeezecli.errors import UsageError
+
+    given = TASKS["qa"].given({"questions": ("Who?",)}, model="m")
+    assert given["top_k"] == 1 and given["max_answer_len"] == 15 and given["no_answer"] is None
+    assert given["model"] == "m" and given["format"] is None
+    assert TASKS["qa"].arguments(given, "deepset/roberta-base-squad2")["handle_impossible_answer"] is True
+    with pytest.raises(UsageError, match="has no option 'topk'"):
+        TASKS["qa"].given({"topk": 3})
+    with pytest.raises(UsageError, match="the template needs a"):
+        TASKS["classify"].check(TASKS["classify"].given({"labels": "a,b", "template": "no slot"}))

@@ -20,7 +20,7 @@ from ..io.batches import batched
 from ..io.pipeline import InputOptions, OutputOptions, TableView, run_pipeline
 from ..io.record import Record
 from ..io.writers import left_cut, write_npy
-from ..tasks.table import RANKING, TASKS, Given, Option, TaskSpec, check_chunks, check_ranking, kept
+from ..tasks.table import TASKS, Given, Option, TaskSpec, check_chunks, check_ranking, kept
 from ..tasks.table import chunk_options as chunk_option_specs
 from .options import (
     ModelOptions,
@@ -106,8 +106,8 @@ def checked(spec: TaskSpec) -> Decorator:
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(command)
         def with_check(*args: Any, **kwargs: Any) -> Any:
-            given = {**{option.name: kwargs.get(option.name) for option in command_options(spec)},
-                     "model": kwargs.get("model"), "format": kwargs.get("fmt")}
+            values = {option.name: kwargs[option.name] for option in spec.command_options if option.name in kwargs}
+            given = spec.given(values, model=kwargs.get("model"), format=kwargs.get("fmt"))
             run_check(spec.check, given)
             if spec.ranked:
                 run_check(check_ranking, given)
@@ -129,6 +129,8 @@ class Plan:
 
 
 def plan(spec: TaskSpec, model: ModelOptions, inputs: InputOptions, given: Given) -> Plan:
+    """What a row runs for `given` (its options, checked): the task command, run-distributed and any
+    later front end run the same row with the same arguments from here."""
     ran = spec.resolve(given)
     unit = ran.unit(given)
     if unit is not None and inputs.unit == "line":
@@ -137,14 +139,9 @@ def plan(spec: TaskSpec, model: ModelOptions, inputs: InputOptions, given: Given
 
 
 def given_of(spec: TaskSpec, values: dict[str, Any], model: ModelOptions, fmt: str | None = None) -> dict[str, Any]:
-    return {**{option.name: values.get(option.name) for option in command_options(spec)}, "model": model.model,
-            "format": fmt}
-
-
-def command_options(spec: TaskSpec) -> tuple[Option, ...]:
-    """A row's options as its command has them: its own, and -k and --keep-order for a ranked row (the
-    command's alone: run-distributed scores every record)."""
-    return (*spec.options, *(RANKING if spec.ranked else ()))
+    """A row's `Given`: its command's options' values, the model asked for and the output format."""
+    return spec.given({option.name: values[option.name] for option in spec.command_options if option.name in values},
+                      model=model.model, format=fmt)
 
 
 def command_for(spec: TaskSpec) -> click.Command:
@@ -154,7 +151,7 @@ def command_for(spec: TaskSpec) -> click.Command:
         run_task(spec, env, inputs, output, model, given_of(spec, values, model, output.format))
 
     function = output_options(pass_environment(run), extra_formats=spec.extra_formats)
-    function = task_options(command_options(spec))(model_options(input_options(function)))
+    function = task_options(spec.command_options)(model_options(input_options(function)))
     return click.command(spec.name, help=spec.help)(checked(spec)(function))
 
 

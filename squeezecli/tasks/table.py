@@ -8,8 +8,12 @@ name, flags, type, default, bounds, help, group; the CLI makes them Click option
 become the task's constructor arguments, what can be refused before a model loads (`check`), which
 columns its rows have and how a table shows them, and how `eval` scores it (`Evaluation`).
 
-Torch-free, like the rest of the tasks package's registry: the CLI builds its commands from this at
-start-up, and `squeeze --help` and completion never import torch.
+A check sees the options as given (`Given`), before the inputs are opened or a model loads; front ends
+report its `UsageError` as a usage error (status 2). Checks of one option's value (a bound that depends
+on another option, say) go into the row's `check` too, so every front end refuses the same things.
+
+Torch-free: the CLI builds its commands from this at start-up, and `squeeze --help` and completion
+never import torch.
 """
 
 from __future__ import annotations
@@ -106,6 +110,24 @@ class TaskSpec:
     def task_class(self) -> type:
         """The class that runs the task (importing it, and torch)."""
         return imported(self.task)
+
+    @property
+    def command_options(self) -> tuple[Option, ...]:
+        """The options of the row's command: its own, and RANKING's for a ranked row (the command's:
+        run-distributed and the task itself score every record)."""
+        return (*self.options, *(RANKING if self.ranked else ()))
+
+    def given(self, values: Mapping[str, Any], *, model: str | None = None, format: str | None = None
+              ) -> dict[str, Any]:
+        """The row's `Given` from option values by name (a front end's request): an option left out has
+        its default; a name that is no option of the row's command is refused."""
+        names = {option.name for option in self.command_options}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise UsageError(f"{self.name} has no option {unknown[0]!r}", hint=f"its options: {', '.join(sorted(names))}")
+        defaults = {option.name: () if option.multiple and option.default is None else option.default
+                    for option in self.command_options}
+        return {**defaults, **values, "model": model, "format": format}
 
     def resolve(self, given: Given) -> TaskSpec:
         """The row that runs for these options (itself but for a dispatch such as classify's)."""
