@@ -71,7 +71,7 @@ def evaluate_command(rows: Iterable[TaskSpec] | None = None) -> click.Command:
         click.option("--labels-from", "gold_field", required=True, metavar="FIELD",
                      help="The field (or column) that holds each record's gold answer: a label name or index "
                           "(classification), [{start, end, label}] (ner), a list of answers (qa, empty: none), a "
-                          "score (embed)."),
+                          "score (embed), a relevance (rerank: 0/false, or a gain)."),
         click.option("--precision", "precisions", default=f"{AUTO},{INT8},{FP32}", show_default=True, metavar="P,P,...",
                      help=f"The precisions to compare, comma-separated ({', '.join(PRECISIONS)})."),
         *(tasks.click_option(option) for option in task_options),
@@ -89,10 +89,12 @@ HELP = """Score TASK on labelled records (JSON lines by default, or --csv/--tsv/
   squeeze eval sentiment --labels-from label reviews.jsonl
   squeeze eval zero-shot --labels sports,politics --labels-from topic --csv news.csv
   squeeze eval embed --pair-field other --labels-from score sts.jsonl
+  squeeze eval rerank --query-field query --labels-from relevant judged.jsonl
 
 Classification: accuracy, macro-F1, per-label precision/recall/F1, confusion matrix. ner: entity-level
 precision/recall/F1 (exact span and type, seqeval's strict mode). qa: exact match and F1 as the
 SQuAD v2 script computes them. embed: Spearman correlation of cosine similarity with the gold score.
+rerank: MRR@10 and nDCG@10 over the queries that have a relevant candidate.
 """
 
 

@@ -78,6 +78,12 @@ MODELS: tuple[CatalogueModel, ...] = (
         "minilm-embed", "sentence-transformers/all-MiniLM-L6-v2", "embed", "bert", BASE,
         description="all-MiniLM-L6-v2 sentence embeddings (384 dimensions)",
     ),
+    # A cross-encoder: BertForSequenceClassification (MiniLM-L6-H384) with one logit, config.json id2label
+    # {0: LABEL_0}; trained on MS MARCO passage ranking, scored by a sigmoid (sentence-transformers' default).
+    CatalogueModel(
+        "minilm-rerank", "cross-encoder/ms-marco-MiniLM-L-6-v2", "rerank", "bert", SEQUENCE, ("LABEL_0",),
+        "MiniLM-L6 cross-encoder trained on MS MARCO (reranks candidates for a query)",
+    ),
 )
 
 DEFAULTS: dict[str, str] = {
@@ -86,6 +92,7 @@ DEFAULTS: dict[str, str] = {
     "qa": "minilm-squad2",
     "ner": "bert-ner",
     "embed": "minilm-embed",
+    "rerank": "minilm-rerank",
 }
 
 TASKS = tuple(DEFAULTS)  # the tasks with a default model
