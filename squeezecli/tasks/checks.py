@@ -7,7 +7,8 @@ Torch-free: the CLI runs these before it imports torch.
 from __future__ import annotations
 
 import string
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from ..errors import UsageError
 
@@ -17,6 +18,7 @@ MAX_LABELS = 1000
 # --stride this long never fits, whatever the model.
 QA_DEFAULT_WINDOW = 384
 EXAMPLE_TEMPLATE = "This text is about {}."
+DEFAULT_TEMPLATE = "This example is {}."  # the zero-shot hypothesis, as transformers' pipeline words it
 
 
 def split_labels(labels: str | Sequence[str]) -> list[str]:
@@ -65,6 +67,26 @@ def check_zero_shot_only(labels: object, template_given: bool, multi_label: bool
         if given:
             raise UsageError(f"{' and '.join(given)} appl{'y' if len(given) > 1 else 'ies'} to zero-shot classification",
                              hint="add --labels A,B,C, or leave it out to classify with the model's own labels")
+
+
+def zero_shot(given: Mapping[str, Any]) -> None:
+    """Zero-shot's --labels and --template (the labels given)."""
+    check_labels(given["labels"])
+    check_template(given.get("template") or DEFAULT_TEMPLATE)
+
+
+def not_zero_shot(given: Mapping[str, Any]) -> None:
+    """classify with the model's own labels: zero-shot's options do not apply."""
+    check_zero_shot_only(None, given.get("template") not in (None, DEFAULT_TEMPLATE), bool(given.get("multi_label")))
+
+
+def qa(given: Mapping[str, Any]) -> None:
+    """qa's questions, --stride against the window, and --lines against --doc."""
+    check_questions(given.get("questions") or ())
+    check_stride(given.get("stride"), given.get("max_length"))
+    if given.get("lines") and given.get("doc"):
+        raise UsageError("--lines reads each line as a context, --doc each file: give one",
+                         hint="qa reads each file (or stdin) as one context unless --lines is given")
 
 
 def check_questions(questions: Sequence[str]) -> None:

@@ -29,7 +29,7 @@ from ..errors import UsageError
 from . import checks, views
 from .base import AGGREGATIONS, MAX_TOP_K, check_chunking
 
-DEFAULT_TEMPLATE = "This example is {}."  # the zero-shot hypothesis, as transformers' pipeline words it
+DEFAULT_TEMPLATE = checks.DEFAULT_TEMPLATE
 
 Given = Mapping[str, Any]
 """The values a front end was given: the task's own options by name, plus `model` (the model asked for,
@@ -194,29 +194,19 @@ _ZERO_SHOT_LABELS = ("labels", "zero-shot needs the candidate labels: --labels A
 
 def _check_classify(given: Given) -> None:
     check_chunks("aggregate")(given)
-    if given.get("labels") is not None:
-        _check_zero_shot_values(given)
-    elif given.get("model") is None:
+    if given.get("labels") is None and given.get("model") is None:
         raise UsageError("give a classification model with --model, or candidate labels with --labels")
-    else:
-        checks.check_zero_shot_only(None, given.get("template") not in (None, DEFAULT_TEMPLATE),
-                                    bool(given.get("multi_label")))
-
-
-def _check_zero_shot_values(given: Given) -> None:
-    checks.check_labels(given["labels"])
-    checks.check_template(given.get("template") or DEFAULT_TEMPLATE)
+    checks.zero_shot(given) if given.get("labels") is not None else checks.not_zero_shot(given)
 
 
 def _check_zero_shot(given: Given) -> None:
     check_chunks("aggregate")(given)
-    _required(*_ZERO_SHOT_LABELS)(given)
-    _check_zero_shot_values(given)
+    _check_eval_zero_shot(given)
 
 
 def _check_eval_zero_shot(given: Given) -> None:
     _required(*_ZERO_SHOT_LABELS)(given)
-    _check_zero_shot_values(given)
+    checks.zero_shot(given)
 
 
 def _required(option: str, message: str) -> Callable[[Given], None]:
@@ -267,14 +257,6 @@ def _qa_arguments(given: Given, model: str) -> dict[str, Any]:
             "handle_impossible_answer": answers_no_answer(model) if no_answer is None else no_answer}
 
 
-def _check_qa(given: Given) -> None:
-    checks.check_questions(given.get("questions") or ())
-    checks.check_stride(given.get("stride"), given.get("max_length"))
-    if given.get("lines") and given.get("doc"):
-        raise UsageError("--lines reads each line as a context, --doc each file: give one",
-                         hint="qa reads each file (or stdin) as one context unless --lines is given")
-
-
 QA = (
     Option("questions", ("-q", "--question"), multiple=True, required=True, metavar="QUESTION",
            help="A question to answer from each context; repeat for several."),
@@ -291,10 +273,7 @@ QA = (
 )
 
 
-# -- ner ------------------------------------------------------------------------------------------------
-
-# "first" by default: each word takes its first token's label, so no word is split ("simple" can split
-# "Springfield" into "Spring" + "field"); tasks/ner.py says more.
+# "first" by default: no word is split ("simple" can split "Springfield" into "Spring" + "field"; tasks/ner.py).
 NER_AGGREGATION = Option("aggregation", ("--aggregation",), type="choice",
                          choices=("none", "simple", "first", "average", "max"), default="first", show_default=True,
                          help="How tokens are merged into entities, as in transformers' pipeline: first, average "
@@ -389,7 +368,7 @@ TASKS: dict[str, TaskSpec] = {row.name: row for row in [
     TaskSpec("qa", "qa:QuestionAnswering", heads.QA,
              help="Answer questions from each context with a span of its text and the span's character offsets.",
              brief="Answer questions from each context (each file, or each line with --lines).",
-             options=QA, arguments=_qa_arguments, check=_check_qa, unit=lambda given: None if given.get("lines") else "doc",
+             options=QA, arguments=_qa_arguments, check=checks.qa, unit=lambda given: None if given.get("lines") else "doc",
              columns=lambda given: ["file", "line", "answers", "text"] if given.get("lines") else ["file", "answers"],
              view=lambda given: views.answers,
              evaluation=Evaluation("evaluation:Answers", _EVAL_QA, arguments=lambda given, model: {
