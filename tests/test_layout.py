@@ -29,8 +29,9 @@ ALLOWED: dict[str, set[str]] = {
     "tasks": {"errors", "environment", "io", "model"},
     "api": {"errors", "environment", "io", "model", "model.loader", "store", "tasks"},
     "integrations": {"errors", "environment", "io", "api"},
+    "serve": {"errors", "environment", "_version", "io", "store", "api", "tasks"},
     "cli": {"errors", "environment", "_version", "io", "store", "model.loader", "api", "tasks", "precision",
-            "integrations"},
+            "integrations", "serve"},
     "squeezecli": {"_version", "api", "cli"},  # __init__ (load) and __main__ (python -m squeezecli)
 }
 for _layers in ALLOWED.values():  # what may use the model may use its torch-free files too
@@ -40,7 +41,7 @@ for _layers in ALLOWED.values():  # what may use the model may use its torch-fre
 # `models list` go through them.
 TORCH_FREE_PACKAGES = ("squeezecli.cli", "squeezecli.io", "squeezecli.store")
 TORCH_FREE_MODULES = ("squeezecli", "squeezecli.environment", "squeezecli.errors", "squeezecli.tasks",
-                      "squeezecli.tasks.base", "squeezecli.model.config", "squeezecli.model.layout",
+                      "squeezecli.serve", "squeezecli.serve.client", "squeezecli.tasks.base", "squeezecli.model.config", "squeezecli.model.layout",
                       "squeezecli.model.tensorfile", "squeezecli.api")
 
 

@@ -170,6 +170,7 @@ def _register() -> None:
     from . import search, tasks
     from .evaluate import evaluate
     from .help import help_command
+    from .serve import serve
     from .tools import completion, doctor
 
     for command in [*tasks.COMMANDS, *search.COMMANDS, evaluate]:
@@ -179,6 +180,7 @@ def _register() -> None:
     squeeze.add_command(completion)
     squeeze.add_command(doctor)
     squeeze.add_command(run_distributed)
+    squeeze.add_command(serve)
 
 
 _register()

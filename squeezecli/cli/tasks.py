@@ -45,6 +45,17 @@ def load(task: str, model: ModelOptions, env: Environment, quiet: bool = False, 
 
     name = model.model or catalogue.default_for(task)
     shown = left_cut(name, 40)  # a path by its end; the precision always shows
+    if env.server and model.server and model.revision is None:
+        from ..serve.client import connect
+
+        with status_line(env, f"loading {shown} ({model.precision}) on {env.server}…", quiet):
+            remote = connect(env.server, task, model.model,
+                             {"max_length": model.max_length, "batch_size": model.batch_size, **options},
+                             precision=model.precision, env=env)
+            for notice in remote.notices if remote else ():
+                env.notice(notice.removeprefix("squeeze: "))
+        if remote is not None:
+            return remote
     with status_line(env, f"loading {shown} ({model.precision})…", quiet):
         return load_pipeline(
             task, model.model, revision=model.revision, precision=model.precision, offline=model.offline,
@@ -64,6 +75,8 @@ def _run(pipeline: Any, inputs: InputOptions, output: OutputOptions, env: Enviro
         cut += sum(1 for result in results if result.get("truncated"))
         return results
 
+    if hasattr(pipeline, "window"):  # on a server: whole windows, which it sorts and batches as we would here
+        batch_size = pipeline.window(batch_size)
     run_pipeline(inputs, output, batch_size=batch_size, length_of=lambda record: pipeline.length_of(record.text),
                  process_batch=process_batch, columns=columns, table_view=table_view, env=env)
     if cut:
