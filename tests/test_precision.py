@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 import squeezecli
 from squeezecli.cli import squeeze
-from squeezecli.model import loader
+from squeezecli.assembly import loader
 from squeezecli.precision import cpu
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,7 +10,9 @@ import torch
 import torch.nn.functional as F
 
 from squeezecli.model import encoder, runtime
-from squeezecli.model.encoder import ACTIVATIONS, GroupedProjection
+from squeezecli.model import kernels as kernel_ops
+from squeezecli.model.encoder import GroupedProjection
+from squeezecli.model.kernels import ACTIVATIONS
 from squeezecli.model.runtime import Runtime
 
 
@@ -33,8 +35,8 @@ def dense(proj: GroupedProjection, x: torch.Tensor) -> torch.Tensor:
 def kernels(request, monkeypatch):
     """Every test runs with oneDNN's fused epilogues and with the F.conv2d fallback used without them."""
     if request.param == "plain":
-        monkeypatch.setattr(encoder, "_fused_convolution", lambda: None)
-    elif encoder._fused_convolution() is None:
+        monkeypatch.setattr(kernel_ops, "_fused_convolution", lambda: None)
+    elif kernel_ops._fused_convolution() is None:
         pytest.skip("this torch has no fused oneDNN convolution")
     return request.param
 

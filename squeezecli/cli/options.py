@@ -17,9 +17,7 @@ from ..io.batches import DEFAULT_BATCH_SIZE
 from ..io.pipeline import InputOptions, OutputOptions
 from ..io.records import DecodeErrors, OnError, Unit, check_paths
 from ..io.writers import FORMATS, Format
-from ..precision.cpu import PRECISIONS
-
-Precision = Literal["auto", "bf16", "int8", "fp32"]
+from ..precision.names import PRECISIONS, Precision, help_text
 
 
 @dataclasses.dataclass(frozen=True)
@@ -199,9 +197,7 @@ def model_options(command: Callable[..., Any] | None = None, *, precision: bool 
         click.option("--threads", type=click.IntRange(min=1), metavar="N",
                      help="CPU threads for the model (default: torch's choice)."),
         *([click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
-                        help="auto: what this CPU runs fastest within fidelity (bf16 where it has native bf16, "
-                             "else fp32); bf16: bf16 products, fp32 elsewhere; int8: the 4x smaller quantized "
-                             "model; fp32: exact.")] if precision else []),
+                        help=help_text())] if precision else []),
         click.option("--offline", is_flag=True, help="Use only the local cache; never contact the Hub."),
         click.option("--no-server", "server", flag_value=False, default=True,
                      help="Run here even when SQUEEZE_SERVER names a `squeeze serve` to run through."),

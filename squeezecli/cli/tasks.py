@@ -20,7 +20,7 @@ from ..environment import Environment
 from ..errors import SqueezeError, UsageError
 from ..io.batches import batched
 from ..io.pipeline import InputOptions, OutputOptions, TableView, run_pipeline
-from ..io.records import Record
+from ..io.record import Record
 from ..io.writers import left_cut, write_npy
 from ..tasks import DEFAULT_TEMPLATE
 from . import views

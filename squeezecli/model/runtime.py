@@ -1,6 +1,6 @@
 """A model ready to run: encoder (fp32 or int8), tokenizer, and the directory they came from.
 
-Tasks receive a `Runtime` and never care where it came from (model/loader.py builds it). `forward` runs
+Tasks receive a `Runtime` and never care where it came from (assembly/loader.py builds it). `forward` runs
 a batch in slices of at most TOKENS_PER_PASS tokens and hands freed memory back to the OS after each
 batch (process.py says why). Slicing changes no fp32 result: rows are independent.
 """
@@ -15,7 +15,7 @@ import torch
 from tokenizers import Encoding
 
 from . import process
-from .config import EncoderConfig
+from ..checkpoint.config import EncoderConfig
 from .encoder import Encoder
 from .tokenizer import Tokenizer, collate
 

@@ -10,7 +10,9 @@ client the CLI's task commands use to run through such a server.
     metrics.py    the Prometheus text of /metrics
     client.py     the CLI's side: the standard library's http.client only, no torch, no Starlette
 
-May import: api (loading), tasks (the task table), store (model names), io, errors, environment,
-_version. The server modules import Starlette and uvicorn; this file and client.py import neither, and
-nothing here imports torch at module level (the CLI imports client.py for every task command).
+The server modules import Starlette and uvicorn; this file and client.py import neither, and nothing
+here imports torch at module level (the CLI imports client.py for every task command).
+
+May import: `api` (loading a model for a task), `tasks` (the task table), `store` (model names), `io`,
+`errors`, `environment`, `_version`.
 """

@@ -5,7 +5,7 @@ turns every failure into a JSON answer: a client's mistake is a 4xx with a messa
 SqueezeError such as an unknown model), a full queue a 503 with Retry-After, a bug a 500 that says
 only "internal error" (the traceback on the server's stderr with SQUEEZE_DEBUG=1). The error's shape
 is that of the API the route belongs to: OpenAI's `{"error": {"message", "type", "code"}}` under /v1,
-TEI's `{"error", "error_type"}` for /embed and /predict. The shapes of the answers are in endpoints.py.
+TEI's `{"error", "error_type"}` for /embed and /predict. The routes and their answers: endpoints.py.
 """
 
 from __future__ import annotations
@@ -19,13 +19,11 @@ import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .._version import __version__
 from ..errors import InputError, ModelError, NetworkError, SqueezeError, UsageError
 from .batching import Admission, QueueFull
 from .metrics import Metrics
@@ -177,35 +175,3 @@ def _unknown_model(exc: SqueezeError) -> bool:
     """Whether a loading error says the model does not exist (404) rather than that it cannot run (422)."""
     text = exc.message.lower()
     return any(words in text for words in ("not found", "no such", "does not exist", "unknown model", "not a model"))
-
-
-def build(service: Service) -> Starlette:
-    """The application: every route of endpoints.py, /health and /metrics."""
-    from . import endpoints
-
-    async def health(request: Request) -> Response:
-        if service.failure:
-            return JSONResponse({"status": "failed", "error": service.failure, "version": __version__}, status_code=503)
-        if not service.ready:
-            return JSONResponse({"status": "loading", "version": __version__}, status_code=503)
-        return JSONResponse({"status": "ok", "version": __version__, "precision": service.pool.precision,
-                             "max_texts": service.max_texts,
-                             "models": [loaded.name for loaded in service.pool.loaded()]})
-
-    async def metrics(request: Request) -> Response:
-        text = service.metrics.render(service.admission.pending,
-                                      lambda: [loaded.name for loaded in service.pool.loaded()])
-        return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
-
-    async def no_route(request: Request, exc: Exception) -> Response:
-        allowed = getattr(exc, "headers", None) or {}
-        if getattr(exc, "status_code", 404) == 405:
-            error = ApiError(405, f"{request.method} is not allowed on {request.url.path}: use {allowed.get('Allow', '')}")
-        else:
-            error = ApiError(404, f"no such endpoint: {request.method} {request.url.path}")
-        return service.error_response(error, "openai")
-
-    routes = [service.route("/health", health, ["GET"], "openai", open_route=True),
-              service.route("/metrics", metrics, ["GET"], "openai"),
-              *endpoints.routes(service)]
-    return Starlette(routes=routes, exception_handlers={404: no_route, 405: no_route})

@@ -21,8 +21,12 @@ import math
 import struct
 from typing import Any
 
+from starlette.applications import Starlette
 from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
+
+from .._version import __version__
 
 from ..tasks import TASKS
 from .app import ApiError, Service
@@ -101,6 +105,36 @@ def routes(service: Service) -> list[Route]:
         # /rerank (TEI: {"query", "texts", "return_text"} -> [{"index", "score", "text"?}] best first) goes
         # here once squeeze has a rerank task.
     ]
+
+
+def build(service: Service) -> Starlette:
+    """The application: every route above, /health and /metrics, and JSON for a path or method it has not."""
+    async def health(request: Request) -> Response:
+        if service.failure:
+            return JSONResponse({"status": "failed", "error": service.failure, "version": __version__}, status_code=503)
+        if not service.ready:
+            return JSONResponse({"status": "loading", "version": __version__}, status_code=503)
+        return JSONResponse({"status": "ok", "version": __version__, "precision": service.pool.precision,
+                             "max_texts": service.max_texts,
+                             "models": [loaded.name for loaded in service.pool.loaded()]})
+
+    async def metrics(request: Request) -> Response:
+        text = service.metrics.render(service.admission.pending,
+                                      lambda: [loaded.name for loaded in service.pool.loaded()])
+        return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    async def no_route(request: Request, exc: Exception) -> Response:
+        allowed = getattr(exc, "headers", None) or {}
+        if getattr(exc, "status_code", 404) == 405:
+            error = ApiError(405, f"{request.method} is not allowed on {request.url.path}: use {allowed.get('Allow', '')}")
+        else:
+            error = ApiError(404, f"no such endpoint: {request.method} {request.url.path}")
+        return service.error_response(error, "openai")
+
+    routes = [service.route("/health", health, ["GET"], "openai", open_route=True),
+              service.route("/metrics", metrics, ["GET"], "openai"),
+              *routes(service)]
+    return Starlette(routes=routes, exception_handlers={404: no_route, 405: no_route})
 
 
 def _flag(body: dict[str, Any], name: str, default: bool) -> bool:

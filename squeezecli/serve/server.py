@@ -18,7 +18,8 @@ import threading
 from collections.abc import Iterator
 
 from ..environment import Environment
-from .app import Service, build
+from .app import Service
+from .endpoints import build
 from .pool import ModelPool
 
 LOOPBACK_NAMES = ("localhost",)

@@ -8,17 +8,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    import torch
-    from torch import nn
+import torch
+import torch.nn.functional as F
+from torch import nn
 
-    from ..model.encoder import Encoder, Keys
-    from ..model.tokenizer import Tokenizer
+from ..model.encoder import Encoder, Keys
+from ..model.tokenizer import Tokenizer, collate
 
 TOKEN = "token"  # the plan's name for int8 projections (activations quantized per token)
-WEIGHT_ONLY = "weight"  # the plan's name for artifact.py's weight-only projections (defined here: no torch)
+WEIGHT_ONLY = "weight"  # the plan's name for artifact.py's weight-only projections
 
 # What the head reads from the last hidden states, which is where int8 damage is judged.
 METRICS = {
@@ -40,8 +39,6 @@ class Calibration:
 
 def batches(tokenizer: Tokenizer, texts: Sequence[str], max_length: int, size: int = 16) -> list[dict[str, torch.Tensor]]:
     """Texts in padded batches of similar length, as squeeze batches them in use."""
-    from ..model.tokenizer import collate
-
     encodings = sorted(tokenizer.encode(list(texts), max_length=max_length), key=lambda e: len(e.ids))
     return [collate(encodings[i : i + size], tokenizer.pad_id) for i in range(0, len(encodings), size)]
 
@@ -65,8 +62,6 @@ def choose(
     does the most damage alone first. Measuring one projection alone in block i reruns only blocks i..
     from the fp32 hidden states cached at their input; "as few as" is a bisection over the ranking.
     """
-    import torch
-
     head = encoder.head_kind
     names = list(candidates)
     with torch.inference_mode():
@@ -147,8 +142,6 @@ def _trace(encoder: Encoder, batch: dict[str, torch.Tensor]) -> tuple[list[torch
 
 def _agreement(reference: torch.Tensor, got: torch.Tensor, attention_mask: torch.Tensor, head: str) -> torch.Tensor:
     """Per-text cosine [B] between two last-hidden-state tensors [B, T, H], as the head reads them."""
-    import torch.nn.functional as F
-
     real = attention_mask.unsqueeze(-1).float()  # [B, T, 1]
     if head == "base":
         return F.cosine_similarity((reference * real).sum(1), (got * real).sum(1), dim=-1)  # [B]
