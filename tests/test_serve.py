@@ -132,6 +132,18 @@ def test_an_error_through_the_server_is_the_in_process_error(server, models, env
     assert here.returncode == 2 and "does not fit" in here.stderr
 
 
+def test_doctor_says_whether_the_server_answers(server, environment):
+    from squeezecli import __version__
+
+    report = json.loads(squeeze(["doctor", "--json"], environment, server=server.url).stdout)["server"]
+    assert (report["url"], report["answers"], report["version"], report["detail"]) == (
+        server.url, True, __version__, "ready")
+    report = json.loads(squeeze(["doctor", "--json"], environment, server="http://127.0.0.1:9").stdout)["server"]
+    assert report["answers"] is False and "does not answer" in report["detail"]
+    report = json.loads(squeeze(["doctor", "--json"], environment).stdout)["server"]
+    assert report["url"] is None and report["answers"] is None
+
+
 # -- the OpenAI and TEI shapes --------------------------------------------------------------------------
 
 

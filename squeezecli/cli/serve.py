@@ -7,7 +7,7 @@ import click
 
 from ..environment import API_KEY_ENV, Environment
 from ..errors import UsageError
-from ..precision.cpu import PRECISIONS
+from ..precision.names import PRECISIONS
 from .options import complete_models, pass_environment
 
 

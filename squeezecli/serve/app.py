@@ -96,7 +96,7 @@ class Service:
                   ) -> tuple[Any, Any, list[dict[str, Any]], list[int]]:
         """Run `texts` through `task` on `model` with every other client's texts: (the loaded model, the
         task object, one result per text, tokens per text)."""
-        loaded, task_object = await self.prepare(task, model, options)
+        loaded, task_object, _ = await self.prepare(task, model, options)
         if not texts:
             return loaded, task_object, [], []
         self.admission.admit(len(texts))
@@ -106,8 +106,10 @@ class Service:
             self.admission.release(len(texts))
         return loaded, task_object, results, lengths
 
-    async def prepare(self, task: str, model: Any, options: dict[str, Any] | None = None) -> tuple[Any, Any]:
-        """The loaded model and the task object (loading the model off the event loop if need be)."""
+    async def prepare(self, task: str, model: Any, options: dict[str, Any] | None = None
+                      ) -> tuple[Any, Any, list[str]]:
+        """The loaded model, the task object and the notices of its loading (ModelPool.task_for), loading
+        the model off the event loop if need be."""
         if model is not None and not isinstance(model, str):
             raise ApiError(422, "'model' must be a string")
         return await run_in_threadpool(self.pool.task_for, task, model, options)

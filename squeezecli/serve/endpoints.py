@@ -90,8 +90,13 @@ def routes(service: Service) -> list[Route]:
         options = body.get("options") or {}
         if not isinstance(options, dict):
             raise ApiError(422, "'options' must be a JSON object")
-        loaded, task_object, results, _ = await service.run(name, body.get("model"), texts, options)
-        return {"results": results, "model": loaded.name, "notices": loaded.notices,
+        if not texts:  # the CLI's hello: load the model, say its window and the notices of its loading
+            loaded, task_object, notices = await service.prepare(name, body.get("model"), options)
+            results: list[Any] = []
+        else:
+            loaded, task_object, results, _ = await service.run(name, body.get("model"), texts, options)
+            notices = []
+        return {"results": results, "model": loaded.name, "notices": notices,
                 "window": {"task": getattr(task_object, "max_length", None), "model": loaded.runtime.max_length,
                            "chunkable": bool(getattr(task_object, "chunkable", False)),
                            "dimension": getattr(task_object, "dimension", None)}}
@@ -131,10 +136,10 @@ def build(service: Service) -> Starlette:
             error = ApiError(404, f"no such endpoint: {request.method} {request.url.path}")
         return service.error_response(error, "openai")
 
-    routes = [service.route("/health", health, ["GET"], "openai", open_route=True),
-              service.route("/metrics", metrics, ["GET"], "openai"),
-              *routes(service)]
-    return Starlette(routes=routes, exception_handlers={404: no_route, 405: no_route})
+    every = [service.route("/health", health, ["GET"], "openai", open_route=True),
+             service.route("/metrics", metrics, ["GET"], "openai"),
+             *routes(service)]
+    return Starlette(routes=every, exception_handlers={404: no_route, 405: no_route})
 
 
 def _flag(body: dict[str, Any], name: str, default: bool) -> bool:

@@ -25,13 +25,19 @@ from ..store import catalogue
 from .batching import BatchObserver, ModelWorker
 
 
+# Notices a model's loading prints once, not on every run (a first use's download or quantization, a
+# damaged cache entry mended); the others (a precision that falls back) each in-process run prints again.
+ONCE_NOTICES = ("for the first time", "damaged cache entry")
+
+
 class ModelNotServed(ModelError):
     """A model this server may not load (off loopback, a model not given with -m)."""
 
 
 @dataclasses.dataclass
 class Loaded:
-    """A runtime, its worker, its task objects by option set, and the notices its loading printed."""
+    """A runtime, its worker, its task objects by option set, and the notices each run here would print
+    (about the machine: a precision its kernels do not run; not a first use's download)."""
 
     name: str  # as first named
     runtime: Any
@@ -77,9 +83,11 @@ class ModelPool:
             raise ModelNotServed(f"model {name!r} is not served here", hint=f"this server serves: {served}")
         return name
 
-    def task_for(self, task: str, model: str | None, options: dict[str, Any] | None = None) -> tuple[Loaded, Any]:
-        """The loaded model and the task object for `task` with `options` (loading it if need be: call
-        this off the event loop)."""
+    def task_for(self, task: str, model: str | None, options: dict[str, Any] | None = None
+                 ) -> tuple[Loaded, Any, list[str]]:
+        """The loaded model, the task object for `task` with `options`, and the notices an in-process run
+        would have printed as it loaded the model (all of them where this call loaded it). Loads the
+        model if need be: call it off the event loop."""
         from ..tasks import task_class
 
         name = self.name_for(task, model)
@@ -89,13 +97,13 @@ class ModelPool:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= MAX_BATCH_SIZE:
             raise UsageError(f"batch_size must be a whole number from 1 to {MAX_BATCH_SIZE}")
         key = json.dumps([task, options], sort_keys=True)
-        loaded = self._runtime(name, task, options, key)
+        loaded, notices = self._runtime(name, task, options, key)
         found = loaded.tasks.get(key)
         if found is None:
             found = task_class(task)(loaded.runtime, **options)
             with self._lock:
                 loaded.tasks = {**loaded.tasks, key: found}
-        return loaded, found
+        return loaded, found, loaded.notices if notices is None else notices
 
     def preload(self, name: str) -> Loaded:
         """Load an -m model for its catalogue task, or for embeddings (every checkpoint has an encoder);
@@ -112,7 +120,8 @@ class ModelPool:
         for loaded in self.loaded():
             loaded.worker.stop()
 
-    def _runtime(self, name: str, task: str, options: dict[str, Any], task_key: str) -> Loaded:
+    def _runtime(self, name: str, task: str, options: dict[str, Any], task_key: str) -> tuple[Loaded, list[str] | None]:
+        """The loaded model, and the notices of its loading where this call loaded it (else None)."""
         from ..tasks import task_class
 
         head = task_class(task).head
@@ -121,24 +130,25 @@ class ModelPool:
             found = self._loaded.get(key)
             if found is not None:
                 found.worker.last_used = time.monotonic()
-                return found
+                return found, None
             gate = self._loading.setdefault(key, threading.Lock())
         with gate:  # one load per model at a time; whoever waited finds it loaded
             with self._lock:
                 if key in self._loaded:
-                    return self._loaded[key]
+                    return self._loaded[key], None
             notices: list[str] = []
             env = dataclasses.replace(self.env, notice_sinks=[])
             env.notice_sinks.append(lambda line: (notices.append(line), self.env.notice(line.removeprefix("squeeze: "))))
             pipeline = self._load(task, name, precision=self.precision, threads=self.threads, env=env, **options)
             worker = ModelWorker(f"{name} ({head})", max_texts=self.max_texts, on_batch=self.on_batch)
             with self._lock:
-                self._loaded[key] = Loaded(name, pipeline.runtime, worker, notices, {task_key: pipeline.task})
+                standing = [line for line in notices if not any(words in line for words in ONCE_NOTICES)]
+                self._loaded[key] = Loaded(name, pipeline.runtime, worker, standing, {task_key: pipeline.task})
                 self._loading.pop(key, None)
                 evicted = self._evict(keep=key)
         for loaded in evicted:
             loaded.worker.stop(wait=False)
-        return self._loaded[key]
+        return self._loaded[key], notices
 
     def _evict(self, keep: tuple[str, str]) -> list[Loaded]:
         """Past max_models, the least recently used models that are neither pinned nor busy (under _lock)."""
