@@ -469,7 +469,7 @@ class Session:
     def run(self, block: Block) -> str:
         """The block's transcript, made now: its steps with their real output, as shown to a reader."""
         steps = block.steps
-        env = self.served() if SERVER_VARIABLE in block.body else self.env
+        env = self.served() if any(SERVER_VARIABLE in step.source for step in steps) else self.env
         if block.kind == "console":
             # The mark ends its line, as pressing Enter after a command does, so that what a command erases
             # (its progress bar) is on its own lines. Each command's exit status survives the mark, for an
