@@ -72,12 +72,20 @@ LINES = "\n".join(sentences.varied(40, seed=5) + ["", "x", " ".join(["word"] * 3
 COMMANDS = {
     "sentiment-top-k": ["sentiment", "-m", "{sentiment}", "--top-k", "2", "--format", "csv"],
     "sentiment-chunked": ["sentiment", "-m", "{sentiment}", "--chunk", "6", "--aggregate", "max"],
+    "classify": ["classify", "-m", "{sentiment}", "--all-scores"],
     "zero-shot": ["classify", "-m", "{zero-shot}", "--labels", "sport,politics,art", "--multi-label"],
     "qa": ["qa", "--lines", "-m", "{qa}", "-q", "Who?", "-q", "Where?", "--top-k", "2"],
     "ner": ["ner", "-m", "{ner}", "--aggregation", "first"],
     "embed-chunks": ["embed", "-m", "{embed}", "--chunk", "8", "--overlap", "2"],
     "embed-npy": ["embed", "-m", "{embed}", "--format", "npy", "--max-length", "16"],
 }
+
+
+def test_every_task_of_the_table_is_run_through_the_server_here():
+    from squeezecli.tasks.table import TASKS
+
+    covered = {COMMANDS[name][0] for name in COMMANDS} | {"zero-shot"}  # classify --labels runs zero-shot
+    assert covered >= set(TASKS), f"add a case for {sorted(set(TASKS) - covered)} to COMMANDS"
 
 
 @pytest.mark.parametrize("name", COMMANDS)
@@ -292,7 +300,12 @@ FAULTS = [
     ("/predict", {"inputs": "a", "raw_scores": True}, 422, "'raw_scores' is not supported"),
     ("/v1/tasks/summarise", {"texts": ["a"]}, 404, "no task 'summarise'"),
     ("/v1/tasks/embed", {"texts": "a"}, 422, "'texts' must be a list of strings"),
-    ("/v1/tasks/embed", {"texts": ["a"], "options": {"bogus": 1}}, 422, "embed takes no option 'bogus'"),
+    ("/v1/tasks/embed", {"texts": ["a"], "options": {"bogus": 1}}, 422, "embed has no option 'bogus'"),
+    ("/v1/tasks/embed", {"texts": ["a"], "options": {"chunk": "4"}}, 422, "option 'chunk' takes a whole number"),
+    ("/v1/tasks/embed", {"texts": ["a"], "options": {"pool": "sum"}}, 422, "option 'pool' takes one of mean, max"),
+    ("/v1/tasks/embed", {"texts": ["a"], "options": {"overlap": 2}}, 422, "--overlap applies to chunks"),
+    ("/v1/tasks/embed", {"texts": ["a"], "batch_size": 0}, 422, "option 'batch_size' is 0"),
+    ("/v1/tasks/qa", {"texts": ["a"], "options": {"questions": "Who?"}}, 422, "option 'questions' takes a list"),
     ("/v1/tasks/embed", {"texts": ["a"], "options": {"chunk": 100000}}, 422, "does not fit"),
 ]
 

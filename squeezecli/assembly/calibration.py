@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checkpoint import heads
 from ..model.encoder import Encoder, Keys
 from ..model.tokenizer import Tokenizer, collate
 
@@ -21,10 +22,10 @@ WEIGHT_ONLY = "weight"  # the plan's name for artifact.py's weight-only projecti
 
 # What the head reads from the last hidden states, which is where int8 damage is judged.
 METRICS = {
-    "base": "cosine of mean-pooled last hidden states (sentence embeddings)",
-    "sequence": "cosine of the first token's last hidden state (what the classifier reads)",
-    "token": "cosine of each token's last hidden state, averaged per text",
-    "qa": "cosine of each token's last hidden state, averaged per text",
+    heads.BASE: "cosine of mean-pooled last hidden states (sentence embeddings)",
+    heads.SEQUENCE: "cosine of the first token's last hidden state (what the classifier reads)",
+    heads.TOKEN: "cosine of each token's last hidden state, averaged per text",
+    heads.QA: "cosine of each token's last hidden state, averaged per text",
 }
 
 
@@ -143,9 +144,9 @@ def _trace(encoder: Encoder, batch: dict[str, torch.Tensor]) -> tuple[list[torch
 def _agreement(reference: torch.Tensor, got: torch.Tensor, attention_mask: torch.Tensor, head: str) -> torch.Tensor:
     """Per-text cosine [B] between two last-hidden-state tensors [B, T, H], as the head reads them."""
     real = attention_mask.unsqueeze(-1).float()  # [B, T, 1]
-    if head == "base":
+    if head == heads.BASE:
         return F.cosine_similarity((reference * real).sum(1), (got * real).sum(1), dim=-1)  # [B]
-    if head == "sequence":
+    if head == heads.SEQUENCE:
         return F.cosine_similarity(reference[:, 0], got[:, 0], dim=-1)  # [B]
     per_token = F.cosine_similarity(reference, got, dim=-1)  # [B, T]
     return (per_token * real[..., 0]).sum(1) / real[..., 0].sum(1)  # [B]

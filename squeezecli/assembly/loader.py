@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from ..environment import Environment
 from ..model.runtime import Runtime
+from ..precision import cpu
+from ..precision.names import AUTO, BF16
 from ..store import cache
 from ..store.sources import resolve_source
 from . import checkpoints, fetch, precisions
@@ -18,7 +20,7 @@ from .fetch import pull
 __all__ = ["load_runtime", "pull"]
 
 
-def load_runtime(model: str, head: str, *, precision: str = "auto", revision: str | None = None,
+def load_runtime(model: str, head: str, *, precision: str = AUTO, revision: str | None = None,
                  offline: bool = False, progress: bool = True, env: Environment | None = None) -> Runtime:
     """A ready model for `head` ("base", "sequence", "token" or "qa": checkpoint/heads.py).
 
@@ -33,7 +35,9 @@ def load_runtime(model: str, head: str, *, precision: str = "auto", revision: st
     precision, backend = precisions.choose(precision, env)
     if backend is None:  # fp32 or bf16: the original checkpoint
         model_dir, commit = fetch.checkpoint_dir(source, offline=offline, progress=progress, env=env)
-        return checkpoints.load_checkpoint(source, model_dir, commit, head, precision)
+        runtime = checkpoints.load_checkpoint(source, model_dir, commit, head, precision)
+        runtime.encoder.use_fused_bf16_attention(precision == BF16 and cpu.fused_bf16_attention())
+        return runtime
     entry = cache.cached_entry(cache.cache_root(env), source)
     if entry is None:
         entry = fetch.pull_source(source, offline=offline, progress=progress, head_hint=head, env=env, first_use=True)

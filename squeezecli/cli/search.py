@@ -20,6 +20,7 @@ from ..io.pipeline import InputOptions, OutputOptions
 from ..io.progress import progress_for
 from ..io.records import STDIN, check_paths, read_records
 from ..io.writers import open_writer, print_json, print_rich, resolved_format
+from ..tasks.base import MAX_TOP_K
 from . import views
 from .options import (
     ModelOptions,
@@ -43,7 +44,7 @@ VECTOR_CHOICES = ("int8", "float16", "float32")
 @click.option("--index", "index_path", metavar="INDEX", shell_complete=complete_file_names,
               help="Search an index built with `squeeze index build`: every argument is a query (none: one per "
                    "line of stdin), and only the queries are embedded.")
-@click.option("-k", "--top-k", "k", type=click.IntRange(min=1), default=5, show_default=True,
+@click.option("-k", "--top-k", "k", type=click.IntRange(1, MAX_TOP_K), default=5, show_default=True,
               help="How many of the nearest texts.")
 @chunk_options("each chunk ranked on its own, with its character offsets")
 @model_options
@@ -150,7 +151,8 @@ def _index_input(command: Any) -> Any:
 
 @index.command("build")
 @click.option("-o", "--output", "target", required=True, metavar="INDEX", shell_complete=complete_file_names,
-              help="The index file to write (conventionally NAME.sqidx).")
+              help="The index file to write (conventionally NAME.sqidx); a symlink is followed. Never a directory, "
+                   "device or FIFO.")
 @click.option("--vectors", type=click.Choice(VECTOR_CHOICES), default="float16", show_default=True,
               help="How vectors are stored: float16 (half of float32, scores within 1e-4), int8 (a quarter, with "
                    "a scale per vector; scores within ~2e-3) or float32.")
@@ -168,6 +170,7 @@ def build(env: Environment, inputs: InputOptions, model: ModelOptions, quiet: bo
     from ..io import index as index_file
     from ..tasks import search
 
+    index_file.check_target(target, force=force)  # before the model loads
     pipeline = load("embed", model, env, quiet, chunk=chunk, overlap=overlap)
     with index_file.creating(target, search.index_meta(pipeline.task, vectors), force=force) as index:
         texts, items, cut = _add_records(env, inputs, model, quiet, pipeline, index)

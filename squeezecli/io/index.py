@@ -16,8 +16,9 @@ Format, version 1: one SQLite 3 database, `PRAGMA application_id` 0x53515A58 ("S
           scale REAL, vector BLOB)           `dimension` little-endian values of `vectors`' type; the
                                              unit vector is vector * scale (scale 1 for floats)
 
-A build writes a temporary file beside the target and renames it into place once complete; an `add` is
-one transaction. An interrupted run leaves the index as it was.
+A build writes the file as every output file is written (io/outfile.py: a temporary file beside it,
+renamed into place once complete); an `add` is one transaction. An interrupted run leaves the index as
+it was.
 """
 
 from __future__ import annotations
@@ -25,14 +26,14 @@ from __future__ import annotations
 import contextlib
 import datetime
 import json
-import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from .._version import __version__
-from ..errors import InputError, OutputError, UsageError
+from ..errors import InputError, OutputError
+from . import outfile
 
 FORMAT = "squeeze-index"
 VERSION = 1
@@ -51,8 +52,10 @@ CREATE TABLE items (id INTEGER PRIMARY KEY, text TEXT NOT NULL, source TEXT NOT 
 class Index:
     """An open index: its `meta`, its size, its vectors in blocks, and its items by id."""
 
-    def __init__(self, path: Path, connection: sqlite3.Connection, meta: dict[str, Any]) -> None:
+    def __init__(self, path: Path, connection: sqlite3.Connection, meta: dict[str, Any],
+                 target: Path | None = None) -> None:
         self.path, self._db, self.meta = path, connection, meta
+        self.target = target or path  # the name the user gave, for messages (`path` may be a temporary file)
 
     def __len__(self) -> int:
         return self._db.execute("SELECT count(*) FROM items").fetchone()[0]
@@ -86,7 +89,7 @@ class Index:
 
     def append(self, items: Sequence[Item]) -> None:
         """Add `items` in the current transaction (see `adding`)."""
-        with _writing(self.path):
+        with _writing(self.target):
             self._db.executemany("INSERT INTO items (text, source, start, end, tokens, scale, vector) "
                                  "VALUES (?, ?, ?, ?, ?, ?, ?)", items)
 
@@ -122,36 +125,35 @@ def open_index(path: str | Path, *, writable: bool = False) -> Index:
 
 @contextlib.contextmanager
 def creating(path: str | Path, meta: dict[str, Any], *, force: bool = False) -> Iterator[Index]:
-    """A new index for `path` with `meta` (format, version, created and squeeze are added), written to a temporary file beside it and renamed into place when the
-    block ends without an error; on any error (Ctrl-C too) the temporary file is deleted."""
+    """A new index for `path` with `meta` (format, version, created and squeeze are added), written the
+    way every output file is (io/outfile.py: whole or not at all, never over what is not a regular file;
+    `check_target` first, before anything slow)."""
     path = Path(path)
-    if path.exists() and not force:
-        raise UsageError(f"{path} already exists", hint="--force replaces it; `squeeze index add` adds to it")
-    if path.is_dir():
-        raise UsageError(f"{path} is a directory")
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    check_target(path, force=force)
     index = None
-    try:
-        with _writing(temporary):
-            temporary.unlink(missing_ok=True)
-            db = sqlite3.connect(temporary, isolation_level=None)
-            db.executescript(_SCHEMA)
-            db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-            db.execute(f"PRAGMA user_version = {VERSION}")
-            created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-            full = {"format": FORMAT, "version": VERSION, **meta, "created": created, "squeeze": __version__}
-            db.executemany("INSERT INTO meta VALUES (?, ?)", [(key, json.dumps(value)) for key, value in full.items()])
-            db.execute("BEGIN")
-        index = Index(temporary, db, full)
-        yield index
-        with _writing(path):
-            db.execute("COMMIT")
-            db.close()
-            os.replace(temporary, path)
-    finally:
-        if index is not None:
-            index.close()
-        temporary.unlink(missing_ok=True)
+    with outfile.writing(path) as temporary:
+        try:
+            with _writing(path):
+                db = sqlite3.connect(temporary, isolation_level=None)
+                db.executescript(_SCHEMA)
+                db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                db.execute(f"PRAGMA user_version = {VERSION}")
+                created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+                full = {"format": FORMAT, "version": VERSION, **meta, "created": created, "squeeze": __version__}
+                db.executemany("INSERT INTO meta VALUES (?, ?)", [(key, json.dumps(value)) for key, value in full.items()])
+                db.execute("BEGIN")
+            index = Index(temporary, db, full, target=path)
+            yield index
+            with _writing(path):
+                db.execute("COMMIT")
+        finally:
+            if index is not None:
+                index.close()
+
+
+def check_target(path: str | Path, *, force: bool) -> Path:
+    """Whether `index build -o path` may write there (io/outfile.py's rule), before the model loads."""
+    return outfile.check(path, force=force, exists_hint="--force replaces it; `squeeze index add` adds to it")
 
 
 @contextlib.contextmanager
@@ -177,12 +179,13 @@ def _writing(path: Path) -> Iterator[None]:
     except sqlite3.OperationalError as exc:
         text = str(exc)
         hint = ("free some space, or write the index elsewhere" if "full" in text
-                else "another squeeze is writing to it; try again when it is done" if "locked" in text else None)
+                else "another squeeze is writing to it; try again when it is done" if "locked" in text
+                else "write it to a writable directory" if "readonly" in text or "unable to open" in text else None)
         raise OutputError(f"{path}: cannot write the index: {text}", hint=hint) from None
     except sqlite3.DatabaseError as exc:
         raise InputError(f"{path}: the index is damaged ({exc})", hint="rebuild it with `squeeze index build`") from None
     except OSError as exc:
-        raise OutputError(f"{path}: cannot write the index: {exc.strerror or exc}") from None
+        raise outfile.failure(path, exc) from None
 
 
 @contextlib.contextmanager

@@ -80,12 +80,10 @@ class Connection:
 class RemotePipeline:
     """What a task command runs its batches through, as `api.Pipeline` offers it, on a server."""
 
-    def __init__(self, connection: Connection, task: str, model: str | None, options: dict[str, Any],
-                 hello: dict[str, Any]) -> None:
+    def __init__(self, connection: Connection, task: str, request: dict[str, Any], hello: dict[str, Any]) -> None:
         self.connection = connection
         self.task_name = task
-        self.model = model
-        self.options = options
+        self.request = request  # model, options, max_length, batch_size
         window = hello.get("window") or {}
         self.task = _Described(max_length=window.get("task"), chunkable=bool(window.get("chunkable")),
                                dimension=window.get("dimension"))
@@ -108,7 +106,7 @@ class RemotePipeline:
                 for result in self._run(texts[start:start + self.max_texts])]
 
     def _run(self, texts: list[str]) -> list[dict[str, Any]]:
-        body = {"texts": texts, "model": self.model, "options": self.options}
+        body = {**self.request, "texts": texts}
         try:
             status, answer = self.connection.request("POST", f"/v1/tasks/{self.task_name}", body, timeout=RUN_TIMEOUT)
         except (OSError, http.client.HTTPException) as exc:
@@ -131,11 +129,13 @@ class _Described:
 
 
 def connect(url: str, task: str, model: str | None, options: dict[str, Any], *, precision: str,
-            env: Environment) -> RemotePipeline | None:
-    """A pipeline on the server at `url`, or None (with one notice saying why) where it cannot serve."""
+            env: Environment, max_length: int | None = None, batch_size: int | None = None) -> RemotePipeline | None:
+    """A pipeline running `task` (a row of the task table, with its options by name) on the server at
+    `url`, or None (with one notice saying why) where that server cannot run it."""
+    request = {"model": _model_name(model), "options": options, "max_length": max_length, "batch_size": batch_size}
     try:
         connection = Connection(url, env.api_key)
-        return _hello(connection, task, _model_name(model), options, precision)
+        return _hello(connection, task, request, precision)
     except Unusable as why:
         env.notice(f"{why}: running here instead")
     except (OSError, http.client.HTTPException) as exc:
@@ -143,8 +143,7 @@ def connect(url: str, task: str, model: str | None, options: dict[str, Any], *, 
     return None
 
 
-def _hello(connection: Connection, task: str, model: str | None, options: dict[str, Any],
-           precision: str) -> RemotePipeline:
+def _hello(connection: Connection, task: str, request: dict[str, Any], precision: str) -> RemotePipeline:
     status, health = connection.request("GET", "/health")
     if status == 503 and isinstance(health, dict) and health.get("status") == "loading":
         raise Unusable(f"the server at {connection.url} is still loading its models")
@@ -155,15 +154,14 @@ def _hello(connection: Connection, task: str, model: str | None, options: dict[s
     served = health.get("precision", "auto")
     if precision != served:
         raise Unusable(f"the server at {connection.url} runs --precision {served}, not {precision}")
-    status, hello = connection.request("POST", f"/v1/tasks/{task}", {"texts": [], "model": model, "options": options},
-                                       timeout=RUN_TIMEOUT)
+    status, hello = connection.request("POST", f"/v1/tasks/{task}", {**request, "texts": []}, timeout=RUN_TIMEOUT)
     if status in (401, 403):
         raise Unusable(f"the server at {connection.url} refused the API key (SQUEEZE_API_KEY)")
     if status == 404:
         raise Unusable(f"the server at {connection.url} cannot serve this: {_message(hello)}")
     if status != 200:
         raise _error(status, hello, connection.url)
-    return RemotePipeline(connection, task, model, options, {**hello, "max_texts": health.get("max_texts")})
+    return RemotePipeline(connection, task, request, {**hello, "max_texts": health.get("max_texts")})
 
 
 def _model_name(model: str | None) -> str | None:

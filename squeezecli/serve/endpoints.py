@@ -7,8 +7,9 @@
   "dimensions"} -> [[float]]), `POST /predict` ({"inputs": str | [[str]], "truncate": false} -> the
   labels with their scores, best first: a list for one input, a list of lists for a batch).
   `POST /rerank` joins them when squeeze has a rerank task (see `routes`).
-- squeeze's own: `POST /v1/tasks/{task}` ({"texts": [str], "model", "options": {...}} -> {"results":
-  [...], "model", "notices": [...], "window": {...}}): the records the CLI prints, for every task.
+- squeeze's own: `POST /v1/tasks/{task}` ({"texts": [str], "model", "options": {...}, "max_length",
+  "batch_size"} -> {"results": [...], "model", "notices": [...], "window": {...}}): the records the CLI
+  prints, for every row of the task table, its options named as the table names them (requests.py).
 
 `dimensions` keeps a vector's first N components and rescales them to unit length (Matryoshka models
 are trained for exactly this). base64 is the vector's float32 little-endian bytes, as OpenAI sends them.
@@ -28,8 +29,9 @@ from starlette.routing import Route
 
 from .._version import __version__
 
-from ..tasks import TASKS
+from ..tasks.table import TASKS
 from .app import ApiError, Service
+from .requests import task_arguments
 
 ENCODINGS = ("float", "base64")
 
@@ -77,9 +79,9 @@ def routes(service: Service) -> list[Route]:
         return answers[0] if single else answers
 
     async def task(request: Request) -> dict[str, Any]:
-        name = request.path_params["task"]
-        if name not in TASKS:
-            raise ApiError(404, f"no task {name!r}; tasks: {', '.join(TASKS)}")
+        spec = TASKS.get(request.path_params["task"])
+        if spec is None:
+            raise ApiError(404, f"no task {request.path_params['task']!r}; tasks: {', '.join(TASKS)}")
         body = await service.body(request)
         texts = body.get("texts")
         if not isinstance(texts, list) or not all(isinstance(text, str) for text in texts):
@@ -87,14 +89,18 @@ def routes(service: Service) -> list[Route]:
         if len(texts) > service.max_texts:
             raise ApiError(413, f"'texts' has {len(texts):,} texts, more than the server's {service.max_texts:,} "
                                 f"per request (--max-texts)")
-        options = body.get("options") or {}
+        options, model = body.get("options") or {}, body.get("model")
         if not isinstance(options, dict):
             raise ApiError(422, "'options' must be a JSON object")
+        if model is not None and not isinstance(model, str):
+            raise ApiError(422, "'model' must be a string")
+        name, arguments = task_arguments(spec, options, model, max_length=body.get("max_length"),
+                                         batch_size=body.get("batch_size"))
         if not texts:  # the CLI's hello: load the model, say its window and the notices of its loading
-            loaded, task_object, notices = await service.prepare(name, body.get("model"), options)
+            loaded, task_object, notices = await service.prepare(name, model, arguments)
             results: list[Any] = []
         else:
-            loaded, task_object, results, _ = await service.run(name, body.get("model"), texts, options)
+            loaded, task_object, results, _ = await service.run(name, model, texts, arguments)
             notices = []
         return {"results": results, "model": loaded.name, "notices": notices,
                 "window": {"task": getattr(task_object, "max_length", None), "model": loaded.runtime.max_length,

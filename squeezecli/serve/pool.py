@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..environment import Environment
-from ..errors import ModelError, UsageError
+from ..errors import ModelError
 from ..store import catalogue
 from .batching import BatchObserver, ModelWorker
 
@@ -48,8 +48,7 @@ class Loaded:
 
 def canonical(name: str) -> str:
     """The name a model is kept under: an alias as its Hub id."""
-    entry = catalogue.by_alias(name)
-    return entry.repo_id if entry is not None and name == entry.alias else name
+    return catalogue.hub_id(name)
 
 
 class ModelPool:
@@ -91,12 +90,8 @@ class ModelPool:
         from ..tasks import task_class
 
         name = self.name_for(task, model)
-        options = dict(options or {})
-        check_options(task, options)
-        options["batch_size"] = batch_size = options.get("batch_size") or self.batch_size
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= MAX_BATCH_SIZE:
-            raise UsageError(f"batch_size must be a whole number from 1 to {MAX_BATCH_SIZE}")
-        key = json.dumps([task, options], sort_keys=True)
+        options = {"batch_size": self.batch_size, **(options or {})}
+        key = json.dumps([task, options], sort_keys=True, default=str)
         loaded, notices = self._runtime(name, task, options, key)
         found = loaded.tasks.get(key)
         if found is None:
@@ -160,29 +155,6 @@ class ModelPool:
             key, loaded = idle.pop(0)
             evicted.append(self._loaded.pop(key))
         return evicted
-
-
-# Never a client's: "default_max_length" is the task's own.
-_SERVER_OPTIONS = {"self", "runtime", "default_max_length"}
-MAX_BATCH_SIZE = 1024
-
-
-def check_options(task: str, options: dict[str, Any]) -> None:
-    """Refuse option names the task does not take, before anything loads (the names along the task
-    class's constructors; JSON gives the values, which the task checks)."""
-    import inspect
-
-    from ..tasks import task_class
-
-    known: set[str] = set()
-    for cls in task_class(task).__mro__:
-        if "__init__" in vars(cls):
-            known |= set(inspect.signature(vars(cls)["__init__"]).parameters)
-    known -= _SERVER_OPTIONS | {"options", "kwargs"}
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise UsageError(f"{task} takes no option {', '.join(map(repr, unknown))}",
-                         hint=f"its options: {', '.join(sorted(known))}")
 
 
 def _load(task: str, model: str, **kwargs: Any) -> Any:
