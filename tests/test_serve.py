@@ -362,6 +362,13 @@ def test_bad_serve_options_exit_2_before_anything_starts(environment, args, mess
     assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
 
 
+def test_a_model_that_cannot_load_stops_the_server_with_its_status(environment):
+    done = squeeze(["serve", "--port", "0", "-m", "/no/such/model"], environment)
+    assert done.returncode == 4  # a model error, as for any command
+    assert "squeeze: cannot load /no/such/model: no such model directory" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_a_port_in_use_is_one_line(server, environment):
     done = squeeze(["serve", "--port", str(server.port)], environment)
     assert done.returncode == 1

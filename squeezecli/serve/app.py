@@ -54,6 +54,7 @@ class Service:
         self.debug = debug
         self.ready = False
         self.failure: str | None = None  # a -m model that failed to load: the server says so and stops
+        self.failure_status = 0  # its exit status
 
     # -- the pieces every handler uses ----------------------------------------------------------------
 

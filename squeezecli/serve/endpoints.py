@@ -5,8 +5,9 @@
   "usage": {"prompt_tokens", "total_tokens"}}), `GET /v1/models`.
 - text-embeddings-inference: `POST /embed` ({"inputs", "normalize": true, "truncate": false,
   "dimensions"} -> [[float]]), `POST /predict` ({"inputs": str | [[str]], "truncate": false} -> the
-  labels with their scores, best first: a list for one input, a list of lists for a batch).
-  `POST /rerank` joins them when squeeze has a rerank task (see `routes`).
+  labels with their scores, best first: a list for one input, a list of lists for a batch), `POST
+  /rerank` where the table has a rerank task ({"query", "texts", "return_text": false, "truncate":
+  false} -> [{"index", "score", "text"?}], best first).
 - squeeze's own: `POST /v1/tasks/{task}` ({"texts": [str], "model", "options": {...}, "max_length",
   "batch_size"} -> {"results": [...], "model", "notices": [...], "window": {...}}): the records the CLI
   prints, for every row of the task table, its options named as the table names them (requests.py).
@@ -78,6 +79,21 @@ def routes(service: Service) -> list[Route]:
                    for result in results]
         return answers[0] if single else answers
 
+    async def rerank(request: Request) -> list[dict[str, Any]]:
+        body = await service.body(request)
+        query = body.get("query")
+        if not isinstance(query, str):
+            raise ApiError(422 if query is not None else 400, "'query' must be a string")
+        texts, _ = service.texts(body.get("texts"), "texts")
+        truncate, return_text = _flag(body, "truncate", False), _flag(body, "return_text", False)
+        if _flag(body, "raw_scores", False):
+            raise ApiError(422, "'raw_scores' is not supported: squeeze answers the cross-encoder's scores")
+        loaded, _, results, _ = await service.run("rerank", body.get("model"), texts, {"query": query})
+        _refuse_cut(results, truncate, loaded)
+        best_first = sorted(range(len(texts)), key=lambda index: -results[index]["score"])
+        return [{"index": index, "score": results[index]["score"], **({"text": texts[index]} if return_text else {})}
+                for index in best_first]
+
     async def task(request: Request) -> dict[str, Any]:
         spec = TASKS.get(request.path_params["task"])
         if spec is None:
@@ -113,8 +129,7 @@ def routes(service: Service) -> list[Route]:
         service.route("/v1/tasks/{task}", task, ["POST"], "openai"),
         service.route("/embed", embed, ["POST"], "tei"),
         service.route("/predict", predict, ["POST"], "tei"),
-        # /rerank (TEI: {"query", "texts", "return_text"} -> [{"index", "score", "text"?}] best first) goes
-        # here once squeeze has a rerank task.
+        *([service.route("/rerank", rerank, ["POST"], "tei")] if "rerank" in TASKS else []),
     ]
 
 

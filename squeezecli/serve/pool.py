@@ -30,6 +30,10 @@ from .batching import BatchObserver, ModelWorker
 ONCE_NOTICES = ("for the first time", "damaged cache entry")
 
 
+# Task objects (option sets) kept per model; each is small beside its model, but requests can vary them.
+TASKS_PER_MODEL = 64
+
+
 class ModelNotServed(ModelError):
     """A model this server may not load (off loopback, a model not given with -m)."""
 
@@ -96,8 +100,9 @@ class ModelPool:
         found = loaded.tasks.get(key)
         if found is None:
             found = task_class(task)(loaded.runtime, **options)
-            with self._lock:
-                loaded.tasks = {**loaded.tasks, key: found}
+            with self._lock:  # the oldest option sets make way (a query a request, for instance)
+                kept = list(loaded.tasks.items())[-(TASKS_PER_MODEL - 1):]
+                loaded.tasks = {**dict(kept), key: found}
         return loaded, found, loaded.notices if notices is None else notices
 
     def preload(self, name: str) -> Loaded:

@@ -90,7 +90,7 @@ def serve(settings: Settings, env: Environment) -> int:
     finally:
         pool.stop()
     if service.failure:
-        return 4
+        return service.failure_status
     return 130 if server.signal_number == signal.SIGINT else 0
 
 
@@ -103,6 +103,7 @@ def _load_models(service: Service, settings: Settings, server: "_Server", env: E
             service.pool.preload(name)
         except SqueezeError as exc:
             service.failure = f"{name}: {exc.message}"
+            service.failure_status = int(exc.status)
             env.notice(f"cannot load {name}: {exc.message}" + (f" ({exc.hint})" if exc.hint else ""))
             server.should_exit = True
             return
