@@ -175,7 +175,7 @@ def test_aliases_name_one_default_per_task() -> None:
     rows = json_lines(squeeze("aliases"))
     defaults = {row["task"]: row["alias"] for row in rows if row["default"]}
     assert defaults == {"sentiment": "distilbert-sst2", "zero-shot": "squeezebert-mnli", "qa": "minilm-squad2",
-                        "ner": "bert-ner", "embed": "minilm-embed"}
+                        "ner": "bert-ner", "embed": "minilm-embed", "rerank": "minilm-rerank"}
     assert {row["alias"]: row["id"] for row in rows}["squeezebert-qa"] == "mrm8488/squeezebert-finetuned-squadv1"
 
 

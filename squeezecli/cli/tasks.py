@@ -20,7 +20,7 @@ from ..io.batches import batched
 from ..io.pipeline import InputOptions, OutputOptions, TableView, run_pipeline
 from ..io.record import Record
 from ..io.writers import left_cut, write_npy
-from ..tasks.table import TASKS, Given, Option, TaskSpec, check_chunks
+from ..tasks.table import TASKS, Given, Option, TaskSpec, check_chunks, check_ranking, kept
 from ..tasks.table import chunk_options as chunk_option_specs
 from .options import (
     ModelOptions,
@@ -44,11 +44,14 @@ def load(task: str, model: ModelOptions, env: Environment, quiet: bool = False, 
     name = model.model or catalogue.default_for(task)
     shown = left_cut(name, 40)  # a path by its end; the precision always shows
     with status_line(env, f"loading {shown} ({model.precision})…", quiet):
-        return load_pipeline(
-            task, model.model, revision=model.revision, precision=model.precision, offline=model.offline,
-            batch_size=model.batch_size, max_length=model.max_length, threads=model.threads,
-            progress=not quiet, env=env, **options,
-        )
+        return load_pipeline(task, model.model, progress=not quiet, env=env, **load_arguments(model), **options)
+
+
+def load_arguments(model: ModelOptions) -> dict[str, Any]:
+    """`squeezecli.load`'s arguments for the model options (but the model's name): here and for
+    run-distributed's workers, which load their own."""
+    return dict(revision=model.revision, precision=model.precision, offline=model.offline,
+                batch_size=model.batch_size, max_length=model.max_length, threads=model.threads)
 
 
 def served(spec: TaskSpec, model: ModelOptions, env: Environment, quiet: bool, given: Given) -> Any:
@@ -123,8 +126,11 @@ def checked(spec: TaskSpec) -> Decorator:
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(command)
         def with_check(*args: Any, **kwargs: Any) -> Any:
-            values = {option.name: kwargs[option.name] for option in spec.options}
-            run_check(spec.check, spec.given(values, model=kwargs.get("model"), format=kwargs.get("fmt")))
+            values = {option.name: kwargs[option.name] for option in spec.command_options if option.name in kwargs}
+            given = spec.given(values, model=kwargs.get("model"), format=kwargs.get("fmt"))
+            run_check(spec.check, given)
+            if spec.ranked:
+                run_check(check_ranking, given)
             return command(*args, **kwargs)
 
         return with_check
@@ -153,8 +159,9 @@ def plan(spec: TaskSpec, model: ModelOptions, inputs: InputOptions, given: Given
 
 
 def given_of(spec: TaskSpec, values: dict[str, Any], model: ModelOptions, fmt: str | None = None) -> dict[str, Any]:
-    """A row's `Given`: its options' values, the model asked for and the output format."""
-    return spec.given({option.name: values[option.name] for option in spec.options}, model=model.model, format=fmt)
+    """A row's `Given`: its command's options' values, the model asked for and the output format."""
+    return spec.given({option.name: values[option.name] for option in spec.command_options if option.name in values},
+                      model=model.model, format=fmt)
 
 
 def command_for(spec: TaskSpec) -> click.Command:
@@ -164,7 +171,7 @@ def command_for(spec: TaskSpec) -> click.Command:
         run_task(spec, env, inputs, output, model, given_of(spec, values, model, output.format))
 
     function = output_options(pass_environment(run), extra_formats=spec.extra_formats)
-    function = task_options(spec.options)(model_options(input_options(function)))
+    function = task_options(spec.command_options)(model_options(input_options(function)))
     return click.command(spec.name, help=spec.help)(checked(spec)(function))
 
 
@@ -187,7 +194,8 @@ def run_task(spec: TaskSpec, env: Environment, inputs: InputOptions, output: Out
             vectors.extend(row["embedding"] for row in pipeline.run_batch([record.text for record in batch]))
         write_npy(vectors, env.stdout.buffer, dimension=pipeline.task.dimension)
         return
-    _run(pipeline, chosen.inputs, output, env, model.batch_size, chosen.spec.columns(given), chosen.spec.view(given))
+    _run(pipeline, chosen.inputs, output, env, model.batch_size, chosen.spec.columns(given), chosen.spec.view(given),
+         ranked=chosen.spec.ranked, best=kept(given) if chosen.spec.ranked else None)
 
 
 def chunk_options(what: str) -> Decorator:
@@ -206,7 +214,8 @@ def chunk_options(what: str) -> Decorator:
 
 
 def _run(pipeline: Any, inputs: InputOptions, output: OutputOptions, env: Environment, batch_size: int,
-         columns: list[str], table_view: TableView | None = None) -> None:
+         columns: list[str], table_view: TableView | None = None, ranked: bool = False, best: int | None = None
+         ) -> None:
     texts = cut = 0
 
     def process_batch(records: list[Record]) -> list[dict[str, Any]]:
@@ -219,7 +228,8 @@ def _run(pipeline: Any, inputs: InputOptions, output: OutputOptions, env: Enviro
     if hasattr(pipeline, "window"):  # on a server: whole windows, which it sorts and batches as we would here
         batch_size = pipeline.window(batch_size)
     run_pipeline(inputs, output, batch_size=batch_size, length_of=lambda record: pipeline.length_of(record.text),
-                 process_batch=process_batch, columns=columns, table_view=table_view, env=env)
+                 process_batch=process_batch, columns=columns, table_view=table_view, env=env, with_text=ranked,
+                 best=best)
     if cut:
         env.notice(truncation_notice(cut, texts, pipeline.task.max_length, pipeline.runtime.max_length,
                                      chunkable=pipeline.task.chunkable))

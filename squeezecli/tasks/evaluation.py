@@ -199,3 +199,58 @@ class Similarity(Evaluator):
     @staticmethod
     def changed(values: list[Any]) -> bool:
         return max(values) - min(values) > 0.05
+
+
+class Ranking(Evaluator):
+    """Candidates for queries (rerank): each record a candidate text with its query (--query-field) and
+    gold relevance (0 or false: not relevant; a number: a graded gain). The cross-encoder's scores rank
+    each query's candidates; MRR@10 and nDCG@10 over the queries with a relevant candidate."""
+
+    headline = ("mrr@10", "ndcg@10")
+
+    def __init__(self, pipeline: Any, records: list[Record], gold_field: str, given: Mapping[str, Any]) -> None:
+        self.queries = [str(_field(record, given["query_field"])) for record in records]
+        super().__init__(pipeline, records, gold_field, given)
+
+    def parse_gold(self, record: Record, value: Any) -> float:
+        try:
+            relevance = float(value)
+        except (TypeError, ValueError):
+            relevance = math.nan
+        if not math.isfinite(relevance) or relevance < 0:
+            raise InputError(f"{_where(record)}: the relevance {value!r} is not a number of 0 or more (or true/false)")
+        return relevance
+
+    def _by_query(self) -> dict[str, list[int]]:
+        groups: dict[str, list[int]] = {}
+        for i, query in enumerate(self.queries):
+            groups.setdefault(query, []).append(i)
+        return groups
+
+    def predict(self, advance: Callable[[int], None]) -> list[Any]:
+        task = self.pipeline.task
+        scores: list[float] = [0.0] * len(self.records)
+        for query, rows in self._by_query().items():
+            task.set_query(query)
+            for first in range(0, len(rows), CHUNK):
+                chunk = rows[first:first + CHUNK]
+                for i, result in zip(chunk, self.pipeline([self.records[i].text for i in chunk])):
+                    scores[i] = result["score"]
+                advance(len(chunk))
+        return scores
+
+    def score(self, predictions: list[Any]) -> dict[str, Any]:
+        from . import metrics
+
+        groups = list(self._by_query().values())
+        return metrics.ranking([[self.gold[i] for i in rows] for rows in groups],
+                               [[predictions[i] for i in rows] for rows in groups])
+
+    @staticmethod
+    def agreement(ours: list[Any], reference: list[Any]) -> float:
+        """1 - the mean absolute difference of the scores."""
+        return 1 - sum(abs(a - b) for a, b in zip(ours, reference)) / len(ours)
+
+    @staticmethod
+    def changed(values: list[Any]) -> bool:
+        return max(values) - min(values) > 0.05

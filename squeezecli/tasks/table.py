@@ -27,7 +27,7 @@ from typing import Any
 from ..checkpoint import heads
 from ..errors import UsageError
 from . import views
-from .base import AGGREGATIONS, check_chunking
+from .base import AGGREGATIONS, MAX_TOP_K, check_chunking
 
 DEFAULT_TEMPLATE = "This example is {}."  # the zero-shot hypothesis, as transformers' pipeline words it
 
@@ -87,7 +87,7 @@ class TaskSpec:
 
     name: str
     task: str  # "module:Class" in tasks/
-    head: str  # the Encoder head it runs ("base", heads.SEQUENCE, "token", "qa")
+    head: str  # the Encoder head it runs: one of checkpoint.heads.HEADS
     help: str  # the command's help text (Click's: a \b paragraph keeps its line breaks)
     brief: str  # one line, for listings and run-distributed
     columns: Callable[[Given], list[str]]
@@ -100,22 +100,33 @@ class TaskSpec:
     chunkable: bool = False  # reads a long text as chunks (--chunk)
     extra_formats: tuple[str, ...] = ()  # output formats beyond the writers' ("npy": the CLI writes it)
     command: bool = True  # a command of its own (zero-shot is reached through classify --labels)
+    # Results ranked across the whole input by their "score" (rerank): the command keeps the best -k
+    # (RANKING's options, the command's alone), printed best first with their rank, or with --keep-order
+    # every result in input order; either way each row carries its text. run-distributed and the API
+    # score every record, in order.
+    ranked: bool = False
     evaluation: Evaluation | None = None
 
     def task_class(self) -> type:
         """The class that runs the task (importing it, and torch)."""
         return imported(self.task)
 
+    @property
+    def command_options(self) -> tuple[Option, ...]:
+        """The options of the row's command: its own, and RANKING's for a ranked row (the command's:
+        run-distributed and the task itself score every record)."""
+        return (*self.options, *(RANKING if self.ranked else ()))
+
     def given(self, values: Mapping[str, Any], *, model: str | None = None, format: str | None = None
               ) -> dict[str, Any]:
         """The row's `Given` from option values by name (a front end's request): an option left out has
-        its default; a name that is no option of the row is refused."""
-        names = {option.name for option in self.options}
+        its default; a name that is no option of the row's command is refused."""
+        names = {option.name for option in self.command_options}
         unknown = sorted(set(values) - names)
         if unknown:
             raise UsageError(f"{self.name} has no option {unknown[0]!r}", hint=f"its options: {', '.join(sorted(names))}")
         defaults = {option.name: () if option.multiple and option.default is None else option.default
-                    for option in self.options}
+                    for option in self.command_options}
         return {**defaults, **values, "model": model, "format": format}
 
     def resolve(self, given: Given) -> TaskSpec:
@@ -207,6 +218,28 @@ def _required(option: str, message: str) -> Callable[[Given], None]:
     return check
 
 
+# -- ranking -------------------------------------------------------------------------------------------
+
+DEFAULT_RANKED = 10  # -k of a ranked command: the best ten, as MRR@10 and nDCG@10 judge a ranking
+RANKING = (
+    Option("top_k", ("-k", "--top-k"), type="int", min=1, max=MAX_TOP_K, metavar="N", group="ranking",
+           help=f"The N best, best first, each with its rank (default {DEFAULT_RANKED})."),
+    Option("keep_order", ("--keep-order",), type="flag", default=False, group="ranking",
+           help="Every record's score in input order, written as it is scored (no rank, no -k)."),
+)
+
+
+def check_ranking(given: Given) -> None:
+    """-k picks the best, --keep-order keeps every record in input order: not both."""
+    if given.get("keep_order") and given.get("top_k") is not None:
+        raise UsageError("-k keeps the best, --keep-order every record in input order: give one")
+
+
+def kept(given: Given) -> int | None:
+    """How many results a ranked command keeps: -k (default DEFAULT_RANKED), or None (--keep-order: all)."""
+    return None if given.get("keep_order") else given.get("top_k") or DEFAULT_RANKED
+
+
 # -- qa -------------------------------------------------------------------------------------------------
 
 # Hub ids of SQuAD 2.0 fine-tunes say so; those models learned to point at [CLS] for "no answer".
@@ -270,6 +303,31 @@ _EVAL_QA = (Option("question_field", ("--question-field",), default="question", 
 _EVAL_EMBED = (Option("pair_field", ("--pair-field",), metavar="FIELD",
                       help="embed: the field that holds the second text of each pair."),)
 
+# -- rerank ----------------------------------------------------------------------------------------------
+
+RERANK = (Option("query", ("-q", "--query"), required=True, metavar="QUERY",
+                 help="What the candidates are ranked by: each is read with it by the cross-encoder."),)
+_EVAL_RERANK = (Option("query_field", ("--query-field",), default="query", show_default=True, metavar="FIELD",
+                       help="rerank: the field that holds each record's query (the text is its candidate)."),)
+
+
+def _check_query(given: Given) -> None:
+    if not str(given.get("query") or "").strip():
+        raise UsageError("the query is empty: -q QUERY is what the candidates are ranked by")
+
+
+_RERANK_HELP = """Rank candidates (one per line) by how well each answers QUERY: a cross-encoder reads the query with
+each (default model: ms-marco-MiniLM-L-6-v2).
+
+\b
+  squeeze rerank -q "how do I get my money back" faq.txt
+  squeeze rerank -q "refund" --jsonl tickets.jsonl -k 3
+
+The best -k (default 10) are printed best first, each with its rank, score (as sentence-transformers'
+CrossEncoder gives it: the sigmoid of the model's logit), text and where it came from, other input
+fields carried; --keep-order prints every candidate's score in input order instead.
+"""
+
 # -- the table -------------------------------------------------------------------------------------------
 
 _CLASSIFY_HELP = """Classify each line with a text-classification model (--model), or zero-shot into --labels.
@@ -326,6 +384,12 @@ TASKS: dict[str, TaskSpec] = {row.name: row for row in [
              view=lambda given: views.chunks if _embedded_per_chunk(given) else None,
              evaluation=Evaluation("evaluation:Similarity", _EVAL_EMBED, _required(
                  "pair_field", "embed is evaluated on pairs: --pair-field FIELD names the second text"))),
+    TaskSpec("rerank", "rerank:Rerank", heads.SEQUENCE, ranked=True, help=_RERANK_HELP,
+             brief="Score each line as an answer to -q QUERY with a cross-encoder.",
+             options=RERANK, arguments=_picked("query"), check=_check_query,
+             columns=lambda given: ["score", "text", "file", "line"] if given.get("keep_order")
+             else ["rank", "score", "text", "file", "line"],
+             evaluation=Evaluation("evaluation:Ranking", _EVAL_RERANK, arguments=lambda given, model: {"query": "?"})),
 ]}
 """The table, in the order front ends list the tasks; a row added here is a command, a run-distributed
 subcommand, an eval task and a `squeezecli.load` task."""
