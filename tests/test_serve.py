@@ -41,6 +41,7 @@ def models(checkpoints):
         "qa": str(checkpoints("qa", "bert", "qa")),
         "ner": str(checkpoints("ner", "bert", "token", labels=list(catalogue.by_alias("bert-ner").labels))),
         "embed": str(checkpoints("embed", "bert", "base")),
+        "rerank": str(checkpoints("cross", "bert", "sequence", labels=["LABEL_0"])),
     }
 
 
@@ -78,6 +79,8 @@ COMMANDS = {
     "ner": ["ner", "-m", "{ner}", "--aggregation", "first"],
     "embed-chunks": ["embed", "-m", "{embed}", "--chunk", "8", "--overlap", "2"],
     "embed-npy": ["embed", "-m", "{embed}", "--format", "npy", "--max-length", "16"],
+    "rerank": ["rerank", "-m", "{rerank}", "-q", "a sentence about the weather", "-k", "5"],
+    "rerank-in-order": ["rerank", "-m", "{rerank}", "-q", "markets", "--keep-order", "--format", "csv"],
 }
 
 
@@ -220,6 +223,23 @@ def test_tei_predict_answers_every_label_best_first(server, models):
     assert status == 200 and len(batch) == 2
     assert [entry["label"] for entry in batch[0]] == [entry["label"] for entry in single]
     assert max(abs(a["score"] - b["score"]) for a, b in zip(batch[0], single)) <= BATCH_TOLERANCE
+
+
+def test_tei_rerank_answers_every_text_best_first(server, models):
+    texts = ["The weather is sunny today.", "Stocks fell sharply.", "Rain is expected tomorrow."]
+    body = {"query": "What is the weather like?", "texts": texts, "model": models["rerank"]}
+    status, ranked, _ = server.request("POST", "/rerank", {**body, "return_text": True})
+    assert status == 200
+    assert sorted(entry["index"] for entry in ranked) == [0, 1, 2]
+    assert [entry["score"] for entry in ranked] == sorted((entry["score"] for entry in ranked), reverse=True)
+    assert [entry["text"] for entry in ranked] == [texts[entry["index"]] for entry in ranked]
+    status, scored, _ = server.request("POST", "/v1/tasks/rerank", {"texts": texts, "model": models["rerank"],
+                                                                    "options": {"query": body["query"]}})
+    assert [entry["score"] for entry in ranked] == [scored["results"][entry["index"]]["score"] for entry in ranked]
+    status, plain, _ = server.request("POST", "/rerank", body)
+    assert status == 200 and "text" not in plain[0]
+    status, answer, _ = server.request("POST", "/rerank", {"texts": texts, "model": models["rerank"]})
+    assert status == 400 and answer["error"] == "'query' must be a string"
 
 
 def test_models_health_and_metrics(server, models):

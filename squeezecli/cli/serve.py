@@ -39,7 +39,7 @@ def serve(env: Environment, models: tuple[str, ...], host: str, port: int, preci
           max_models: int, queue_texts: int, max_texts: int, max_bytes: int, batch_size: int,
           threads: int | None) -> None:
     """Keep models loaded and answer over HTTP: OpenAI's /v1/embeddings, text-embeddings-inference's
-    /embed and /predict, squeeze's /v1/tasks/TASK (which the task commands use when SQUEEZE_SERVER names
+    /embed, /predict and /rerank, squeeze's /v1/tasks/TASK (which the task commands use when SQUEEZE_SERVER names
     this server), /health and /metrics.
 
     \b

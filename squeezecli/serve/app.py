@@ -5,7 +5,8 @@ turns every failure into a JSON answer: a client's mistake is a 4xx with a messa
 SqueezeError such as an unknown model), a full queue a 503 with Retry-After, a bug a 500 that says
 only "internal error" (the traceback on the server's stderr with SQUEEZE_DEBUG=1). The error's shape
 is that of the API the route belongs to: OpenAI's `{"error": {"message", "type", "code"}}` under /v1,
-TEI's `{"error", "error_type"}` for /embed and /predict. The routes and their answers: endpoints.py.
+TEI's `{"error", "error_type"}` for /embed, /predict and /rerank. The routes and their answers are in
+endpoints.py.
 """
 
 from __future__ import annotations
