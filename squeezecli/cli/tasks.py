@@ -65,13 +65,30 @@ def load_arguments(model: ModelOptions) -> dict[str, Any]:
                 batch_size=model.batch_size, max_length=model.max_length, threads=model.threads)
 
 
+def served(spec: TaskSpec, model: ModelOptions, env: Environment, quiet: bool, given: Given) -> Any:
+    """The row run on the `squeeze serve` SQUEEZE_SERVER names (None: run here): the server reads the
+    same options off the same table, and loads the model, which this process never does."""
+    if not (env.server and model.server) or model.revision is not None:
+        return None
+    from ..io.progress import status_line
+    from ..serve.client import connect
+    from ..store import catalogue
+
+    values = {option.name: given[option.name] for option in spec.options}
+    shown = left_cut(model.model or catalogue.default_for(spec.resolve(given).name), 40)
+    with status_line(env, f"loading {shown} ({model.precision}) on {env.server}…", quiet):
+        remote = connect(env.server, spec.name, model.model, values, precision=model.precision, env=env,
+                         max_length=model.max_length, batch_size=model.batch_size)
+        for notice in remote.notices if remote else ():
+            env.notice(notice.removeprefix("squeeze: "))
+    return remote
+
+
 def model_id(task: str, model: ModelOptions) -> str:
     """The Hub id (or path) of the model `task` runs: a catalogue alias by its repository."""
     from ..store import catalogue
 
-    name = model.model or catalogue.default_for(task)
-    entry = catalogue.by_alias(name)
-    return entry.repo_id if entry else name
+    return catalogue.hub_id(model.model or catalogue.default_for(task))
 
 
 # -- from the table's rows to Click ---------------------------------------------------------------------
@@ -182,7 +199,8 @@ def run_task(spec: TaskSpec, env: Environment, inputs: InputOptions, output: Out
     if output.format == "npy" and env.stdout_is_terminal:
         raise SqueezeError("refusing to write a binary .npy array to a terminal", hint="redirect it: > vectors.npy")
     chosen = plan(spec, model, inputs, given)
-    pipeline = load(chosen.spec.name, model, env, output.quiet, **chosen.arguments)
+    pipeline = (served(spec, model, env, output.quiet, given)
+                or load(chosen.spec.name, model, env, output.quiet, **chosen.arguments))
     if output.format == "npy":
         vectors: list[list[float]] = []
         for batch in batched(chosen.inputs.read(env=env), model.batch_size):
@@ -220,6 +238,8 @@ def _run(pipeline: Any, inputs: InputOptions, output: OutputOptions, env: Enviro
         cut += sum(1 for result in results if result.get("truncated"))
         return results
 
+    if hasattr(pipeline, "window"):  # on a server: whole windows, which it sorts and batches as we would here
+        batch_size = pipeline.window(batch_size)
     run_pipeline(inputs, output, batch_size=batch_size, length_of=lambda record: pipeline.length_of(record.text),
                  process_batch=process_batch, columns=columns, table_view=table_view, env=env, with_text=ranked,
                  best=best)
