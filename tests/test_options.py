@@ -60,6 +60,12 @@ def test_bare_squeeze_prints_its_help_and_exits_0():
     (["embed", "--batch-size", "1000000000"], f"'--batch-size': 1000000000 is not in the range 1<=x<={MAX_BATCH_SIZE}"),
     (["similar", "-k", str(MAX_TOP_K + 1), "q", "-"], f"'-k' / '--top-k': {MAX_TOP_K + 1} is not in the range"),
     (["embed", "--threads", "999"], f"--threads 999 is more than the {usable_cpus()} CPU"),
+    (["serve", "--threads", "999"], f"--threads 999 is more than the {usable_cpus()} CPU"),
+    (["serve", "--batch-size", "100000"], f"'--batch-size': 100000 is not in the range 1<=x<={MAX_BATCH_SIZE}"),
+    (["serve", "--max-models", "1000"], "'--max-models': 1000 is not in the range 1<=x<=64"),
+    (["serve", "--queue", "1000000000"], "'--queue': 1000000000 is not in the range"),
+    (["serve", "--max-texts", "1000000000"], "'--max-texts': 1000000000 is not in the range"),
+    (["serve", "--max-bytes", "100000000000"], "'--max-bytes': 100000000000 is not in the range"),
 ])
 def test_a_size_past_its_bound_is_refused_before_the_model_loads(tmp_path, args, says):
     refused(run([*args, "-m", str(tmp_path / "no-model")]), says)

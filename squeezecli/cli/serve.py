@@ -8,7 +8,8 @@ import click
 from ..environment import API_KEY_ENV, Environment
 from ..errors import UsageError
 from ..precision.names import PRECISIONS
-from .options import complete_models, pass_environment
+from ..io.batches import MAX_BATCH_SIZE
+from .options import check_threads, complete_models, pass_environment
 
 
 @click.command()
@@ -23,15 +24,15 @@ from .options import complete_models, pass_environment
               help="The precision every model runs at (as the task commands' --precision).")
 @click.option("--api-key", metavar="KEY", envvar=API_KEY_ENV, show_envvar=True,
               help="Require 'Authorization: Bearer KEY' on every request but /health. Never printed.")
-@click.option("--max-models", type=click.IntRange(min=1), default=4, show_default=True, metavar="N",
+@click.option("--max-models", type=click.IntRange(1, 64), default=4, show_default=True, metavar="N",
               help="Models kept loaded at most; past it the least recently used one not given with -m is unloaded.")
-@click.option("--queue", "queue_texts", type=click.IntRange(min=1), default=4096, show_default=True, metavar="TEXTS",
+@click.option("--queue", "queue_texts", type=click.IntRange(1, 1 << 20), default=4096, show_default=True, metavar="TEXTS",
               help="Texts waiting or running at most, across clients; past it requests get 503 with Retry-After.")
-@click.option("--max-texts", type=click.IntRange(min=1), default=1024, show_default=True, metavar="N",
+@click.option("--max-texts", type=click.IntRange(1, 65536), default=1024, show_default=True, metavar="N",
               help="Texts in one request at most (413 past it).")
-@click.option("--max-bytes", type=click.IntRange(min=1024), default=8 * 1024 * 1024, show_default=True, metavar="BYTES",
+@click.option("--max-bytes", type=click.IntRange(1024, 1 << 30), default=8 * 1024 * 1024, show_default=True, metavar="BYTES",
               help="Bytes in one request body at most (413 past it).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
+@click.option("--batch-size", type=click.IntRange(1, MAX_BATCH_SIZE), default=32, show_default=True,
               help="Texts per model call; texts of concurrent requests are batched together.")
 @click.option("--threads", type=click.IntRange(min=1), metavar="N", help="CPU threads for the models (default: torch's choice).")
 @pass_environment
@@ -48,6 +49,7 @@ def serve(env: Environment, models: tuple[str, ...], host: str, port: int, preci
 
     SIGTERM or Ctrl-C stops accepting requests, answers those in flight, and exits (0 after SIGTERM).
     """
+    check_threads(threads)
     from ..serve.server import Settings, is_loopback, serve as run_server
 
     if any(not name.strip() for name in models):

@@ -14,11 +14,9 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import UsageError
+from ..io.batches import MAX_BATCH_SIZE  # a request's batch_size, bounded as the command line's --batch-size
 from ..store import catalogue
 from ..tasks.table import Option, TaskSpec
-
-# A request's own settings beside the row's options, as the model options of every command.
-MAX_BATCH_SIZE = 1024
 
 
 def task_arguments(spec: TaskSpec, options: dict[str, Any], model: str | None, *, max_length: Any = None,
@@ -27,11 +25,12 @@ def task_arguments(spec: TaskSpec, options: dict[str, Any], model: str | None, *
     what the CLI would refuse with status 2."""
     values = {name: coerced(option_named(spec, name), value) for name, value in options.items()}
     given = spec.given(values, model=model)
-    spec.check(given)
+    max_length = None if max_length is None else _whole(max_length, "max_length", 1, None)
+    spec.check({**given, "max_length": max_length})  # as the CLI's check: qa's stride against it
     ran = spec.resolve(given)
     arguments = ran.arguments(given, model_id(ran.name, model))
     if max_length is not None:
-        arguments["max_length"] = _whole(max_length, "max_length", 1, None)
+        arguments["max_length"] = max_length
     if batch_size is not None:
         arguments["batch_size"] = _whole(batch_size, "batch_size", 1, MAX_BATCH_SIZE)
     return ran.name, arguments
