@@ -122,6 +122,8 @@ def input_options(command: Callable[..., Any]) -> Callable[..., Any]:
                                            ("--doc", doc)) if given]
         if len(chosen) > 1:
             raise click.UsageError(f"{chosen[0]} and {chosen[1]} are different input formats: give one")
+        if field is not None and not field.strip():
+            raise UsageError("--field is empty", hint="name the JSON field or column that holds the text (default: text)")
         if doc and field is not None:
             raise click.UsageError("--doc reads whole files as text; it cannot be combined with --field")
         unit: Unit = ("doc" if doc else "csv" if csv else "tsv" if tsv else "parquet" if parquet

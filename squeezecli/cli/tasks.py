@@ -20,6 +20,7 @@ from ..io.batches import batched
 from ..io.pipeline import InputOptions, OutputOptions, TableView, run_pipeline
 from ..io.record import Record
 from ..io.writers import left_cut, write_npy
+from ..precision.names import AUTO
 from ..tasks.table import TASKS, Given, Option, TaskSpec, check_chunks, check_ranking, kept
 from ..tasks.table import chunk_options as chunk_option_specs
 from .options import (
@@ -38,13 +39,23 @@ def load(task: str, model: ModelOptions, env: Environment, quiet: bool = False, 
     """The pipeline of `task` for the model options, notices to stderr: the one load of every command
     (the task commands, run-distributed, eval, similar and index), with its "loading" status line."""
     from ..api import load as load_pipeline
-    from ..io.progress import status_line
+    from ..io.progress import STATUS_WIDTH, status_line
     from ..store import catalogue
 
     name = model.model or catalogue.default_for(task)
-    shown = left_cut(name, 40)  # a path by its end; the precision always shows
-    with status_line(env, f"loading {shown} ({model.precision})…", quiet):
-        return load_pipeline(task, model.model, progress=not quiet, env=env, **load_arguments(model), **options)
+    precision = model.precision
+    if precision == AUTO and not quiet and env.stderr_is_terminal:  # the line shows: say what auto runs
+        from ..precision.cpu import auto_precision
+
+        precision = f"{AUTO}: {auto_precision().precision}"
+    shown = left_cut(name, STATUS_WIDTH - len(f"loading  ({precision})…"))  # a path by its end; the precision shows
+    with status_line(env, f"loading {shown} ({precision})…", quiet):
+        pipeline = load_pipeline(task, model.model, progress=not quiet, env=env, **load_arguments(model), **options)
+    window = pipeline.runtime.max_length
+    if model.max_length is not None and model.max_length > window:
+        env.notice(f"--max-length {model.max_length} is more than the model's {window}-token window: texts are cut "
+                   f"to {window} tokens")
+    return pipeline
 
 
 def load_arguments(model: ModelOptions) -> dict[str, Any]:
@@ -128,6 +139,8 @@ def checked(spec: TaskSpec) -> Decorator:
         def with_check(*args: Any, **kwargs: Any) -> Any:
             values = {option.name: kwargs[option.name] for option in spec.command_options if option.name in kwargs}
             given = spec.given(values, model=kwargs.get("model"), format=kwargs.get("fmt"))
+            # The command line's own options a row's check may need (qa's --stride against --max-length).
+            given = {**given, "max_length": kwargs.get("max_length"), "doc": kwargs.get("doc")}
             run_check(spec.check, given)
             if spec.ranked:
                 run_check(check_ranking, given)
