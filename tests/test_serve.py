@@ -367,6 +367,52 @@ def test_a_restricted_pool_serves_only_its_models(models):
         pool.name_for("embed", "")
 
 
+def test_the_pool_unloads_the_least_recently_used_model_past_its_bound(models, checkpoints):
+    from squeezecli.serve.pool import ModelPool
+
+    other = str(checkpoints("embed-2", "bert", "base", seed=1))
+    third = str(checkpoints("embed-3", "bert", "base", seed=2))
+    pool = ModelPool(precision="fp32", max_models=2, pinned=(models["embed"],))
+    try:
+        pool.preload(models["embed"])
+        for name in (other, third, other):  # `third` is then the least recently used one not pinned
+            pool.task_for("embed", name)
+        assert sorted(loaded.name for loaded in pool.loaded()) == sorted([models["embed"], other])
+        pool.task_for("embed", third)
+        assert sorted(loaded.name for loaded in pool.loaded()) == sorted([models["embed"], third])
+    finally:
+        pool.stop()
+
+
+def test_a_server_of_another_version_is_not_used(models, environment):
+    import http.server
+
+    class Elsewhere(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = json.dumps({"status": "ok", "version": "0.0.1", "precision": "fp32"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    other = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Elsewhere)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{other.server_address[1]}"
+        away = squeeze(["embed", "-m", models["embed"], "--precision", "fp32"], environment, "one\n", server=url)
+    finally:
+        other.shutdown()
+    from squeezecli import __version__
+
+    assert away.returncode == 0 and len(away.stdout.splitlines()) == 1
+    assert away.stderr.splitlines() == [
+        f"squeeze: the server at {url} runs squeeze 0.0.1, this is {__version__}: running here instead"]
+
+
 # -- the command's own checks, the key, SIGTERM ------------------------------------------------------------
 
 
