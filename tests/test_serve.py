@@ -95,10 +95,12 @@ def test_every_task_of_the_table_is_run_through_the_server_here():
 def test_the_cli_through_the_server_prints_what_the_in_process_run_prints(server, models, environment, name):
     args = [part.format(**models) for part in COMMANDS[name]] + ["--precision", "fp32"]
     served_before = server.metric("squeeze_texts_total")
-    here = subprocess.run(SQUEEZE + args + ["--no-server"], input=LINES.encode(), capture_output=True,
-                          env=dict(environment, SQUEEZE_SERVER=server.url), timeout=300)
-    there = subprocess.run(SQUEEZE + args, input=LINES.encode(), capture_output=True,
-                           env=dict(environment, SQUEEZE_SERVER=server.url), timeout=300)
+    def run(extra):
+        return subprocess.run(SQUEEZE + args + extra, input=LINES.encode(), capture_output=True,
+                              env=dict(environment, SQUEEZE_SERVER=server.url), timeout=300)
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:  # side by side: the same answer, half the wait
+        here, there = pool.map(run, (["--no-server"], []))
     assert here.returncode == 0, here.stderr
     assert there.returncode == 0, there.stderr
     assert there.stdout == here.stdout
