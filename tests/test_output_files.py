@@ -21,7 +21,6 @@ from processes import SQUEEZE, in_small_filesystem, squeeze_env
 
 from squeezecli import cli
 from squeezecli.errors import ExitStatus, OutputError, UsageError
-from squeezecli.integrations import raydata
 from squeezecli.io import index as index_file
 from squeezecli.io import outfile
 
@@ -117,6 +116,11 @@ def test_a_failed_write_leaves_no_temporary_file_and_the_old_file(tmp_path):
 
 
 def test_the_results_file_of_run_distributed_follows_the_same_rule(tmp_path):
+    from squeezecli.cli.distributed import loopback_only_ray
+
+    loopback_only_ray()  # before ray is imported: test_distributed's local clusters stay on loopback
+    from squeezecli.integrations import raydata
+
     (tmp_path / "results.jsonl").mkdir()
     with pytest.raises(UsageError, match="results.jsonl is a directory"):
         raydata.check_output(tmp_path, "jsonl")
