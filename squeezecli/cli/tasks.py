@@ -20,7 +20,6 @@ from ..environment import Environment
 from ..errors import SqueezeError, UsageError
 from ..io.batches import batched
 from ..io.pipeline import InputOptions, OutputOptions, TableView, run_pipeline
-from ..io.records import Record
 from ..io.writers import left_cut, write_npy
 from ..tasks import DEFAULT_TEMPLATE
 from . import views
@@ -57,14 +56,15 @@ def _run(pipeline: Any, inputs: InputOptions, output: OutputOptions, env: Enviro
          columns: list[str], table_view: TableView | None = None) -> None:
     texts = cut = 0
 
-    def process_batch(records: list[Record]) -> list[dict[str, Any]]:
+    def process_batch(prepared: list[Any]) -> list[dict[str, Any]]:
         nonlocal texts, cut
-        results = pipeline.run_batch([record.text for record in records])
+        results = pipeline.run_prepared(prepared)
         texts += len(results)
         cut += sum(1 for result in results if result.get("truncated"))
         return results
 
-    run_pipeline(inputs, output, batch_size=batch_size, length_of=lambda record: pipeline.length_of(record.text),
+    run_pipeline(inputs, output, batch_size=batch_size, length_of=lambda item: item.length,
+                 prepare=lambda records: pipeline.prepare([record.text for record in records]),
                  process_batch=process_batch, columns=columns, table_view=table_view, env=env)
     if cut:
         env.notice(truncation_notice(cut, texts, pipeline.task.max_length, pipeline.runtime.max_length,
