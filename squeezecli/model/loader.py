@@ -21,6 +21,7 @@ from ..store import build, cache, hub, refs
 from ..store.sources import Source, resolve_source
 
 if TYPE_CHECKING:
+    from .config import EncoderConfig
     from .encoder import Encoder
     from .runtime import Runtime
 
@@ -129,7 +130,7 @@ def _load_int8(entry: cache.Entry, head: str, backend: str, source: Source) -> R
 
     files.touch(entry.path / cache.LAST_USED)
     return Runtime(_with_head(encoder, head), tokenizer, entry.path, source.name, model_id=entry.source_id,
-                   commit=entry.commit, precision="int8")
+                   commit=entry.commit, precision="int8", tokens_per_pass=_pass_tokens(cfg))
 
 
 def _load_checkpoint(source: Source, head: str, precision: str, *, offline: bool, progress: bool,
@@ -137,6 +138,8 @@ def _load_checkpoint(source: Source, head: str, precision: str, *, offline: bool
     import torch
 
     from .runtime import Runtime
+    from .tokenizer import Tokenizer
+    from .weights import load_encoder
 
     commit = None
     if source.kind == "dir":
@@ -159,12 +162,20 @@ def _load_checkpoint(source: Source, head: str, precision: str, *, offline: bool
     checkpoint = inspect_checkpoint(source, model_dir, head)
     _require_head([checkpoint.head] + (["base"] if checkpoint.head != "base" else []), head, source)
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-    runtime = Runtime.from_dir(model_dir, checkpoint.head, name=source.name, dtype=dtype)
-    if checkpoint.id2label and checkpoint.id2label != runtime.config.id2label:
-        runtime.encoder.cfg = dataclasses.replace(runtime.config, id2label=checkpoint.id2label)
-    runtime.encoder = _with_head(runtime.encoder, head)
-    runtime.model_id, runtime.commit = source.id, commit
-    return runtime
+    encoder = load_encoder(model_dir, checkpoint.head, dtype)
+    if checkpoint.id2label and checkpoint.id2label != encoder.cfg.id2label:
+        encoder.cfg = dataclasses.replace(encoder.cfg, id2label=checkpoint.id2label)
+    return Runtime(_with_head(encoder, head), Tokenizer.from_dir(model_dir), Path(model_dir), source.name,
+                   model_id=source.id, commit=commit, precision="bf16" if dtype == torch.bfloat16 else "fp32",
+                   tokens_per_pass=_pass_tokens(encoder.cfg))
+
+
+def _pass_tokens(cfg: EncoderConfig) -> int:
+    """The pass size for this model on this CPU (runtime.pass_tokens; AMX tiles from precision/cpu.py)."""
+    from ..precision import cpu
+    from .runtime import pass_tokens
+
+    return pass_tokens(cfg, "amx_tile" in cpu.cpu_flags())
 
 
 def _with_head(encoder: Encoder, head: str) -> Encoder:

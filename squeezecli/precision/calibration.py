@@ -40,10 +40,12 @@ class Calibration:
 
 def batches(tokenizer: Tokenizer, texts: Sequence[str], max_length: int, size: int = 16) -> list[dict[str, torch.Tensor]]:
     """Texts in padded batches of similar length, as squeeze batches them in use."""
+    from ..model.runtime import length_batches
     from ..model.tokenizer import collate
 
-    encodings = sorted(tokenizer.encode(list(texts), max_length=max_length), key=lambda e: len(e.ids))
-    return [collate(encodings[i : i + size], tokenizer.pad_id) for i in range(0, len(encodings), size)]
+    encodings = tokenizer.encode(list(texts), max_length=max_length)
+    return [collate([encodings[i] for i in batch], tokenizer.pad_id)
+            for batch in length_batches([len(encoding.ids) for encoding in encodings], size)]
 
 
 def choose(
