@@ -43,7 +43,8 @@ def load(task: str, model: ModelOptions, env: Environment, quiet: bool = False, 
     from ..store import catalogue
 
     name = model.model or catalogue.default_for(task)
-    shown = left_cut(name, 40)  # a path by its end; the precision always shows
+    # A path by its end, in Rich's cell widths: only where the status line shows (Rich imports slowly).
+    shown = left_cut(name, 40) if env.stderr_is_terminal and not quiet else name
     with status_line(env, f"loading {shown} ({model.precision})…", quiet):
         return load_pipeline(
             task, model.model, revision=model.revision, precision=model.precision, offline=model.offline,

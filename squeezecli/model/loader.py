@@ -40,7 +40,6 @@ def load_runtime(model: str, head: str, *, precision: str = "auto", revision: st
     here, fp32 is used with a one-line notice.
     """
     from ..precision import cpu
-    from ..precision.int8 import int8_backend
 
     env = env or Environment.from_os()
     source = resolve_source(model, revision)
@@ -53,6 +52,8 @@ def load_runtime(model: str, head: str, *, precision: str = "auto", revision: st
         precision = "fp32"
     if precision in ("fp32", "bf16"):
         return _load_checkpoint(source, head, precision, offline=offline, progress=progress, env=env)
+    from ..precision.int8 import int8_backend  # only here: fp32 and bf16 runs never need it
+
     backend = int8_backend(env.kernel)
     if backend is None:
         env.notice("no int8 kernel on this machine (or SQUEEZE_INT8_KERNEL=none): running in fp32")
