@@ -1,6 +1,6 @@
 """Held-out English (and a little other) text for judging int8 against fp32 on real weights.
 
-Handwritten, fixed, and kept apart from both squeezecli/precision/calibration_texts.py (what int8 was tuned on)
+Handwritten, fixed, and kept apart from both squeezecli/assembly/calibration_texts.py (what int8 was tuned on)
 and tests/sentences.py: fidelity is judged on text the quantizer never saw. Mixed on purpose -- topics,
 registers, lengths from two words to a paragraph, questions, numbers, code, names -- and with related
 sentences scattered through it, so that "which sentence is nearest" has a real answer for most of them

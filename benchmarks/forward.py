@@ -93,7 +93,7 @@ def main() -> None:
     precisions = args.precisions.split(",")
     from transformers import AutoModelForSequenceClassification
 
-    from squeezecli.model import loader
+    from squeezecli.assembly import loader
 
     torch.manual_seed(0)
     runtime = Runtime.from_dir(args.model_dir, "sequence")

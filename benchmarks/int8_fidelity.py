@@ -39,7 +39,7 @@ sys.path.insert(0, str(models.ROOT))  # this checkout's squeezecli, installed or
 import torch
 import torch.nn.functional as F
 
-from squeezecli.model import loader
+from squeezecli.assembly import loader
 from squeezecli.model.runtime import Runtime
 from squeezecli.precision.int8 import Int8Embedding, Int8Projection
 from squeezecli.store import cache

@@ -136,7 +136,7 @@ def main() -> None:
                     "others_cores": max(f.others_cores for f in finished),
                     "fidelity": fidelity(spec["task"], parse(finished[0].stdout, spec["task"], labels), reference),
                 } for contender, finished in runs.items()}
-            processes.log(f"{name}: one line, {rounds} rounds")
+            processes.log(f"{name}: one line, {max(rounds, 3)} rounds")
             one = {k: commands[k] for k in ("squeeze-auto", *PEERS)}
             starts = processes.interleaved({**{k: (argv, ONE_LINE) for k, argv in one.items()},
                                             "import torch": (torch_only, "")}, env, max(rounds, 3), args.quiet_wait)
@@ -165,7 +165,7 @@ def render(results: dict) -> str:
     out = [f"CPU: {results['cpu']}; flags: {', '.join(results['flags']) or 'none read'}; 2 threads. "
            f"squeeze's auto is {results['auto']} here ({results['auto_reason']}). "
            f"{' and '.join(f'{n:,}' for n in results['sizes'])} lines and one line, median of {results['rounds']} "
-           "rounds (one line: best of them), whole processes (start-up included)."]
+           "rounds (one line: best of at least 3), whole processes (start-up included)."]
     goals: list[tuple[str, str, str, bool | None]] = []
     for name, model in results["models"].items():
         for size, table in model["sizes"].items():

@@ -2,12 +2,15 @@
 
 Layers, each a subpackage whose docstring says what it owns and may import (a test checks the rule):
 
-    cli/           Click commands and options                      -> api, io, store, model.loader, tasks
-    api.py         `load`: a task bound to a model, as a callable  -> tasks, model, store, io
-    tasks/         what each task makes of the model's output      -> model, io
-    model/         config, checkpoint files, tokenizer, encoder    -> (loader.py alone: store, precision)
-    precision/     int8 (and other) projections, quantization      -> model
-    store/         sources, the Hub, the cache of built entries    -> model.layout, model.tensorfile
+    cli/           Click commands and options                      -> api, io, store, assembly, precision, tasks,
+                                                                       checkpoint
+    api.py         `load`: a task bound to a model, as a callable  -> tasks, assembly, model, store, io
+    tasks/         what each task makes of the model's output      -> model, precision, checkpoint, io
+    assembly/      a model at a precision; the int8 artifact       -> store, precision, model, checkpoint
+    precision/     the CPU's precisions, int8 projections, kernel  -> model
+    model/         the network: weights, tokenizer, encoder        -> checkpoint
+    store/         sources, the Hub, the cache of built entries    -> checkpoint
+    checkpoint/    a checkpoint's files: layout, safetensors, config.json; the head vocabulary
     io/            records in, batches, results out, index files   -> errors, environment
     integrations/  Ray Data                                        -> api, io
     environment.py, errors.py: read by every layer.

@@ -75,7 +75,8 @@ def load(
     first-use pull, an int8 fallback) go to `env`'s stderr (default: this process's environment).
     """
     choose_openmp_wait()  # before the imports below load torch (a no-op once it is loaded)
-    from .model import loader, process
+    from .assembly import loader
+    from .model import process
     from .store import catalogue
     from .tasks import task_class
 

@@ -1,10 +1,13 @@
-"""The layout's dependency rule, checked on the code itself: which layer may import which (every import,
-lazy ones included), and that start-up layers load no torch. squeezecli/__init__.py draws the layers.
+"""The layout's dependency rule, checked on the code itself (every import, lazy ones included): each
+package's docstring says, in a "May import:" line, which layers it may import, and nothing else is
+imported; no two packages import each other; within a package, no cycle of modules importing each other;
+start-up layers load no torch. squeezecli/__init__.py draws the layers.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,34 +17,34 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "squeezecli"
 
-# Layer -> the layers it may import. A layer is a subpackage, or one module where the rule singles it out.
-ALLOWED: dict[str, set[str]] = {
+# The top-level modules, which have no package docstring to state their rule. A layer is a subpackage (its
+# rule: its docstring's "May import:" line) or one of these modules.
+MODULE_RULES: dict[str, set[str]] = {
     "_version": set(),
     "errors": set(),
-    "model.tensorfile": set(),
-    "model.layout": {"errors"},
     "environment": {"errors"},
-    "io": {"errors", "environment", "_version"},  # _version: the files squeeze writes say which squeeze wrote them
-    "model": {"errors", "environment", "model.layout", "model.tensorfile"},
-    "precision": {"errors", "environment", "model"},
-    "store": {"errors", "environment", "_version", "model.layout", "model.tensorfile"},
-    "model.loader": {"errors", "environment", "model", "precision", "store"},
-    "tasks": {"errors", "environment", "io", "model"},
-    "api": {"errors", "environment", "io", "model", "model.loader", "store", "tasks"},
-    "integrations": {"errors", "environment", "io", "api"},
-    "cli": {"errors", "environment", "_version", "io", "store", "model.loader", "api", "tasks", "precision",
-            "integrations"},
+    "api": {"errors", "environment", "io", "model", "assembly", "store", "tasks"},
     "squeezecli": {"_version", "api", "cli"},  # __init__ (load) and __main__ (python -m squeezecli)
 }
-for _layers in ALLOWED.values():  # what may use the model may use its torch-free files too
-    if "model" in _layers or "model.loader" in _layers:
-        _layers |= {"model.layout", "model.tensorfile"}
 # Importing any module of these must not load torch (nor numpy): `squeeze --help`, Tab completion and
 # `models list` go through them.
-TORCH_FREE_PACKAGES = ("squeezecli.cli", "squeezecli.io", "squeezecli.store")
+TORCH_FREE_PACKAGES = ("squeezecli.cli", "squeezecli.io", "squeezecli.store", "squeezecli.checkpoint")
 TORCH_FREE_MODULES = ("squeezecli", "squeezecli.environment", "squeezecli.errors", "squeezecli.tasks",
-                      "squeezecli.tasks.base", "squeezecli.model.config", "squeezecli.model.layout",
-                      "squeezecli.model.tensorfile", "squeezecli.api")
+                      "squeezecli.tasks.base", "squeezecli.api", "squeezecli.precision.names",
+                      "squeezecli.assembly.fetch")  # fetch: a pull of a cached entry loads no torch
+MAY_IMPORT = re.compile(r"^May import:(.*?)(?:\.\s*$|\n\s*\n)", re.MULTILINE | re.DOTALL)
+PACKAGES = sorted(init.parent for init in PACKAGE.glob("*/__init__.py"))
+
+
+def stated_rule(package: Path) -> set[str] | None:
+    """The layers a package's docstring says it may import (the backquoted names of its "May import:" line,
+    which ends at a full stop or a blank line); None where it has no such line."""
+    doc = ast.get_docstring(ast.parse((package / "__init__.py").read_text(encoding="utf-8"))) or ""
+    found = MAY_IMPORT.search(doc)
+    return None if found is None else set(re.findall(r"`([\w.]+)`", found.group(1)))
+
+
+ALLOWED: dict[str, set[str]] = {**MODULE_RULES, **{package.name: stated_rule(package) or set() for package in PACKAGES}}
 
 
 def module_name(path: Path) -> str:
@@ -50,12 +53,10 @@ def module_name(path: Path) -> str:
 
 
 def layer_of(module: str) -> str:
-    """"squeezecli.model.loader" -> "model.loader"; "squeezecli.store.cache" -> "store"; ..."""
+    """"squeezecli.store.cache" -> "store"; "squeezecli.errors" -> "errors"; "squeezecli" -> "squeezecli"."""
     parts = module.split(".")[1:]
     if not parts or parts == ["__main__"]:
         return "squeezecli"
-    if parts[:2] in (["model", "loader"], ["model", "layout"], ["model", "tensorfile"]):  # the rule singles them out
-        return ".".join(parts[:2])
     return parts[0]
 
 
@@ -98,18 +99,54 @@ def test_each_layer_imports_only_what_the_rule_allows(path):
     assert broken == [], f"{module_name(path)} ({own}) imports {broken}, which the {own} layer may not"
 
 
+@pytest.mark.parametrize("package", PACKAGES, ids=[package.name for package in PACKAGES])
+def test_every_package_docstring_states_what_it_may_import(package):
+    rule = stated_rule(package)
+    assert rule is not None, f"squeezecli/{package.name}/__init__.py has no 'May import:' line in its docstring"
+    unknown = sorted(rule - ALLOWED.keys())
+    assert unknown == [], f"squeezecli/{package.name}/ says it may import {unknown}, which are no layers"
+
+
 def test_the_rule_has_no_cycle():
-    def reaches(start: str, goal: str, seen: set[str]) -> bool:
-        return any(nxt == goal or (nxt not in seen and reaches(nxt, goal, seen | {nxt})) for nxt in ALLOWED[start])
-
-    cyclic = [layer for layer in ALLOWED if reaches(layer, layer, {layer})]
-    assert cyclic == []
+    """No two layers may import each other, directly or round a longer loop."""
+    assert _cycle({layer: ALLOWED[layer] for layer in ALLOWED}) is None
 
 
-def test_every_package_says_what_it_owns_and_may_import():
-    for init in PACKAGE.rglob("__init__.py"):
-        doc = ast.get_docstring(ast.parse(init.read_text(encoding="utf-8")))
-        assert doc and "import" in doc.lower(), f"{init.relative_to(ROOT)} has no docstring saying what it may import"
+def test_no_two_packages_import_each_other():
+    """The imports themselves, not only the rule: the graph of layers importing layers has no cycle."""
+    graph: dict[str, set[str]] = {}
+    for path in MODULES:
+        own = layer_of(module_name(path))
+        graph.setdefault(own, set()).update(layer_of(target) for target in imports_of(path))
+    assert _cycle({layer: targets - {layer} for layer, targets in graph.items()}) is None
+
+
+@pytest.mark.parametrize("package", PACKAGES, ids=[package.name for package in PACKAGES])
+def test_no_modules_of_a_package_import_each_other(package):
+    """Within a package the modules import one way too (a package's __init__ counts as one of its modules)."""
+    prefix = f"squeezecli.{package.name}"
+    graph = {module_name(path): {target for target in imports_of(path)
+                                 if target == prefix or target.startswith(prefix + ".")} - {module_name(path)}
+             for path in sorted(package.glob("*.py"))}
+    assert _cycle(graph) is None
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle of `graph` (node -> the nodes it points to) as the path round it, or None if it has none."""
+    done: set[str] = set()
+
+    def visit(node: str, path: list[str]) -> list[str] | None:
+        if node in path:
+            return path[path.index(node):] + [node]
+        if node in done:
+            return None
+        for nxt in sorted(graph.get(node, ())):
+            if (found := visit(nxt, path + [node])) is not None:
+                return found
+        done.add(node)
+        return None
+
+    return next((found for node in sorted(graph) if (found := visit(node, [])) is not None), None)
 
 
 def test_start_up_layers_load_no_torch():

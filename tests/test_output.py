@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from squeezecli.io.records import Record
+from squeezecli.io.record import Record
 from squeezecli.io.writers import DelimitedWriter, JsonLinesWriter, open_writer, row_for
 
 

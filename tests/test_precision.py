@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 import squeezecli
 from squeezecli.cli import squeeze
-from squeezecli.model import loader
+from squeezecli.assembly import loader
 from squeezecli.model.runtime import AMX_TOKENS_PER_PASS
 from squeezecli.precision import cpu
 

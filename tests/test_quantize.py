@@ -15,11 +15,12 @@ from sentences import HANDWRITTEN, varied
 
 from squeezecli.environment import KERNEL_ENV, Environment
 from squeezecli.errors import CacheError, SqueezeError
-from squeezecli.model import encoder, loader
+from squeezecli.assembly import loader
+from squeezecli.model import kernels
 from squeezecli.model.encoder import GroupedProjection
 from squeezecli.model.runtime import Runtime
-from squeezecli.precision import artifact as int8_artifact
-from squeezecli.precision import calibration
+from squeezecli.assembly import artifact as int8_artifact
+from squeezecli.assembly import calibration
 from squeezecli.precision import int8 as quantize
 
 SMALL = "wordpiece_cased"
@@ -114,7 +115,7 @@ def test_int8_projection_matches_fp32_on_its_dequantized_weights(groups: int) ->
     x = torch.randn(3, 20, 64) * torch.rand(3, 20, 1) * 4  # [B, T, in], tokens of different magnitudes
 
     with torch.inference_mode():
-        got, expected = encoder.whole(int8(x)), reference(x)  # [B, T, 96]
+        got, expected = kernels.whole(int8(x)), reference(x)  # [B, T, 96]
 
     step = x.unflatten(-1, (groups, -1)).abs().amax(-1) / 127  # [B, T, G]: each token's step, per group
     weight = reference.weight.view(groups, 96 // groups, 64 // groups)  # [G, out/G, in/G]
@@ -139,8 +140,8 @@ def test_grouped_projections_handing_on_pieces_compute_what_whole_tensors_do() -
         inner = first(x, activation="gelu", pieces=True)
         assert isinstance(inner, list) and [p.shape for p in inner] == [(3, 20, 32)] * 4
         got = second(inner, residual=residual.clone(), in_place=True)  # [B, T, 64]
-        expected = encoder.whole(second(F.gelu(encoder.whole(first(x))))) + residual
-        assert torch.equal(encoder.whole(inner), F.gelu(encoder.whole(first(x))))
+        expected = kernels.whole(second(F.gelu(kernels.whole(first(x))))) + residual
+        assert torch.equal(kernels.whole(inner), F.gelu(kernels.whole(first(x))))
     torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)
 
 
@@ -153,9 +154,9 @@ def test_a_tokens_result_does_not_depend_on_the_other_tokens() -> None:
     token = torch.randn(1, 64)
     outlier = torch.randn(1, 64) * 50
     with torch.inference_mode():
-        alone = encoder.whole(proj(token))
-        beside = encoder.whole(proj(torch.cat([outlier, token])))[1:]
-        among = encoder.whole(proj(torch.cat([torch.randn(100, 64), token, torch.randn(99, 64)])))[100:101]
+        alone = kernels.whole(proj(token))
+        beside = kernels.whole(proj(torch.cat([outlier, token])))[1:]
+        among = kernels.whole(proj(torch.cat([torch.randn(100, 64), token, torch.randn(99, 64)])))[100:101]
     assert torch.equal(alone, beside) and torch.equal(alone, among)
 
 

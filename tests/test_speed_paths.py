@@ -11,7 +11,9 @@ import torch
 import torch.nn.functional as F
 
 from squeezecli.model import encoder, runtime
-from squeezecli.model.encoder import ACTIVATIONS, GroupedProjection
+from squeezecli.model import kernels as kernel_ops
+from squeezecli.model.encoder import GroupedProjection
+from squeezecli.model.kernels import ACTIVATIONS
 from squeezecli.model.runtime import Runtime
 
 
@@ -34,8 +36,8 @@ def dense(proj: GroupedProjection, x: torch.Tensor) -> torch.Tensor:
 def kernels(request, monkeypatch):
     """Every test runs with oneDNN's fused epilogues and with the F.conv2d fallback used without them."""
     if request.param == "plain":
-        monkeypatch.setattr(encoder, "_fused_convolution", lambda: None)
-    elif encoder._fused_convolution() is None:
+        monkeypatch.setattr(kernel_ops, "_fused_convolution", lambda: None)
+    elif kernel_ops._fused_convolution() is None:
         pytest.skip("this torch has no fused oneDNN convolution")
     return request.param
 
@@ -160,8 +162,8 @@ def test_loading_a_model_does_not_import_dynamo(squeezebert_dir):
 def test_passes_are_bigger_only_on_a_cpu_with_amx_tiles_and_within_the_activation_bound(squeezebert_dir, monkeypatch):
     """1,024 tokens a pass without AMX; with it, more, as the widest fp32 activation allows; the loader
     takes the CPU's flags from precision/cpu.py."""
-    from squeezecli.model import loader
-    from squeezecli.model.config import read_config
+    from squeezecli.assembly import loader
+    from squeezecli.checkpoint.config import read_config
     from squeezecli.precision import cpu
 
     cfg, _ = read_config(squeezebert_dir)

@@ -1,4 +1,4 @@
-"""squeezecli.store and squeezecli.model.loader: pull -> quantize -> cache -> load, against the loopback Hub
+"""squeezecli.store and squeezecli.assembly.loader: pull -> quantize -> cache -> load, against the loopback Hub
 with the real download code.
 
 Models are tiny random-weight checkpoints built by tests/factory.py; most use the ~2000-token cased
@@ -28,10 +28,10 @@ from sentences import HANDWRITTEN
 
 from squeezecli.environment import Environment
 from squeezecli.errors import CacheError, ModelError, NetworkError
-from squeezecli.model import loader
+from squeezecli.assembly import loader
 from squeezecli.model.runtime import Runtime
 from squeezecli.model.tokenizer import collate
-from squeezecli.precision import artifact as quantize
+from squeezecli.assembly import artifact as quantize
 from squeezecli.precision import int8
 from squeezecli.store import cache
 
@@ -334,7 +334,7 @@ def test_offline_pull_quantizes_a_model_already_in_the_hf_cache(hub: HubServer, 
 
 
 def test_quantization_killed_while_writing_leaves_no_entry(hub: HubServer, checkpoints, monkeypatch) -> None:
-    from squeezecli.model import tensorfile
+    from squeezecli.checkpoint import tensorfile
 
     hub.add_repo("acme/sst", checkpoints("sst", "distilbert", "sequence"))
     real_write = tensorfile.write
@@ -361,7 +361,8 @@ def test_a_pull_killed_by_sigkill_is_not_mistaken_for_a_model(hub: HubServer, ch
     # A real process, killed with SIGKILL while it writes the weights: no cleanup code runs in it.
     script = textwrap.dedent("""
         import sys, time
-        from squeezecli.model import loader, tensorfile
+        from squeezecli.assembly import loader
+        from squeezecli.checkpoint import tensorfile
         real_write = tensorfile.write
         def stalls(path, tensors, metadata=None):
             real_write(path, tensors, metadata=metadata)

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from squeezecli.errors import ExitStatus, InputError
 from squeezecli.io.batches import batched, run_bucketed
 from squeezecli.io.progress import progress_for, total_bytes
-from squeezecli.io.records import Record, read_records
+from squeezecli.io.record import Record
+from squeezecli.io.records import read_records
 
 
 def write(tmp_path, name, data: bytes) -> str:

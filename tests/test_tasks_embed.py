@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.modules import Pooling
 
+from squeezecli.assembly import loader
 from squeezecli.errors import ModelError, SqueezeError
 from squeezecli.io.writers import write_npy as vectors_to_npy
 from squeezecli.model.runtime import Runtime
@@ -99,7 +100,8 @@ def test_pool_matches_sentence_transformers_pooling(mode):
     torch.testing.assert_close(pool(hidden, mask, mode), theirs)
 
 
-def write_sentence_transformers_files(model_dir, hidden_size, *, pooling, normalize, transformer_config=None):
+def write_sentence_transformers_files(model_dir, hidden_size, *, pooling, normalize, transformer_config=None,
+                                      config_name="sentence_bert_config.json"):
     if pooling is None and not normalize:
         return  # a plain checkpoint
     modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}]
@@ -112,7 +114,7 @@ def write_sentence_transformers_files(model_dir, hidden_size, *, pooling, normal
         modules.append({"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"})
     (model_dir / "modules.json").write_text(json.dumps(modules))
     if transformer_config is not None:
-        (model_dir / "sentence_bert_config.json").write_text(json.dumps(transformer_config))
+        (model_dir / config_name).write_text(json.dumps(transformer_config))
 
 
 PIPELINES = {
@@ -152,6 +154,25 @@ def test_pooling_files_match_sentence_transformers(tmp_path, case):
     theirs = SentenceTransformer(str(tmp_path), device="cpu").encode(texts, convert_to_tensor=True, batch_size=8)
     assert ours.shape == theirs.shape
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-4)
+
+
+def test_a_hub_model_naming_its_config_sentence_roberta_keeps_max_length_and_lowercasing(tmp_path, hub):
+    """A Hub checkpoint whose transformer config is sentence_roberta_config.json rather than
+    sentence_bert_config.json: it is downloaded with the model and honoured as sentence-transformers
+    honours it (texts cut at its 12 tokens, lowercased for its cased BPE vocabulary)."""
+    model_dir = tmp_path / "roberta-st"
+    factory.build(model_dir, "roberta", "base", seed=3)
+    write_sentence_transformers_files(model_dir, 64, pooling={"pooling_mode": "mean"}, normalize=True,
+                                      transformer_config={"max_seq_length": 12, "do_lower_case": True},
+                                      config_name="sentence_roberta_config.json")
+    hub.add_repo("acme/roberta-st", model_dir)
+    runtime = loader.load_runtime("acme/roberta-st", "base", precision="fp32", progress=False)
+    assert runtime.model_dir != model_dir  # the Hugging Face cache's snapshot, not the served directory
+    texts = ["Hello World", "hello world", LONG_TEXT]
+    ours = Embed(runtime).vectors(texts)
+    theirs = SentenceTransformer(str(model_dir), device="cpu").encode(texts, convert_to_tensor=True)
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(ours[0], ours[1])  # lowercased: the same tokens
 
 
 def test_plain_checkpoint_is_mean_pooled_without_normalisation(tmp_path):

@@ -20,9 +20,9 @@ from ..environment import Environment
 from ..errors import InputError
 from ..io.pipeline import InputOptions
 from ..io.progress import progress_of
-from ..io.records import Record
+from ..io.record import Record
 from ..io.writers import print_json, print_rich
-from ..precision.cpu import PRECISIONS
+from ..precision.names import PRECISIONS
 from ..tasks import DEFAULT_TEMPLATE
 from .options import ModelOptions, input_options, model_options, pass_environment
 from .tasks import load, qa_settings

@@ -19,7 +19,7 @@ from ..environment import Environment, choose_openmp_wait
 from ..errors import ExitStatus, OutputError, SqueezeError, report
 from ..io.batches import READER_THREAD
 from ..io.pipeline import InputOptions, OutputOptions, run_pipeline
-from ..io.records import Record
+from ..io.record import Record
 from .options import batch_size_option, input_options, output_options, pass_environment
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from ..checkpoint import heads
 from ..environment import Environment
 from ..errors import write_stderr
 from ..io.writers import left_cut, print_json, print_rich, print_text, terminal_width
@@ -46,9 +47,9 @@ def pull(env: Environment, model: str, revision: str | None, force: bool, as_jso
     A branch or tag is looked up on the Hub, so pulling again picks up a new commit. With HF_HUB_OFFLINE=1
     nothing is downloaded: a model in the Hugging Face cache is still quantized.
     """
-    from ..model import loader
+    from ..assembly import fetch
 
-    entry = loader.pull(model, revision, force=force, progress=env.stderr_is_terminal, env=env)
+    entry = fetch.pull(model, revision, force=force, progress=env.stderr_is_terminal, env=env)
     summary = entry.summary()
     if as_json or not env.stdout_is_terminal:
         print_json(env, summary)
@@ -227,7 +228,7 @@ def _labels(entry: Any) -> list[str]:
     path = entry.path / "config.json"
     try:
         id2label = json.loads(path.read_text(encoding="utf-8")).get("id2label") or {}
-        return [str(id2label[k]) for k in sorted(id2label, key=int)] if entry.head in ("sequence", "token") else []
+        return [str(id2label[k]) for k in sorted(id2label, key=int)] if entry.head in heads.LABELLED else []
     except (OSError, ValueError, AttributeError):
         return []
 

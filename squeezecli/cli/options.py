@@ -17,9 +17,7 @@ from ..io.batches import DEFAULT_BATCH_SIZE
 from ..io.pipeline import InputOptions, OutputOptions
 from ..io.records import DecodeErrors, OnError, Unit, check_paths
 from ..io.writers import FORMATS, Format
-from ..precision.cpu import PRECISIONS
-
-Precision = Literal["auto", "bf16", "int8", "fp32"]
+from ..precision.names import AUTO, PRECISIONS, Precision, help_text
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,7 +180,7 @@ def model_options(command: Callable[..., Any] | None = None, *, precision: bool 
     @functools.wraps(command)
     def with_model(*args: Any, model: str | None, revision: str | None, batch_size: int, max_length: int | None,
                    threads: int | None, offline: bool, **kwargs: Any) -> Any:
-        chosen: Precision = kwargs.pop("precision") if precision else "auto"
+        chosen: Precision = kwargs.pop("precision") if precision else AUTO
         if model is not None and not model.strip():  # `-m ""`, `-m "$UNSET"`: not the default by accident
             raise click.BadParameter("is empty; leave it out for the task's default model", param_hint="'-m' / '--model'")
         options = ModelOptions(model, revision, batch_size, max_length, threads, chosen, offline)
@@ -197,10 +195,8 @@ def model_options(command: Callable[..., Any] | None = None, *, precision: bool 
                      help="Truncate texts to this many tokens (default: the model's limit)."),
         click.option("--threads", type=click.IntRange(min=1), metavar="N",
                      help="CPU threads for the model (default: torch's choice)."),
-        *([click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
-                        help="auto: what this CPU runs fastest within fidelity (bf16 where it has native bf16, "
-                             "else fp32); bf16: bf16 products, fp32 elsewhere; int8: the 4x smaller quantized "
-                             "model; fp32: exact.")] if precision else []),
+        *([click.option("--precision", type=click.Choice(PRECISIONS), default=AUTO, show_default=True,
+                        help=help_text())] if precision else []),
         click.option("--offline", is_flag=True, help="Use only the local cache; never contact the Hub."),
     ])
 

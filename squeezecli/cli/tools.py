@@ -21,6 +21,7 @@ import click
 from .._version import __version__
 from ..environment import KERNEL_ENV, OFFLINE_VARIABLES, Environment
 from ..io.writers import print_json, print_rich, print_text
+from . import views
 from .options import json_option, pass_environment
 
 PROG_NAME = "squeeze"
@@ -140,8 +141,8 @@ def _cpu_report() -> dict[str, Any]:
 def _int8_report(env: Environment) -> dict[str, Any]:
     """The kernel squeeze's int8 path will use (None: int8 runs fall back to fp32), the setting that chose it,
     and what runs each projection and attention at each precision."""
+    from ..assembly import precisions
     from ..errors import SqueezeError
-    from ..precision import cpu
     from ..precision.int8 import int8_backend
 
     try:
@@ -149,7 +150,7 @@ def _int8_report(env: Environment) -> dict[str, Any]:
     except SqueezeError as exc:  # a bad SQUEEZE_INT8_KERNEL: the one thing doctor must report, not die of
         backend, problem = None, exc.message
     return {"backend": backend, "setting": env.settings.get(KERNEL_ENV), "problem": problem,
-            "kernels": cpu.kernels(backend)}
+            "kernels": precisions.kernels(backend)}
 
 
 # What squeeze needs, should its own metadata be missing (run from a checkout that was never installed).
@@ -325,19 +326,8 @@ def _directory_line(directory: dict[str, Any], extra: str = "") -> str:
     if not directory["exists"]:
         state = "not created yet" + ("" if directory["writable"] else ", NOT WRITABLE")
         return f"{directory['path']} ({state})"
-    state = _human_size(directory["size"]) + extra + ("" if directory["writable"] else ", NOT WRITABLE")
+    state = views.size(directory["size"]) + extra + ("" if directory["writable"] else ", NOT WRITABLE")
     return f"{directory['path']} ({state})"
-
-
-def _human_size(n: int) -> str:
-    if n < 1000:
-        return f"{n} B"
-    value, unit = float(n), "B"
-    for unit in ("kB", "MB", "GB"):
-        value /= 1000
-        if value < 1000:
-            break
-    return f"{value:.1f} {unit}"
 
 
 def _count(n: int, noun: str) -> str:

@@ -40,7 +40,7 @@ import ray.data
 from ..environment import Environment
 from ..errors import InputError, NetworkError, SqueezeError
 from ..io.batches import batched
-from ..io.records import Record
+from ..io.record import Record
 from ..io.writers import JsonLinesWriter, row_for
 
 OutputFormat = Literal["jsonl", "parquet"]

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
 from ..errors import InputError
-from .records import Record, text_column
+from .record import Record, text_column
 
 ROWS_PER_BATCH = 1024
 INSTALL_HINT = "install pyarrow: pip install 'squeezecli[parquet]' (or pip install pyarrow)"

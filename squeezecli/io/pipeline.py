@@ -12,7 +12,8 @@ from typing import Any
 from ..environment import Environment
 from .batches import WINDOW_BATCHES, run_windows
 from .progress import progress_for
-from .records import STDIN, DecodeErrors, OnError, Record, Unit, read_records
+from .record import Record
+from .records import STDIN, DecodeErrors, OnError, Unit, read_records
 from .writers import Format, open_writer, resolved_format, row_for
 
 

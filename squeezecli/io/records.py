@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import dataclasses
 import json
 import math
 import os
@@ -19,6 +18,7 @@ from typing import Any, BinaryIO, Literal
 
 from ..environment import Environment
 from ..errors import InputError
+from .record import Record, text_column
 
 Unit = Literal["line", "jsonl", "csv", "tsv", "parquet", "doc"]
 DecodeErrors = Literal["strict", "replace"]
@@ -36,21 +36,6 @@ _STDIN_NAME = "<stdin>"  # how stdin is named in messages; records name it "-"
 _BOM = b"\xef\xbb\xbf"
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _DELIMITERS = {"csv": ",", "tsv": "\t"}
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Record:
-    """One unit of work: a line, a JSON line's text field, a CSV/TSV/Parquet row's text column, or a whole
-    document.
-
-    `source` is {"file": name, "line": n} for line, JSONL and CSV/TSV input (a row: the line it starts on),
-    {"file": name, "row": n} for Parquet and {"file": name} for documents, with name "-" for stdin.
-    `extra` holds a JSON line's other fields or a row's other columns, carried through to the output.
-    """
-
-    text: str
-    source: dict[str, Any]
-    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def read_records(
@@ -261,18 +246,6 @@ def _read_table(path: str, stream: BinaryIO, unit: Unit, field: str, errors: Dec
             continue
         extra = {name: value for index, (name, value) in enumerate(zip(header, row)) if index != column}
         yield Record(row[column], {"file": path, "line": start}, extra)
-
-
-def text_column(header: list[str], field: str, where: str) -> int:
-    """The index of the text column `field` in a header row that names each column once."""
-    repeated = sorted({name for name in header if header.count(name) > 1})
-    if repeated:
-        raise InputError(f"{where}: the header names the column {repeated[0]!r} more than once")
-    if field not in header:
-        shown = ", ".join(header[:10]) + (", ..." if len(header) > 10 else "")
-        raise InputError(f'{where}: no "{field}" column (the header has: {shown})',
-                         hint="choose the column that holds the text with --field NAME")
-    return header.index(field)
 
 
 def _read_document(path: str, stream: BinaryIO, errors: DecodeErrors, on_read: Callable[[int], None],

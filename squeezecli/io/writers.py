@@ -21,7 +21,7 @@ import orjson
 
 from ..environment import Environment
 from ..errors import OutputError, printable
-from .records import Record
+from .record import Record
 
 Format = Literal["auto", "table", "jsonl", "csv", "tsv"]
 FORMATS: tuple[str, ...] = ("auto", "table", "jsonl", "csv", "tsv")

@@ -1,6 +1,9 @@
-"""The network: config.json read and checked (config.py), the checkpoint's files (layout.py, tensorfile.py),
-its weights mapped onto ours (weights.py), the tokenizer (tokenizer.py, tokenizer_files.py), the encoder
-itself (encoder.py), a model ready to run (runtime.py) and the process settings a run makes (process.py).
-These import `errors`, and torch or tokenizers; config, layout and tensorfile import neither, so the
-store may use them. loader.py is the one module here that reaches up, to `store/` and `precision/`.
+"""The network: a checkpoint's weights mapped onto ours (weights.py), the tokenizer (tokenizer.py,
+tokenizer_files.py), the encoder itself (encoder.py: the model only), how its projections run on this CPU
+(kernels.py: oneDNN's ops and their probes, behind `kernels.project`), a model ready to run (runtime.py)
+and the process settings a run makes (process.py). torch and tokenizers are imported here; where a model
+comes from and at which precision it runs is decided above, in `assembly`, so `store` and `precision` are
+not imported.
+
+May import: `errors`, `environment`, `checkpoint` (the files it reads).
 """

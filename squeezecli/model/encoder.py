@@ -10,10 +10,9 @@ All four are the same post-LayerNorm transformer encoder:
 They differ only in their checkpoints' tensor names (weights.py maps them), small embedding details
 (RoBERTa numbers positions from the padding index, DistilBERT has no token types) and the head.
 SqueezeBERT (Iandola et al., 2020) makes the six position-wise projections grouped 1x1 convolutions;
-one `GroupedProjection` covers both (groups=1 is BERT's dense layer). Activations stay channels-last
-([batch, seq, hidden]), and every projection runs as a 1x1 convolution over channels-last "pixels",
-which torch hands to oneDNN, with the residual or activation fused into the product: why, and what it
-measured against torch.bmm and F.linear, is in docs/design.md.
+one `GroupedProjection` covers both (groups=1 is BERT's dense layer). Activations stay [batch, seq,
+hidden] throughout; how a projection runs on this CPU (oneDNN's kernels, the residual or activation
+fused into the product) is kernels.py's business, behind `kernels.project`.
 
 A projection is anything with `forward(x, residual=None, activation=None, in_place=False, pieces=False)`
 (precision/ holds the int8 ones), so a block never asks what kind of projection it holds.
@@ -21,76 +20,18 @@ A projection is anything with `forward(x, residual=None, activation=None, in_pla
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
-from typing import Any, NamedTuple
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checkpoint.config import EncoderConfig
+from ..checkpoint.heads import HEADS
 from ..errors import ModelError
-from .config import EncoderConfig
+from . import kernels
+from .kernels import ACTIVATIONS, Epilogue, Pieces, whole
 
-HEADS = ("base", "sequence", "token", "qa")
 # Attention runs over keys padded to a multiple of this (Keys says why).
 KEY_BLOCK = 16
-
-# Applied to fresh projection outputs only, so in place where torch has an in-place form.
-ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "gelu": lambda x: torch.ops.aten.gelu_(x),
-    "gelu_new": lambda x: torch.ops.aten.gelu_(x, approximate="tanh"),
-    "gelu_pytorch_tanh": lambda x: torch.ops.aten.gelu_(x, approximate="tanh"),
-    "gelu_fast": lambda x: torch.ops.aten.gelu_(x, approximate="tanh"),
-    "relu": torch.relu_,
-    "silu": lambda x: F.silu(x, inplace=True),
-    "swish": lambda x: F.silu(x, inplace=True),
-    "quick_gelu": lambda x: x * torch.sigmoid(1.702 * x),
-}
-# Activations oneDNN can apply inside the product: name -> (oneDNN's name, algorithm).
-FUSABLE_ACTIVATIONS = {
-    "gelu": ("gelu", "none"),
-    "gelu_new": ("gelu", "tanh"),
-    "gelu_pytorch_tanh": ("gelu", "tanh"),
-    "gelu_fast": ("gelu", "tanh"),
-    "relu": ("relu", None),
-}
-
-
-# A grouped int8 projection computes each group apart (precision/int8.py), and gluing the groups' outputs
-# back together is a copy as costly as the int8 products themselves ([tokens, 3072] for the
-# feed-forward). So a projection may hand on its output as the list of its groups' pieces, which the
-# next projection takes as its groups' inputs: act(FfnIn x) never exists as one tensor.
-Pieces = list[torch.Tensor]
-
-
-class Epilogue(NamedTuple):
-    """What finishes a projection's product: `residual` added (with `in_place`, into the residual's own
-    memory, which the caller must not need afterwards), or `activation` applied; with `pieces`, the
-    output may stay its groups' pieces (see Pieces)."""
-
-    residual: torch.Tensor | None = None
-    activation: str | None = None
-    in_place: bool = False
-    pieces: bool = False
-
-    def apply(self, y: torch.Tensor | Pieces) -> torch.Tensor | Pieces:
-        """The epilogue on a fresh product `y` (a tensor, or pieces), in place where torch allows. A
-        residual of another dtype (fp32, under a bf16 product) keeps its own: the sum is the residual's."""
-        if isinstance(y, list):
-            if self.residual is not None and self.in_place and self.residual.is_contiguous():
-                slots = self.residual.view(-1, len(y), self.residual.shape[-1] // len(y))  # [N, G, C/G]
-                for group, piece in enumerate(y):  # each group's output into its own channels: nothing glued
-                    slots[:, group].add_(piece.view(slots.shape[0], -1))
-                return self.residual
-            if self.activation is not None and self.pieces:
-                return [ACTIVATIONS[self.activation](piece) for piece in y]
-            y = whole(y)
-        if self.residual is not None and self.residual.dtype != y.dtype:
-            return self.residual.add_(y) if self.in_place else self.residual + y
-        if self.residual is not None:
-            y = y.add_(self.residual)
-        return ACTIVATIONS[self.activation](y) if self.activation is not None else y
 
 
 class Projection(nn.Module):
@@ -134,95 +75,11 @@ class GroupedProjection(Projection):
         return self.weight.dtype
 
     def project(self, x: torch.Tensor | Pieces, epilogue: Epilogue) -> torch.Tensor:
-        residual, activation = epilogue.residual, epilogue.activation
-        x = whole(x)
-        *lead, c = x.shape
-        if x.numel() == 0:  # oneDNN refuses zero-width images, and there is nothing to compute
-            return x.new_empty(*lead, self.out_features, dtype=x.dtype if residual is None else residual.dtype)
-        if residual is not None and residual.dtype != x.dtype:  # a bf16 product into an fp32 residual stream
-            return epilogue.apply(self.project(x, Epilogue()))
-        weight = self.weight.view(self.out_features, c // self.groups, 1, 1)  # [out, in/G, 1, 1]
-        fused = _fused_convolution()
-        conv_args = ([0, 0], [1, 1], [1, 1], self.groups)  # padding, stride, dilation, groups
-        if fused is not None and residual is not None and epilogue.in_place and residual.is_contiguous():
-            # Accumulating into the residual also fuses grouped products, which the out-of-place form
-            # below runs as a convolution and a separate add.
-            fused.in_place.binary(_pixels(residual), _pixels(x), weight, self.bias, *conv_args, "add", None, None, [],
-                                  None)
-            return residual
-        if fused is not None and residual is not None:
-            y = fused.binary(_pixels(x), _pixels(residual), weight, self.bias, *conv_args, "add", None, None, [], None)
-        elif fused is not None and activation in FUSABLE_ACTIVATIONS:
-            y = fused(_pixels(x), weight, self.bias, *conv_args, *FUSABLE_ACTIVATIONS[activation][:1], [],
-                      FUSABLE_ACTIVATIONS[activation][1])
-        else:
-            y = F.conv2d(_pixels(x), weight, self.bias, groups=self.groups)
-            return Epilogue(residual, activation).apply(_unpixels(y, lead))
-        return _unpixels(y, lead)  # [..., out]
+        return kernels.project(whole(x), self.weight, self.bias, self.groups, residual=epilogue.residual,
+                               activation=epilogue.activation, in_place=epilogue.in_place)  # [..., out]
 
     def extra_repr(self) -> str:
         return f"in={self.in_features}, out={self.out_features}, groups={self.groups}"
-
-
-def whole(x: torch.Tensor | Pieces) -> torch.Tensor:
-    """A projection output in one tensor: pieces [..., C/G] glued along channels into [..., C]."""
-    return torch.cat(x, dim=-1) if isinstance(x, list) else x
-
-
-def _pixels(x: torch.Tensor) -> torch.Tensor:
-    """[..., C] -> [1, C, 1, N], a view with channels-last strides: N one-pixel images of C channels."""
-    return x.reshape(1, 1, -1, x.shape[-1]).permute(0, 3, 1, 2)
-
-
-def _unpixels(y: torch.Tensor, lead: list[int]) -> torch.Tensor:
-    """[1, C, 1, N] channels-last -> [*lead, C], a view: y is [N, C] in memory."""
-    return y.permute(0, 2, 3, 1).reshape(*lead, y.shape[1])
-
-
-def projection_kernel() -> str:
-    """What runs a float projection on this machine, in words (for `squeeze doctor`)."""
-    if _fused_convolution() is None:
-        return "oneDNN 1x1 convolution, then the residual or activation"
-    return "oneDNN 1x1 convolution, residual or GELU fused"
-
-
-class _FusedConvolution:
-    """oneDNN's convolution with a fused epilogue: the ops torch.compile emits on CPU."""
-
-    def __init__(self) -> None:
-        self.out_of_place = torch.ops.mkldnn._convolution_pointwise  # (x, w, ...) and .binary(x, other, w, ...)
-        self.in_place = torch.ops.mkldnn._convolution_pointwise_  # .binary(other, x, w, ...): other += conv(x)
-
-    def __call__(self, *args: Any) -> torch.Tensor:
-        return self.out_of_place(*args)
-
-    def binary(self, *args: Any) -> torch.Tensor:
-        return self.out_of_place.binary(*args)
-
-
-@functools.cache
-def _fused_convolution() -> _FusedConvolution | None:
-    """The fused convolutions, or None where this torch lacks them or they compute something else.
-
-    They are private ops of torch's, so they are probed once, not assumed; F.conv2d plus an in-place
-    epilogue computes the same where they are missing.
-    """
-    args = ([0, 0], [1, 1], [1, 1], 1)  # padding, stride, dilation, groups
-    try:
-        fused = _FusedConvolution()
-        x = torch.arange(6.0).view(1, 3, 1, 2).to(memory_format=torch.channels_last)  # [1, C=3, 1, N=2]
-        w = torch.arange(9.0).view(3, 3, 1, 1)  # [3, 3, 1, 1]
-        with torch.inference_mode():
-            added = fused.binary(x, x, w, None, *args, "add", None, None, [], None)
-            accumulated = x.clone()
-            fused.in_place.binary(accumulated, x, w, None, *args, "add", None, None, [], None)
-            relu = fused(-x, w, None, *args, "relu", [], None)
-            expected = F.conv2d(x, w) + x
-            ok = (torch.equal(added, expected) and torch.equal(accumulated, expected)
-                  and torch.equal(relu, F.conv2d(-x, w).relu()))
-    except (AttributeError, RuntimeError, NotImplementedError):
-        return None
-    return fused if ok else None
 
 
 def _table(rows: int, dim: int) -> nn.Embedding:

@@ -1,7 +1,7 @@
 """A model ready to run: encoder (fp32, bf16 or int8), tokenizer, and the directory they came from.
 
-Tasks receive a `Runtime` and never care where it came from (model/loader.py builds it, complete: it is
-frozen). This module is the one owner of how encodings are ordered by length and of the token budget
+Tasks receive a `Runtime` and never care where it came from (assembly/loader.py builds it, complete:
+it is frozen). This module is the one owner of how encodings are ordered by length and of the token budget
 of a pass: `forward` runs a batch in passes of at most `tokens_per_pass` tokens (`passes`), chosen for
 the CPU's kernels by `pass_tokens`; `length_batches` groups encodings of similar length (the windows of
 QA and NER, calibration's texts). Which records share a batch is io/batches.py's (a window of the input
@@ -19,7 +19,7 @@ from typing import Protocol
 import torch
 
 from . import process
-from .config import EncoderConfig
+from ..checkpoint.config import EncoderConfig
 from .encoder import Encoder
 from .tokenizer import Tokenizer, collate
 
@@ -76,15 +76,13 @@ class Runtime:
 
     @classmethod
     def from_dir(cls, model_dir: str | Path, head: str = "base", name: str = "",
-                 dtype: torch.dtype = torch.float32, **fields) -> "Runtime":
-        """Straight from a Hub-format directory: fp32, or with the products in bf16 (`dtype`); `fields`
-        are Runtime's own (model_id, commit, tokens_per_pass)."""
+                 dtype: torch.dtype = torch.float32) -> "Runtime":
+        """Straight from a Hub-format directory: fp32, or with the products in bf16 (`dtype`)."""
         from .weights import load_encoder
 
         encoder = load_encoder(model_dir, head, dtype)
-        fields = {"model_id": str(Path(model_dir).resolve()), **fields}
         return cls(encoder, Tokenizer.from_dir(model_dir), Path(model_dir), name or str(model_dir),
-                   precision="bf16" if dtype == torch.bfloat16 else "fp32", **fields)
+                   model_id=str(Path(model_dir).resolve()), precision="bf16" if dtype == torch.bfloat16 else "fp32")
 
     def forward(self, encodings: Sequence[Encoded]) -> torch.Tensor:
         """Run the encoder over a batch; the head's output (see Encoder) for each encoding, in the order

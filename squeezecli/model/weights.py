@@ -16,11 +16,11 @@ from pathlib import Path
 
 import torch
 
+from ..checkpoint import heads, layout, tensorfile
+from ..checkpoint.config import EncoderConfig
+from ..checkpoint.layout import weight_files
 from ..errors import ModelError
-from . import layout, tensorfile
-from .config import EncoderConfig
 from .encoder import Encoder
-from .layout import weight_files
 
 # Where each architecture's base model sits inside a task checkpoint ("bert.encoder.layer.0...").
 BASE_PREFIX = {"bert": "bert.", "squeezebert": "transformer.", "distilbert": "distilbert.", "roberta": "roberta."}
@@ -75,15 +75,15 @@ NAME_TABLE: dict[str, dict[str, str]] = {
 
 # Task-head names (outside the base prefix) -> ours, by head kind and architecture.
 HEAD_TABLE: dict[str, dict[str, dict[str, str]]] = {
-    "sequence": {
+    heads.SEQUENCE: {
         "bert": {"pooler": "head.pre", "classifier": "head.out"},
         "squeezebert": {"pooler": "head.pre", "classifier": "head.out"},
         "distilbert": {"pre_classifier": "head.pre", "classifier": "head.out"},
         "roberta": {"classifier.dense": "head.pre", "classifier.out_proj": "head.out"},
     },
-    "token": {arch: {"classifier": "head"} for arch in BASE_PREFIX},
-    "qa": {arch: {"qa_outputs": "head"} for arch in BASE_PREFIX},
-    "base": {arch: {} for arch in BASE_PREFIX},
+    heads.TOKEN: {arch: {"classifier": "head"} for arch in BASE_PREFIX},
+    heads.QA: {arch: {"qa_outputs": "head"} for arch in BASE_PREFIX},
+    heads.BASE: {arch: {} for arch in BASE_PREFIX},
 }
 
 # Tensors a checkpoint may carry that no head of ours uses: buffers, LM heads, unused poolers.
@@ -244,13 +244,13 @@ def read_checkpoint(model_dir: str | Path, convert: Convert | None = None) -> di
     return tensors
 
 
-def load_encoder(model_dir: str | Path, head: str = "base", dtype: torch.dtype = torch.float32) -> Encoder:
+def load_encoder(model_dir: str | Path, head: str = heads.BASE, dtype: torch.dtype = torch.float32) -> Encoder:
     """Build an Encoder from a Hub-format directory (config.json + weights), its products in `dtype`
     (fp32 or bf16: see to_model_layout)."""
-    from .config import read_config
+    from ..checkpoint.config import read_config
 
     cfg, _ = read_config(model_dir)
-    if head in ("sequence", "token") and cfg.num_labels == 0:
+    if head in heads.LABELLED and cfg.num_labels == 0:
         raise ModelError(f"{model_dir} has no id2label in config.json, so no {head}-classification head")
     namer = Namer(cfg, head)
 
@@ -273,12 +273,12 @@ def load_encoder(model_dir: str | Path, head: str = "base", dtype: torch.dtype =
 
 # config.json `architectures` suffix -> the head the checkpoint has.
 ARCHITECTURE_HEADS = (
-    ("ForSequenceClassification", "sequence"),
-    ("ForTokenClassification", "token"),
-    ("ForQuestionAnswering", "qa"),
-    ("ForMaskedLM", "base"),
-    ("ForPreTraining", "base"),
-    ("Model", "base"),
+    ("ForSequenceClassification", heads.SEQUENCE),
+    ("ForTokenClassification", heads.TOKEN),
+    ("ForQuestionAnswering", heads.QA),
+    ("ForMaskedLM", heads.BASE),
+    ("ForPreTraining", heads.BASE),
+    ("Model", heads.BASE),
 )
 
 
@@ -311,9 +311,9 @@ def checkpoint_head(model_dir: Path, raw_config: dict, hint: str | None = None) 
                 return head
     roots = {name.split(".")[0] for name in tensor_names(model_dir)}
     if "qa_outputs" in roots:
-        return "qa"
+        return heads.QA
     if "pre_classifier" in roots:
-        return "sequence"
+        return heads.SEQUENCE
     if "classifier" in roots:
-        return hint if hint in ("sequence", "token") else "sequence"
-    return "base"
+        return hint if hint in heads.LABELLED else heads.SEQUENCE
+    return heads.BASE

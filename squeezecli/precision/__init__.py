@@ -1,4 +1,6 @@
-"""Precisions other than fp32: int8 projections and their kernels (int8.py), the int8 artifact squeeze
-caches (artifact.py), and the calibration that decides how each projection runs (calibration.py, on
-calibration_texts.py). Imports `errors`, `environment` and `model/` (never `model.loader`).
+"""Precisions other than fp32: what this CPU offers and the precision `auto` picks (cpu.py), int8
+projections and embeddings and their kernel (int8.py). The int8 projections fill the encoder's
+`Projection` seam, so this package sits above `model` and the model never imports it.
+
+May import: `errors`, `environment`, `model`.
 """

@@ -16,8 +16,8 @@ import platform
 from dataclasses import dataclass
 from pathlib import Path
 
-# What --precision takes; auto is resolved here, per CPU.
-PRECISIONS = ("auto", "bf16", "int8", "fp32")
+from .names import BF16, FP32
+
 NATIVE_BF16 = ("amx_bf16", "avx512_bf16")
 INT8_DOT_PRODUCTS = ("amx_int8", "avx512_vnni", "avx_vnni")
 # The flags worth reporting, in the order `doctor` lists them.
@@ -26,7 +26,7 @@ REPORTED = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_ti
 
 @dataclass(frozen=True)
 class Choice:
-    precision: str  # "bf16" or "fp32"
+    precision: str  # BF16 or FP32
     reason: str
 
 
@@ -63,10 +63,10 @@ def auto_precision(flags: frozenset[str] | None = None) -> Choice:
     """The precision `--precision auto` runs with on a CPU with `flags` (default: this one's)."""
     native = present(NATIVE_BF16, flags)
     if not native:
-        return Choice("fp32", "no native bf16 dot products on this CPU (no AMX-BF16 or AVX512-BF16)")
+        return Choice(FP32, "no native bf16 dot products on this CPU (no AMX-BF16 or AVX512-BF16)")
     if not bf16_kernels_work():
-        return Choice("fp32", f"this CPU has {native[0]}, but torch's bf16 kernels failed their probe here")
-    return Choice("bf16", f"native bf16 dot products ({native[0]}), oneDNN's bf16 kernels")
+        return Choice(FP32, f"this CPU has {native[0]}, but torch's bf16 kernels failed their probe here")
+    return Choice(BF16, f"native bf16 dot products ({native[0]}), oneDNN's bf16 kernels")
 
 
 @functools.cache
@@ -86,26 +86,3 @@ def bf16_kernels_work() -> bool:
         return False
     return bool(torch.equal(got, F.conv2d(x, w, groups=4))
                 and torch.equal(scores, torch.bmm(x.view(4, 4, 16), x.view(4, 16, 4))))
-
-
-def kernels(int8_kernel: str | None) -> dict[str, dict[str, str]]:
-    """For `squeeze doctor`: what runs the projections and attention at each precision here, and why.
-    `int8_kernel` is int8.int8_backend()'s answer."""
-    from ..model.encoder import projection_kernel
-
-    fp32 = {"projections": projection_kernel(), "attention": "fused SDPA over keys padded to a multiple of 16",
-            "why": "exact, the reference"}
-    native = present(NATIVE_BF16)
-    if not bf16_kernels_work():
-        bf16 = {"projections": "fp32", "attention": "fp32", "why": "torch's bf16 kernels failed their probe here"}
-    else:
-        bf16 = {"projections": "the same in bf16, fp32 residual stream and LayerNorms",
-                "attention": "bf16 batched products + softmax",
-                "why": f"native bf16 dot products ({native[0]})" if native else "bf16 is emulated here: slower than fp32"}
-    dots = present(INT8_DOT_PRODUCTS)
-    if int8_kernel == "int_mm":
-        int8 = {"projections": "torch._int_mm, per-token activation scales", "attention": "fp32",
-                "why": f"int8 dot products ({dots[0]})" if dots else "no int8 dot-product instructions: emulated"}
-    else:
-        int8 = {"projections": "fp32", "attention": "fp32", "why": "no working int8 kernel, or SQUEEZE_INT8_KERNEL=none"}
-    return {"fp32": fp32, "bf16": bf16, "int8": int8}

@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import SqueezeError
-from ..model.encoder import Epilogue, GroupedProjection, Pieces, Projection, whole
+from ..model.encoder import GroupedProjection, Projection
+from ..model.kernels import Epilogue, Pieces, whole
 
 # SQUEEZE_INT8_KERNEL values: the kernels squeeze can run int8 products with ("auto": the first that works).
 KERNELS = ("int_mm",)
@@ -119,7 +120,7 @@ class Int8Projection(Projection):
 
     def project(self, x: torch.Tensor | Pieces, epilogue: Epilogue) -> torch.Tensor | Pieces:
         """x [..., in], or its groups' pieces [..., in/G] -> [..., out] (grouped: its groups' pieces
-        [..., out/G], see encoder.Pieces), then the epilogue in place on the fresh output."""
+        [..., out/G], see kernels.Pieces), then the epilogue in place on the fresh output."""
         if not (isinstance(x, list) and len(x) == self.groups):
             x = list(whole(x).unflatten(-1, (self.groups, -1)).unbind(-2)) if self.groups > 1 else [whole(x)]
         lead = x[0].shape[:-1]

@@ -1,6 +1,6 @@
 """Building a cache entry: `pull` fetches a checkpoint (or reads a local directory), has it checked and
 quantized, and installs the result atomically. Checking and quantizing are handed in by the caller
-(model/loader.py's quantizer), so this package never imports torch.
+(assembly/fetch.py's quantizer), so this package never imports torch.
 
 Fault safety. An entry is built in tmp/, fsynced, and renamed into entries/ in one step, so a reader sees
 either no entry or a complete one; a pull killed half-way leaves only a tmp/ directory, which no reader
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .._version import __version__
-from ..model import layout, tensorfile
+from ..checkpoint import heads, layout, tensorfile
 from . import cache, files, hub, refs
 from .sources import Source
 
@@ -118,7 +118,7 @@ def _build(root: Path, key: str, artifact: Artifact, commit: str, names: list[st
                 "commit": commit,
             },
             "architecture": raw.get("model_type"),
-            "heads": [checkpoint.head] + (["base"] if checkpoint.head != "base" else []),
+            "heads": heads.served(checkpoint.head),
             "parameters": artifact.parameters,
             "quantization": {"scheme": str(artifact.meta.get("scheme", "int8")), "meta": artifact.meta},
             "files": {relative: files.file_record(temp / relative) for relative in files.files_under(temp)},

@@ -30,9 +30,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ..checkpoint import tensorfile
 from ..environment import CACHE_ENV, Environment
 from ..errors import CacheError, ModelError, SqueezeError
-from ..model import tensorfile
 from . import files, refs
 from .sources import Source, identity, resolve_source
 

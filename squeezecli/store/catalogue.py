@@ -33,7 +33,7 @@ class CatalogueModel:
     repo_id: str
     task: str
     architecture: str  # config.json model_type
-    head: str  # encoder.HEADS: base, sequence, token, qa
+    head: str  # checkpoint.heads.HEADS: base, sequence, token, qa
     labels: tuple[str, ...] = ()  # id2label in id order; empty for qa and embed heads
     description: str = ""
 

@@ -2,7 +2,7 @@
 
 Files land in the standard Hugging Face cache (`$HF_HUB_CACHE`, else `$HF_HOME/hub`, else
 `~/.cache/huggingface/hub`), so a model a transformers user already downloaded is reused, and the
-other way round. Only what squeeze runs on is fetched (model/layout.py says which): config.json, the
+other way round. Only what squeeze runs on is fetched (checkpoint/layout.py says which): config.json, the
 tokenizer files, one weight format and the sentence-transformers pooling files.
 
 The endpoint, token, offline mode and cache come from the `Environment` and are passed to
@@ -20,9 +20,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..checkpoint import layout
 from ..environment import Environment
 from ..errors import CacheError, ModelError, NetworkError
-from ..model import layout
+from .refs import COMMIT_SHA, read_commit, write_commit
 
 DEFAULT_REVISION = "main"
 
@@ -30,7 +31,6 @@ MAX_REPO_NAME_LENGTH = 96
 MAX_REVISION_LENGTH = 255
 _REPO_NAME = re.compile(r"[A-Za-z0-9._-]+")
 _REVISION_PART = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
-COMMIT_SHA = re.compile(r"[0-9a-f]{40}")
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,7 @@ def cached_snapshot(repo_id: str, revision: str = DEFAULT_REVISION, env: Environ
     repo_id = validate_repo_id(repo_id)
     revision = validate_revision(revision)
     storage = (env or Environment.from_os()).hf_cache_dir / _repo_folder_name(repo_id)
-    commit = revision if COMMIT_SHA.fullmatch(revision) else _read_ref(storage, revision)
+    commit = revision if COMMIT_SHA.fullmatch(revision) else read_commit(storage / "refs" / revision)
     if commit is None:
         return None
     snapshot = storage / "snapshots" / commit
@@ -189,7 +189,7 @@ def _download(repo_id: str, revision: str, env: Environment, token: str | None) 
 
     storage = cache_dir / _repo_folder_name(repo_id)
     try:
-        _remember_ref(storage, revision, commit)
+        write_commit(storage / "refs" / revision, revision, commit)  # as huggingface_hub does, for offline runs
     except OSError as exc:
         raise CacheError(f"cannot write to the Hugging Face cache at {cache_dir}: {exc.strerror}") from exc
     return Snapshot(repo_id, commit, snapshot, tuple(sorted(fetched)))
@@ -327,23 +327,6 @@ def _progress_bars(enabled: bool) -> Iterator[None]:
 
 def _repo_folder_name(repo_id: str) -> str:
     return "models--" + repo_id.replace("/", "--")
-
-
-def _read_ref(storage: Path, revision: str) -> str | None:
-    try:
-        commit = (storage / "refs" / revision).read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError):
-        return None
-    return commit if COMMIT_SHA.fullmatch(commit) else None
-
-
-def _remember_ref(storage: Path, revision: str, commit: str) -> None:
-    """Record which commit a branch or tag pointed to, as huggingface_hub does, for offline runs."""
-    if revision == commit:
-        return
-    ref = storage / "refs" / revision
-    ref.parent.mkdir(parents=True, exist_ok=True)
-    ref.write_text(commit, encoding="utf-8")
 
 
 def _files_under(snapshot: Path) -> Iterable[str]:

@@ -1,6 +1,7 @@
-"""The cache's refs, which find an entry with no network request: the commit a Hub branch or tag resolved
-to when it was pulled (refs/hub/<owner--name>/<revision>), and a local directory's content hash with the
-file stats it was computed from (refs/dir/<hash>.json).
+"""Refs, which find a commit with no network request: the commit a Hub branch or tag resolved to when it
+was pulled (squeeze's cache: refs/hub/<owner--name>/<revision>; the Hugging Face cache keeps its own,
+models--<owner>--<name>/refs/<revision>, read and written here too), and a local directory's content hash
+with the file stats it was computed from (refs/dir/<hash>.json).
 """
 
 from __future__ import annotations
@@ -8,11 +9,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import re
 from pathlib import Path
 
-from ..model import layout
+from ..checkpoint import layout
 from . import files
-from .hub import COMMIT_SHA
+
+COMMIT_SHA = re.compile(r"[0-9a-f]{40}")
 
 
 def repo_folder(repo_id: str) -> str:
@@ -24,16 +27,26 @@ def _ref_path(root: Path, repo_id: str, revision: str) -> Path:
 
 
 def read_ref(root: Path, repo_id: str, revision: str) -> str | None:
+    return read_commit(_ref_path(root, repo_id, revision))
+
+
+def write_ref(root: Path, repo_id: str, revision: str, commit: str) -> None:
+    write_commit(_ref_path(root, repo_id, revision), revision, commit)
+
+
+def read_commit(ref: Path) -> str | None:
+    """The commit the ref file `ref` names, or None where it is missing, unreadable or names no full sha."""
     try:
-        commit = _ref_path(root, repo_id, revision).read_text(encoding="utf-8").strip()
+        commit = ref.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError):
         return None
     return commit if COMMIT_SHA.fullmatch(commit) else None
 
 
-def write_ref(root: Path, repo_id: str, revision: str, commit: str) -> None:
+def write_commit(ref: Path, revision: str, commit: str) -> None:
+    """Record that `revision` (a branch or tag) is `commit`, atomically; a commit needs no ref."""
     if revision != commit:
-        files.write_atomically(_ref_path(root, repo_id, revision), commit)
+        files.write_atomically(ref, commit)
 
 
 def drop_dangling_refs(root: Path) -> None:

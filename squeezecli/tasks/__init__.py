@@ -3,6 +3,8 @@ on the shared `Task` (base.py). They import `model/`, `io/` and `errors`; the CL
 at start-up: this registry only names them (`module:Class`), and `task_class` imports the one a command
 needs. A task class has `head` (the Encoder head it runs), `__init__(runtime, **options)` (the task's
 options, and `max_length`, `batch_size`), `__call__(texts) -> list[dict]` and `length_of(text)`.
+
+May import: `errors`, `environment`, `io`, `checkpoint`, `model`, `precision`.
 """
 
 from __future__ import annotations

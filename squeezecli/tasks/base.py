@@ -25,7 +25,7 @@ class Task:
     its texts (NLI pairs, QA and NER windows) may need several of per call.
     """
 
-    head: ClassVar[str]  # the Encoder head it runs: "base", "sequence", "token" or "qa"
+    head: ClassVar[str]  # the Encoder head it runs: one of checkpoint/heads.py's HEADS
     chunkable: ClassVar[bool] = False  # whether it can read a long text as chunks (set_chunking)
     chunk: int | None = None  # tokens per chunk; None: a long text is cut to the window
     overlap: int = 0

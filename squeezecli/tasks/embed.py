@@ -3,8 +3,8 @@ nearest-neighbour search behind `squeeze similar`.
 
 A sentence-transformers checkpoint lists its pipeline in modules.json: the transformer, then a Pooling
 module (its directory's config.json picks CLS, mean, max, ... pooling), optionally Normalize (unit
-length). sentence_bert_config.json caps the input length (all-MiniLM-L6-v2 was trained on 256 tokens of
-its 512 positions) and may ask for lowercasing. A plain checkpoint without these files is embedded with
+length). sentence_bert_config.json (or another of the names checkpoint/layout.py lists) caps the input
+length (all-MiniLM-L6-v2 was trained on 256 tokens of its 512 positions) and may ask for lowercasing. A plain checkpoint without these files is embedded with
 mean pooling over the real tokens and no normalisation, the usual way to get a sentence vector out of
 a bare encoder.
 
@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
+from ..checkpoint.layout import SENTENCE_TRANSFORMER_CONFIGS
 from ..errors import ModelError, SqueezeError, UsageError
 from ..io.batches import batched
 from .base import Task, cut_lengths, mark_truncated
@@ -43,14 +44,6 @@ POOLING_MODES = {
     "weightedmean": "pooling_mode_weightedmean_tokens",
     "lasttoken": "pooling_mode_lasttoken",
 }
-# Names sentence-transformers has given the transformer module's config over the years, in its search order.
-_TRANSFORMER_CONFIGS = (
-    "sentence_bert_config.json",
-    "sentence_roberta_config.json",
-    "sentence_distilbert_config.json",
-    "sentence_camembert_config.json",
-    "sentence_xlm-roberta_config.json",
-)
 
 
 @dataclass(frozen=True)
@@ -64,7 +57,7 @@ class SentencePipeline:
 
     @classmethod
     def from_dir(cls, model_dir: Path, hidden_size: int) -> SentencePipeline:
-        transformer = _read_first_json(model_dir, _TRANSFORMER_CONFIGS)
+        transformer = _read_first_json(model_dir, SENTENCE_TRANSFORMER_CONFIGS)
         max_seq_length = transformer.get("max_seq_length")
         lowercase = bool(transformer.get("do_lower_case", False))
         modules_path = model_dir / "modules.json"

@@ -2,9 +2,10 @@
 items, the index's model check, and top-k over the index in blocks.
 
 Vectors are stored at unit length, so cosine similarity is a dot product. int8 stores each vector as
-round(v / scale) with scale = max|v| / 127 (per vector, 4x smaller than float32); float16 and float32
-store it as it is. A scan holds one block of BLOCK_ROWS vectors and, per query, the best k so far:
-memory is bounded by the block, not the index (benchmarks/index_memory.py measures it).
+round(v / scale) with scale = max|v| / 127 (per vector: precision/int8.py's per-row quantization; 4x
+smaller than float32); float16 and float32 store it as it is. A scan holds one block of BLOCK_ROWS
+vectors and, per query, the best k so far: memory is bounded by the block, not the index
+(benchmarks/index_memory.py measures it).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import torch.nn.functional as F
 
 from ..errors import UsageError
 from ..io.index import Index, Item
-from ..io.records import Record
+from ..io.record import Record
+from ..precision.int8 import quantize_per_token
 from .embed import Embed, tie_keys
 
 VECTOR_TYPES = {"int8": torch.int8, "float16": torch.float16, "float32": torch.float32}
@@ -78,8 +80,7 @@ def encode(vectors: torch.Tensor, kind: str) -> tuple[list[float], bytes]:
     """Vectors [N, D] -> (per-vector scales, their stored values end to end) at unit length."""
     unit = F.normalize(vectors.float(), dim=-1)  # [N, D]
     if kind == "int8":
-        scale = (unit.abs().amax(dim=-1, keepdim=True) / 127).clamp(min=1e-12)  # [N, 1]
-        stored = torch.round(unit / scale).to(torch.int8)
+        stored, scale = quantize_per_token(unit)  # int8 [N, D], one scale per vector [N, 1]
         scales = scale.squeeze(1).tolist()
     else:
         stored, scales = unit.to(VECTOR_TYPES[kind]), [1.0] * len(unit)

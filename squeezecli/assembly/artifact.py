@@ -14,11 +14,14 @@ import time
 
 import torch
 
+from ..checkpoint.config import EncoderConfig
 from ..errors import CacheError, ModelError
-from ..model.config import EncoderConfig
 from ..model.encoder import Encoder, GroupedProjection
+from ..model.weights import check_state
+from ..precision.int8 import Int8Embedding, Int8Projection, dequantize_per_channel, int8_backend, quantize_per_channel
+from . import calibration
 from .calibration import TOKEN, WEIGHT_ONLY
-from .int8 import Int8Embedding, Int8Projection, dequantize_per_channel, int8_backend, quantize_per_channel
+from .calibration_texts import CALIBRATION_TEXTS
 
 SCHEME = "squeeze-int8"
 SCHEME_VERSION = 3  # v2 quantized activations per kernel call: a token's result depended on its batch
@@ -44,9 +47,6 @@ def quantize(runtime, texts: list[str] | None = None, kernel: str = "auto") -> t
     (`kernel` is SQUEEZE_INT8_KERNEL); with no kernel there is nothing to calibrate against, and every
     projection is stored int8 with int8 activations.
     """
-    from . import calibration
-    from .calibration_texts import CALIBRATION_TEXTS
-
     encoder: Encoder = runtime.encoder
     names = projection_names(encoder.cfg)
     backend = int8_backend(kernel)
@@ -140,8 +140,6 @@ def load_quantized(
                 proj: GroupedProjection = model.get_submodule(name)
                 parent, attr = name.rsplit(".", 1)
                 setattr(model.get_submodule(parent), attr, Int8Projection(proj.in_features, proj.out_features, proj.groups))
-    from ..model.weights import check_state
-
     try:
         check_state(model, tensors)
     except ModelError as exc:

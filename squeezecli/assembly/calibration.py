@@ -8,24 +8,25 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    import torch
-    from torch import nn
+import torch
+import torch.nn.functional as F
+from torch import nn
 
-    from ..model.encoder import Encoder, Keys
-    from ..model.tokenizer import Tokenizer
+from ..checkpoint import heads
+from ..model.encoder import Encoder, Keys
+from ..model.runtime import length_batches
+from ..model.tokenizer import Tokenizer, collate
 
 TOKEN = "token"  # the plan's name for int8 projections (activations quantized per token)
-WEIGHT_ONLY = "weight"  # the plan's name for artifact.py's weight-only projections (defined here: no torch)
+WEIGHT_ONLY = "weight"  # the plan's name for artifact.py's weight-only projections
 
 # What the head reads from the last hidden states, which is where int8 damage is judged.
 METRICS = {
-    "base": "cosine of mean-pooled last hidden states (sentence embeddings)",
-    "sequence": "cosine of the first token's last hidden state (what the classifier reads)",
-    "token": "cosine of each token's last hidden state, averaged per text",
-    "qa": "cosine of each token's last hidden state, averaged per text",
+    heads.BASE: "cosine of mean-pooled last hidden states (sentence embeddings)",
+    heads.SEQUENCE: "cosine of the first token's last hidden state (what the classifier reads)",
+    heads.TOKEN: "cosine of each token's last hidden state, averaged per text",
+    heads.QA: "cosine of each token's last hidden state, averaged per text",
 }
 
 
@@ -40,9 +41,6 @@ class Calibration:
 
 def batches(tokenizer: Tokenizer, texts: Sequence[str], max_length: int, size: int = 16) -> list[dict[str, torch.Tensor]]:
     """Texts in padded batches of similar length, as squeeze batches them in use."""
-    from ..model.runtime import length_batches
-    from ..model.tokenizer import collate
-
     encodings = tokenizer.encode(list(texts), max_length=max_length)
     return [collate([encodings[i] for i in batch], tokenizer.pad_id)
             for batch in length_batches([len(encoding.ids) for encoding in encodings], size)]
@@ -67,8 +65,6 @@ def choose(
     does the most damage alone first. Measuring one projection alone in block i reruns only blocks i..
     from the fp32 hidden states cached at their input; "as few as" is a bisection over the ranking.
     """
-    import torch
-
     head = encoder.head_kind
     names = list(candidates)
     with torch.inference_mode():
@@ -149,12 +145,10 @@ def _trace(encoder: Encoder, batch: dict[str, torch.Tensor]) -> tuple[list[torch
 
 def _agreement(reference: torch.Tensor, got: torch.Tensor, attention_mask: torch.Tensor, head: str) -> torch.Tensor:
     """Per-text cosine [B] between two last-hidden-state tensors [B, T, H], as the head reads them."""
-    import torch.nn.functional as F
-
     real = attention_mask.unsqueeze(-1).float()  # [B, T, 1]
-    if head == "base":
+    if head == heads.BASE:
         return F.cosine_similarity((reference * real).sum(1), (got * real).sum(1), dim=-1)  # [B]
-    if head == "sequence":
+    if head == heads.SEQUENCE:
         return F.cosine_similarity(reference[:, 0], got[:, 0], dim=-1)  # [B]
     per_token = F.cosine_similarity(reference, got, dim=-1)  # [B, T]
     return (per_token * real[..., 0]).sum(1) / real[..., 0].sum(1)  # [B]

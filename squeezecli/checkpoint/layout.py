@@ -29,7 +29,19 @@ TOKENIZER_FILES = (
 )
 # A tokenizer can be built from any one of these; the other tokenizer files only refine it.
 TOKENIZER_VOCABULARIES = ("tokenizer.json", "vocab.txt", "vocab.json")
-SENTENCE_TRANSFORMERS_FILES = ("modules.json", "sentence_bert_config.json", "config_sentence_transformers.json")
+# The names sentence-transformers has given its transformer module's config (max_seq_length,
+# do_lower_case) over the years, in the order it searches them: the download fetches every one a model
+# has, and tasks/embed.py reads the first present.
+SENTENCE_TRANSFORMER_CONFIGS = (
+    "sentence_bert_config.json",
+    "sentence_roberta_config.json",
+    "sentence_distilbert_config.json",
+    "sentence_camembert_config.json",
+    "sentence_albert_config.json",
+    "sentence_xlm-roberta_config.json",
+    "sentence_xlnet_config.json",
+)
+SENTENCE_TRANSFORMERS_FILES = ("modules.json", *SENTENCE_TRANSFORMER_CONFIGS, "config_sentence_transformers.json")
 POOLING_CONFIG = re.compile(r"\d+_Pooling/config\.json")
 _WEIGHT_NAMES = {name for pair in WEIGHT_FORMATS for name in pair}
 

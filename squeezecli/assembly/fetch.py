@@ -1,0 +1,57 @@
+"""Where a model's files come from: the original checkpoint's directory (fp32 and bf16 run it: a local
+directory, or the Hugging Face cache at the commit that was pulled) and squeeze's int8 cache entry,
+pulled and quantized on first use.
+
+No torch at import: a pull whose entry is already cached (`squeeze models pull` run twice) answers from
+the cache's manifest; only building an entry imports the network (checkpoints.py), in the quantizer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from ..environment import Environment
+from ..store import build, cache, hub, refs
+from ..store.sources import Source, resolve_source
+
+
+def pull(model: str, revision: str | None = None, *, force: bool = False, offline: bool = False,
+         progress: bool = True, env: Environment | None = None) -> cache.Entry:
+    """Make sure `model` (Hub id, alias or local directory) has an intact int8 entry; return it (see
+    store/build.py's `pull`: a branch is looked up, a damaged entry rebuilt, `force` always rebuilds)."""
+    return pull_source(resolve_source(model, revision), force=force, offline=offline, progress=progress,
+                       env=env or Environment.from_os())
+
+
+def pull_source(source: Source, *, force: bool = False, offline: bool, progress: bool, head_hint: str | None = None,
+                env: Environment, first_use: bool = False) -> cache.Entry:
+    """`pull` of a resolved source; `first_use` (a run asked for int8 and found no entry) says so on stderr."""
+
+    def quantizer(source: Source, directory: Path, hint: str | None) -> build.Artifact:
+        from . import checkpoints  # torch: only a build loads the network (see the module docstring)
+
+        return checkpoints.quantize(source, directory, hint, env=env, first_use=first_use)
+
+    return build.pull(source, quantizer, force=force, offline=offline, progress=progress, head_hint=head_hint, env=env)
+
+
+def checkpoint_dir(source: Source, *, offline: bool, progress: bool, env: Environment) -> tuple[Path, str | None]:
+    """The directory of the original checkpoint fp32 and bf16 run, and its Hub commit (None: a local
+    directory). A Hub model runs at the commit its revision was pulled (or first run) at: every precision
+    runs the same weights, and later runs need no request; `squeeze models pull` moves it on when the
+    branch moves."""
+    if source.kind == "dir":
+        return source.path, None
+    assert source.revision is not None
+    root = cache.cache_root(env)
+    recorded = refs.read_ref(root, source.id, source.revision)
+    revision = recorded or source.revision
+    downloaded_before = hub.cached_snapshot(source.id, revision, env) is not None
+    snapshot = hub.fetch(source.id, revision, offline=offline, progress=progress, env=env)
+    if recorded is None:
+        with contextlib.suppress(OSError):  # a read-only cache: the next run asks the Hub again, no harm
+            refs.write_ref(root, source.id, source.revision, snapshot.commit)
+    if not downloaded_before:
+        env.notice(f"{source.name} is used for the first time: downloaded it into the Hugging Face cache")
+    return snapshot.path, snapshot.commit

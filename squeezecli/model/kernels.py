@@ -1,0 +1,168 @@
+"""How a position-wise projection runs on this CPU: the oneDNN kernels torch reaches, and the probes
+that check them. encoder.py holds the model and calls `project`; nothing here knows what a block is.
+
+    project(x, weight, bias, groups, residual=None, activation=None, in_place=False)
+        x [..., in] -> x W^T + b [..., out], then `residual` added or `activation` applied, inside the
+        product wherever a fused kernel runs here.
+
+A projection runs as a 1x1 convolution over channels-last "pixels" (`_pixels`: [N, C] viewed as
+[1, C, 1, N], no copy), which torch hands to oneDNN, with the epilogue fused by torch's private
+`mkldnn._convolution_pointwise` ops (what torch.compile emits on CPU). Private ops are probed once, never
+assumed; without them F.conv2d and an in-place epilogue compute the same. Why convolutions rather than
+torch.bmm or F.linear, and what each measured, is in docs/design.md.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+# Applied to fresh projection outputs only, so in place where torch has an in-place form.
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "gelu": lambda x: torch.ops.aten.gelu_(x),
+    "gelu_new": lambda x: torch.ops.aten.gelu_(x, approximate="tanh"),
+    "gelu_pytorch_tanh": lambda x: torch.ops.aten.gelu_(x, approximate="tanh"),
+    "gelu_fast": lambda x: torch.ops.aten.gelu_(x, approximate="tanh"),
+    "relu": torch.relu_,
+    "silu": lambda x: F.silu(x, inplace=True),
+    "swish": lambda x: F.silu(x, inplace=True),
+    "quick_gelu": lambda x: x * torch.sigmoid(1.702 * x),
+}
+# Activations oneDNN can apply inside the product: name -> (oneDNN's name, algorithm).
+FUSABLE_ACTIVATIONS = {
+    "gelu": ("gelu", "none"),
+    "gelu_new": ("gelu", "tanh"),
+    "gelu_pytorch_tanh": ("gelu", "tanh"),
+    "gelu_fast": ("gelu", "tanh"),
+    "relu": ("relu", None),
+}
+
+# A grouped int8 projection computes each group apart (precision/int8.py), and gluing the groups' outputs
+# back together is a copy as costly as the int8 products themselves ([tokens, 3072] for the
+# feed-forward). So a projection may hand on its output as the list of its groups' pieces, which the
+# next projection takes as its groups' inputs: act(FfnIn x) never exists as one tensor.
+Pieces = list[torch.Tensor]
+
+
+def whole(x: torch.Tensor | Pieces) -> torch.Tensor:
+    """A projection output in one tensor: pieces [..., C/G] glued along channels into [..., C]."""
+    return torch.cat(x, dim=-1) if isinstance(x, list) else x
+
+
+class Epilogue(NamedTuple):
+    """What finishes a projection's product: `residual` added (with `in_place`, into the residual's own
+    memory, which the caller must not need afterwards), or `activation` applied; with `pieces`, the
+    output may stay its groups' pieces (see Pieces)."""
+
+    residual: torch.Tensor | None = None
+    activation: str | None = None
+    in_place: bool = False
+    pieces: bool = False
+
+    def apply(self, y: torch.Tensor | Pieces) -> torch.Tensor | Pieces:
+        """The epilogue on a fresh product `y` (a tensor, or pieces), in place where torch allows. A
+        residual of another dtype (fp32, under a bf16 product) keeps its own: the sum is the residual's."""
+        if isinstance(y, list):
+            if self.residual is not None and self.in_place and self.residual.is_contiguous():
+                slots = self.residual.view(-1, len(y), self.residual.shape[-1] // len(y))  # [N, G, C/G]
+                for group, piece in enumerate(y):  # each group's output into its own channels: nothing glued
+                    slots[:, group].add_(piece.view(slots.shape[0], -1))
+                return self.residual
+            if self.activation is not None and self.pieces:
+                return [ACTIVATIONS[self.activation](piece) for piece in y]
+            y = whole(y)
+        if self.residual is not None and self.residual.dtype != y.dtype:
+            return self.residual.add_(y) if self.in_place else self.residual + y
+        if self.residual is not None:
+            y = y.add_(self.residual)
+        return ACTIVATIONS[self.activation](y) if self.activation is not None else y
+
+
+def project(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, groups: int = 1,
+            residual: torch.Tensor | None = None, activation: str | None = None, in_place: bool = False
+            ) -> torch.Tensor:
+    """x [..., in] -> x W^T + b [..., out], with `residual` [..., out] added (with `in_place`, into the
+    residual's own memory: the caller must not need it afterwards) or `activation` applied.
+
+    weight: [out, in], or [groups, out/groups, in/groups] (a grouped 1x1 convolution's, by group).
+    """
+    assert residual is None or activation is None, "one epilogue at a time"
+    *lead, c = x.shape
+    out = bias.shape[0]
+    if x.numel() == 0:  # oneDNN refuses zero-width images, and there is nothing to compute
+        return x.new_empty(*lead, out, dtype=x.dtype if residual is None else residual.dtype)
+    if residual is not None and residual.dtype != x.dtype:  # a bf16 product into an fp32 residual stream
+        return Epilogue(residual, in_place=in_place).apply(project(x, weight, bias, groups))
+    weight = weight.view(out, c // groups, 1, 1)  # [out, in/G, 1, 1]
+    fused = _fused_convolution()
+    conv_args = ([0, 0], [1, 1], [1, 1], groups)  # padding, stride, dilation, groups
+    if fused is not None and residual is not None and in_place and residual.is_contiguous():
+        # Accumulating into the residual also fuses grouped products, which the out-of-place form
+        # below runs as a convolution and a separate add.
+        fused.in_place.binary(_pixels(residual), _pixels(x), weight, bias, *conv_args, "add", None, None, [], None)
+        return residual
+    if fused is not None and residual is not None:
+        y = fused.binary(_pixels(x), _pixels(residual), weight, bias, *conv_args, "add", None, None, [], None)
+    elif fused is not None and activation in FUSABLE_ACTIVATIONS:
+        name, algorithm = FUSABLE_ACTIVATIONS[activation]
+        y = fused(_pixels(x), weight, bias, *conv_args, name, [], algorithm)
+    else:
+        y = F.conv2d(_pixels(x), weight, bias, groups=groups)
+        return Epilogue(residual, activation).apply(_unpixels(y, lead))
+    return _unpixels(y, lead)  # [..., out]
+
+
+def projection_kernel() -> str:
+    """What runs a float projection on this machine, in words (for `squeeze doctor`)."""
+    if _fused_convolution() is None:
+        return "oneDNN 1x1 convolution, then the residual or activation"
+    return "oneDNN 1x1 convolution, residual or GELU fused"
+
+
+def _pixels(x: torch.Tensor) -> torch.Tensor:
+    """[..., C] -> [1, C, 1, N], a view with channels-last strides: N one-pixel images of C channels."""
+    return x.reshape(1, 1, -1, x.shape[-1]).permute(0, 3, 1, 2)
+
+
+def _unpixels(y: torch.Tensor, lead: list[int]) -> torch.Tensor:
+    """[1, C, 1, N] channels-last -> [*lead, C], a view: y is [N, C] in memory."""
+    return y.permute(0, 2, 3, 1).reshape(*lead, y.shape[1])
+
+
+class _FusedConvolution:
+    """oneDNN's convolution with a fused epilogue: the ops torch.compile emits on CPU."""
+
+    def __init__(self) -> None:
+        self.out_of_place = torch.ops.mkldnn._convolution_pointwise  # (x, w, ...) and .binary(x, other, w, ...)
+        self.in_place = torch.ops.mkldnn._convolution_pointwise_  # .binary(other, x, w, ...): other += conv(x)
+
+    def __call__(self, *args: Any) -> torch.Tensor:
+        return self.out_of_place(*args)
+
+    def binary(self, *args: Any) -> torch.Tensor:
+        return self.out_of_place.binary(*args)
+
+
+@functools.cache
+def _fused_convolution() -> _FusedConvolution | None:
+    """The fused convolutions, or None where this torch lacks them or they compute something else."""
+    args = ([0, 0], [1, 1], [1, 1], 1)  # padding, stride, dilation, groups
+    try:
+        fused = _FusedConvolution()
+        x = torch.arange(6.0).view(1, 3, 1, 2).to(memory_format=torch.channels_last)  # [1, C=3, 1, N=2]
+        w = torch.arange(9.0).view(3, 3, 1, 1)  # [3, 3, 1, 1]
+        with torch.inference_mode():
+            added = fused.binary(x, x, w, None, *args, "add", None, None, [], None)
+            accumulated = x.clone()
+            fused.in_place.binary(accumulated, x, w, None, *args, "add", None, None, [], None)
+            relu = fused(-x, w, None, *args, "relu", [], None)
+            expected = F.conv2d(x, w) + x
+            ok = (torch.equal(added, expected) and torch.equal(accumulated, expected)
+                  and torch.equal(relu, F.conv2d(-x, w).relu()))
+    except (AttributeError, RuntimeError, NotImplementedError):
+        return None
+    return fused if ok else None
