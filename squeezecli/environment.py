@@ -159,7 +159,7 @@ def choose_openmp_wait(environ: MutableMapping[str, str] | None = None, others: 
     if torch_loaded or "OMP_WAIT_POLICY" in environ or "GOMP_SPINCOUNT" in environ:
         return None
     if cores is None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        cores = usable_cpus()
     busy = max(1, cores // 2)
     if (others or (lambda: others_running(below=busy)))() < busy:
         return None
@@ -185,3 +185,22 @@ def others_running(read: Callable[[], str] | None = None, samples: int = 3, paus
         if below is not None and counts[-1] < below:
             break
     return max(min(counts), 0)
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask: a container's or `taskset`'s limit), not the
+    machine's count."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` exists (for the temporary files of a run that may have been killed)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    except OSError:
+        return False
+    return True

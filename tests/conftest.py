@@ -94,6 +94,7 @@ def default_models(tmp_path_factory):
         ("qa", "bert", "qa", {}),
         ("ner", "bert", "token", {"labels": list(catalogue.by_alias("bert-ner").labels)}),
         ("embed", "bert", "base", {}),
+        ("rerank", "bert", "sequence", {"labels": ["LABEL_0"]}),
     ]:
         factory.build(root / task, arch, head, **kw)
         built[task] = root / task

@@ -47,7 +47,8 @@ def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("models")
     factory.build(root / "sentiment", "distilbert", "sequence")
     factory.build(root / "embed", "bert", "base")
-    return {"sentiment": root / "sentiment", "embed": root / "embed"}
+    factory.build(root / "rerank", "bert", "sequence", labels=["LABEL_0"])
+    return {"sentiment": root / "sentiment", "embed": root / "embed", "rerank": root / "rerank"}
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +116,16 @@ def test_sentiment_gives_each_line_the_result_the_cli_gives(cluster, models, tex
     assert_same_rows(rows, expected)
     assert f"{non_blank:,} results in" in summary
     assert not list((tmp_path / "out").glob(".*")), "temporary files left behind"
+
+
+def test_rerank_scores_every_line_as_rerank_keep_order_does(cluster, models, text_files, tmp_path):
+    files = [str(path) for path in text_files]
+    options = ["--model", str(models["rerank"]), *BATCH, "-q", "a question about Paris"]
+    distributed("rerank", *options, *files, "--output", str(tmp_path / "out"))
+    rows = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text(encoding="utf-8").splitlines()]
+    expected = cli("rerank", *options, "--keep-order", *files)
+    assert [(row["file"], row["line"]) for row in rows] == [(row["file"], row["line"]) for row in expected]
+    assert [row["score"] for row in rows] == pytest.approx([row["score"] for row in expected], abs=SCORE_TOLERANCE)
 
 
 def test_embed_over_json_lines_keeps_their_fields_in_jsonl_and_parquet(cluster, models, tmp_path):

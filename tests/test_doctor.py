@@ -207,3 +207,14 @@ def test_a_process_started_beside_a_busy_loop_waits_passively_and_a_user_setting
     mine = subprocess.run([sys.executable, "-m", "squeezecli", "doctor", "--json"], env={**env, "OMP_WAIT_POLICY": "ACTIVE"},
                           cwd=tmp_path, capture_output=True, text=True, timeout=120, check=True)
     assert json.loads(mine.stdout)["torch"]["omp_wait_policy"] == "ACTIVE"
+
+
+def test_the_float_projection_kernel_is_reported(monkeypatch):
+    """Weights packed at load where torch's packed oneDNN ops pass their probe; plain otherwise."""
+    from squeezecli.model import kernels
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert kernels.packed_kernels()
+    assert "packed at load" in doctor()["int8"]["kernels"]["fp32"]["projections"]
+    monkeypatch.setattr(kernels, "packed_kernels", lambda: False)
+    assert "re-laid out on every call" in doctor()["int8"]["kernels"]["fp32"]["projections"]

@@ -115,6 +115,34 @@ def test_spearman_equals_scipy_with_ties(seed):
     assert metrics.spearman([1, 1, 1], [1, 2, 3]) is None and metrics.spearman([1], [2]) is None
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_mrr_and_ndcg_at_10_equal_independent_references(seed):
+    import numpy as np
+    from sklearn.metrics import ndcg_score
+
+    generator = random.Random(seed)
+    gold, predicted = [], []
+    for _ in range(30):
+        size = generator.randint(1, 40)
+        gold.append([generator.choice([0, 0, 0, 1]) if seed % 2 else generator.choice([0, 0, 1, 2, 3])
+                     for _ in range(size)])
+        predicted.append([generator.random() for _ in range(size)])  # distinct: no tie rule involved
+    judged = [(g, p) for g, p in zip(gold, predicted) if any(g)]
+    # MRR@10 by definition: the first relevant candidate among the ten best by score.
+    reciprocal = []
+    for g, p in judged:
+        best = np.argsort(-np.array(p), kind="stable")[:10]
+        ranks = [rank for rank, i in enumerate(best, 1) if g[i] > 0]
+        reciprocal.append(1 / ranks[0] if ranks else 0.0)
+    # scikit-learn needs two candidates or more per query; one relevant candidate alone scores 1.
+    ndcg = [ndcg_score([g], [p], k=10) if len(g) > 1 else 1.0 for g, p in judged]
+    scores = metrics.ranking(gold, predicted)
+    assert scores["mrr@10"] == pytest.approx(float(np.mean(reciprocal)))
+    assert scores["ndcg@10"] == pytest.approx(float(np.mean(ndcg)))
+    assert (scores["queries"], scores["unjudged"]) == (len(judged), len(gold) - len(judged))
+    assert metrics.ranking([[0, 0]], [[0.1, 0.2]]) == {"mrr@10": None, "ndcg@10": None, "queries": 0, "unjudged": 1}
+
+
 # --- the command -------------------------------------------------------------------------------------------
 
 

@@ -127,7 +127,8 @@ def test_every_module_squeezecli_imports_is_declared_in_pyproject():
     ({"n_layers": 1_000_000_000_000}, "config.json's 'n_layers' is 1000000000000, not an integer from 1 to"),
     ({"n_layers": 5000}, "config.json does not describe a model squeeze can build: 5000 layers"),
     ({"dim": 65536, "hidden_dim": 262144}, "config.json describes a model of 105,089,859,584 parameters"),
-    ({"dim": 4096, "hidden_dim": 16384, "n_heads": 32}, "config.json describes 528,318,464 parameters, but the weight files hold only"),  # more than the files hold
+    ({"dim": 4096, "hidden_dim": 16384, "n_heads": 32}, "config.json describes 528,318,464 parameters, which take at least 1,056,636,928 bytes (2 a parameter in "
+                                                 "fp16 or bf16, 4 in fp32), but the weight files hold only"),  # more than the files hold
 ])
 def test_a_config_of_absurd_size_fails_before_anything_is_allocated(model, tmp_path, changes, says):
     directory = copy_model(model, tmp_path / "huge")
@@ -190,6 +191,20 @@ def test_the_finite_check_refuses_exactly_nan_and_infinity_whatever_the_sum():
                 tensor[5, 7] = bad
                 with pytest.raises(ModelError, match="holds NaN or infinite values"):
                     check_finite("bad", tensor)
+
+
+@pytest.mark.parametrize("removed, named", [
+    ("distilbert.transformer.layer.1.sa_layer_norm.bias", "distilbert.transformer.layer.1.sa_layer_norm.bias"),
+    ("pre_classifier.weight", "pre_classifier.weight"),
+])
+def test_missing_tensors_are_named_as_the_checkpoint_names_them(model, tmp_path, removed, named):
+    directory = copy_model(model, tmp_path / "missing")
+    tensors = load_file(directory / "model.safetensors")
+    del tensors[removed]
+    save_file(tensors, directory / "model.safetensors")
+    stderr = assert_one_line(run(["sentiment", "-m", str(directory), "--precision", "fp32"], tmp_path), ExitStatus.MODEL,
+                             f"squeeze: error: checkpoint lacks tensors for a distilbert sequence model: {named}")
+    assert stderr.splitlines()[0].endswith(named), stderr
 
 
 def test_a_shard_index_may_not_name_files_outside_the_model(model, tmp_path):

@@ -76,6 +76,26 @@ def test_list_is_a_table_on_a_terminal(hub: HubServer, sst: Path, monkeypatch: p
     assert forced["commit"] == commit
 
 
+def test_list_marks_entries_whose_files_no_longer_match_their_manifest(hub: HubServer, sst: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """From sizes and times, as a run checks first: a touched file is "modified" (a run checks its sha256),
+    a file cut short or missing "damaged" (a run refuses it)."""
+    hub.add_repo("acme/sst", sst)
+    [pulled] = json_lines(squeeze("pull", "acme/sst"))
+    assert json_lines(squeeze("list"))[0]["state"] == "ok"
+    weights = next(Path(pulled["path"]).glob("*.safetensors"))
+    os.utime(weights, ns=(1, 1))
+    assert json_lines(squeeze("list"))[0]["state"] == "modified"
+    monkeypatch.setattr(environment, "is_terminal", lambda stream: True)
+    table = squeeze("list")
+    assert "acme/sst (modified)" in table.stdout and "a run checks their checksums" in table.stderr
+    with open(weights, "r+b") as f:
+        f.truncate(weights.stat().st_size - 1)
+    table = squeeze("list")
+    assert table.exit_code == 0 and "acme/sst (damaged)" in table.stdout
+    assert "models pull --force MODEL` rebuilds it" in table.stderr
+
+
 @pytest.mark.parametrize("columns", [80, 100, 200])
 def test_list_keeps_a_long_model_id_whole_by_leaving_out_columns(hub: HubServer, sst: Path,
                                                                 monkeypatch: pytest.MonkeyPatch, columns: int) -> None:
@@ -155,7 +175,7 @@ def test_aliases_name_one_default_per_task() -> None:
     rows = json_lines(squeeze("aliases"))
     defaults = {row["task"]: row["alias"] for row in rows if row["default"]}
     assert defaults == {"sentiment": "distilbert-sst2", "zero-shot": "squeezebert-mnli", "qa": "minilm-squad2",
-                        "ner": "bert-ner", "embed": "minilm-embed"}
+                        "ner": "bert-ner", "embed": "minilm-embed", "rerank": "minilm-rerank"}
     assert {row["alias"]: row["id"] for row in rows}["squeezebert-qa"] == "mrm8488/squeezebert-finetuned-squadv1"
 
 

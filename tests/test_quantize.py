@@ -181,7 +181,7 @@ class Perturbed(torch.nn.Module):
         super().__init__()
         self.proj = GroupedProjection(proj.in_features, proj.out_features, proj.groups)
         gen = torch.Generator().manual_seed(seed)
-        weight = proj.weight.detach()
+        weight = proj.plain_weight()
         self.proj.load_state_dict({"weight": weight + noise * weight.std() * torch.randn(weight.shape, generator=gen),
                                    "bias": proj.bias.detach()})
 

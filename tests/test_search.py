@@ -43,7 +43,7 @@ def numpy_vectors(path, kind) -> np.ndarray:
     """The index's unit vectors as the documented format says to read them, without squeeze's code."""
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA application_id").fetchone()[0] == 0x53515A58
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
         assert json.loads(db.execute("SELECT value FROM meta WHERE key = 'vectors'").fetchone()[0]) == kind
         rows = db.execute("SELECT scale, vector FROM items ORDER BY id").fetchall()
     dtype = {"int8": np.int8, "float16": "<f2", "float32": "<f4"}[kind]

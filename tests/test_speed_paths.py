@@ -17,24 +17,32 @@ from squeezecli.model.kernels import ACTIVATIONS
 from squeezecli.model.runtime import Runtime
 
 
-def projection(groups: int, seed: int = 0) -> GroupedProjection:
+def projection(groups: int, seed: int = 0, kernels: str = "plain") -> GroupedProjection:
     gen = torch.Generator().manual_seed(seed)
     proj = GroupedProjection(64, 128, groups)
     with torch.no_grad():
         proj.weight.copy_(torch.randn(proj.weight.shape, generator=gen) * 0.1)
         proj.bias.copy_(torch.randn(128, generator=gen))
+    if kernels == "packed":
+        proj.pack()
+        assert proj.weight.is_mkldnn
     return proj
 
 
 def dense(proj: GroupedProjection, x: torch.Tensor) -> torch.Tensor:
     """The reference product: groups as one block-diagonal dense weight."""
-    weight = torch.block_diag(*proj.weight) if proj.groups > 1 else proj.weight  # [out, in]
+    weight = proj.plain_weight()
+    weight = torch.block_diag(*weight) if proj.groups > 1 else weight  # [out, in]
     return F.linear(x, weight, proj.bias)
 
 
-@pytest.fixture(params=["fused", "plain"])
+@pytest.fixture(params=["packed", "fused", "plain"])
 def kernels(request, monkeypatch):
-    """Every test runs with oneDNN's fused epilogues and with the F.conv2d fallback used without them."""
+    """Every test runs with weights packed at load (oneDNN's inner product, or its convolution when
+    grouped), with oneDNN's fused epilogues on plain weights (a torch whose packed ops fail their probe),
+    and with the F.conv2d fallback used without either."""
+    if request.param != "packed":
+        monkeypatch.setattr(kernel_ops, "packed_kernels", lambda: False)
     if request.param == "plain":
         monkeypatch.setattr(kernel_ops, "_fused_convolution", lambda: None)
     elif kernel_ops._fused_convolution() is None:
@@ -45,7 +53,7 @@ def kernels(request, monkeypatch):
 @pytest.mark.parametrize("groups", [1, 4])
 @pytest.mark.parametrize("activation", list(ACTIVATIONS))
 def test_activation_epilogue(kernels, groups, activation):
-    proj, x = projection(groups), torch.randn(3, 7, 64)
+    proj, x = projection(groups, kernels=kernels), torch.randn(3, 7, 64)
     with torch.inference_mode():
         expected = ACTIVATIONS[activation](dense(proj, x))
         torch.testing.assert_close(proj(x, activation=activation), expected, atol=1e-5, rtol=1e-5)
@@ -54,7 +62,7 @@ def test_activation_epilogue(kernels, groups, activation):
 @pytest.mark.parametrize("groups", [1, 4])
 @pytest.mark.parametrize("in_place", [False, True])
 def test_residual_epilogue(kernels, groups, in_place):
-    proj, x, residual = projection(groups), torch.randn(3, 7, 64), torch.randn(3, 7, 128)
+    proj, x, residual = projection(groups, kernels=kernels), torch.randn(3, 7, 64), torch.randn(3, 7, 128)
     kept = residual.clone()
     with torch.inference_mode():
         expected = dense(proj, x) + residual
@@ -65,7 +73,7 @@ def test_residual_epilogue(kernels, groups, in_place):
 
 
 def test_in_place_residual_that_is_not_contiguous_still_adds(kernels):
-    proj, x = projection(4), torch.randn(3, 7, 64)
+    proj, x = projection(4, kernels=kernels), torch.randn(3, 7, 64)
     residual = torch.randn(7, 3, 128).transpose(0, 1)  # [3, 7, 128], not contiguous
     with torch.inference_mode():
         expected = dense(proj, x) + residual

@@ -545,6 +545,15 @@ def test_alias_with_other_labels_is_refused(hub: HubServer, checkpoints) -> None
         loader.pull("distilbert-sst2")
 
 
+def test_the_rerank_alias_takes_a_one_logit_cross_encoder_only(hub: HubServer, checkpoints) -> None:
+    # cross-encoder/ms-marco-MiniLM-L-6-v2's config.json: BertForSequenceClassification, id2label {0: LABEL_0}.
+    hub.add_repo("cross-encoder/ms-marco-MiniLM-L-6-v2", checkpoints("two-logits", "bert", "sequence",
+                                                                     labels=["no", "yes"]))
+    with pytest.raises(ModelError, match=r"has labels \[no, yes\], expected \[LABEL_0\]"):
+        loader.load_runtime("rerank", "sequence", precision="fp32")
+    assert cache.list_entries() == []
+
+
 # -- listing and removing -----------------------------------------------------------------------------
 
 

@@ -112,7 +112,7 @@ def quantize(runtime, texts: list[str] | None = None, kernel: str = "auto") -> t
 def _weight_only(proj: GroupedProjection) -> GroupedProjection:
     """`proj` with its weights rounded to int8 per channel and back: what a weight-only projection runs."""
     rounded = GroupedProjection(proj.in_features, proj.out_features, proj.groups)
-    rounded.load_state_dict({"weight": dequantize_per_channel(*quantize_per_channel(proj.weight)), "bias": proj.bias})
+    rounded.load_state_dict({"weight": dequantize_per_channel(*quantize_per_channel(proj.plain_weight())), "bias": proj.bias})
     return rounded
 
 
@@ -148,7 +148,7 @@ def load_quantized(
     for module in model.modules():
         if isinstance(module, Int8Projection):
             module.prepack()
-    return model.eval()
+    return model.pack().eval()
 
 
 def _check_meta(meta: dict, cfg: EncoderConfig, head: str) -> None:

@@ -47,7 +47,7 @@ def kernels(int8_kernel: str | None) -> dict[str, dict[str, str]]:
         bf16 = {"projections": "fp32", "attention": "fp32", "why": "torch's bf16 kernels failed their probe here"}
     else:
         bf16 = {"projections": "the same in bf16, fp32 residual stream and LayerNorms",
-                "attention": "bf16 batched products + softmax",
+                "attention": "fused SDPA in bf16 (AMX)" if cpu.fused_bf16_attention() else "bf16 batched products + softmax",
                 "why": f"native bf16 dot products ({native[0]})" if native else "bf16 is emulated here: slower than fp32"}
     dots = cpu.present(cpu.INT8_DOT_PRODUCTS)
     if int8_kernel == "int_mm":

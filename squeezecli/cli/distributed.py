@@ -1,7 +1,8 @@
 """`squeeze run-distributed TASK`: a task command's work on a Ray cluster, results into a directory.
 
-One subcommand per task, with that task command's own options (the same decorators, so help and parsing
-match), the usual input and model options, and the run's: --output, --address, --format, --workers. The
+One subcommand per command of the table of tasks (tasks/table.py), generated from the same row as the
+task command (so options, help and checks match), the usual input and model options, and the run's:
+--output, --address, --format, --workers. The
 Ray side lives in `integrations/raydata.py`; this module imports neither Ray nor torch, since the CLI
 imports it at start-up. Without Ray installed the command stops with one line naming the extra.
 """
@@ -12,7 +13,7 @@ import dataclasses
 import functools
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +23,9 @@ from ..environment import Environment
 from ..errors import SqueezeError
 from ..io.batches import WINDOW_BATCHES
 from ..io.pipeline import InputOptions
+from ..tasks.table import TASKS, TaskSpec
 from . import tasks
-from .options import (
-    ModelOptions,
-    input_options,
-    model_options,
-    pass_environment,
-    with_options,
-)
+from .options import ModelOptions, input_options, model_options, pass_environment, with_options
 
 INSTALL_HINT = "pip install 'squeezecli[ray]'"
 
@@ -99,61 +95,28 @@ def run_distributed() -> None:
     """
 
 
-def _task(name: str, *task_options: Callable[[Callable[..., Any]], Callable[..., Any]]
-          ) -> Callable[[Callable[..., Any]], click.Command]:
-    """The subcommand `name`: the task command's own option groups, then the model, input and run options,
-    in the order --help lists them."""
+def subcommand_for(spec: TaskSpec) -> click.Command:
+    """The subcommand of a row of the table: the task command's own options, then the model, input and
+    run options, in the order --help lists them; checked as the task command checks them."""
 
-    def decorate(function: Callable[..., Any]) -> click.Command:
-        function = pass_environment(function)
-        for decorator in (run_options, input_options, model_options, *reversed(task_options)):
-            function = decorator(function)
-        return run_distributed.command(name)(function)
+    def run(env: Environment, inputs: InputOptions, model: ModelOptions, run: RunOptions, **values: Any) -> None:
+        chosen = tasks.plan(spec, model, inputs, tasks.given_of(spec, values, model))
+        _run(chosen.spec.name, env, chosen.inputs, model, run, **chosen.arguments)
 
-    return decorate
-
-
-@_task("sentiment", tasks.classification_options, tasks.window_options)
-def sentiment(env: Environment, inputs: InputOptions, model: ModelOptions, run: RunOptions, top_k: int | None,
-              all_scores: bool, chunk: int | None, overlap: int, aggregate: str | None) -> None:
-    """Sentiment of each line: label and score."""
-    _run("sentiment", env, inputs, model, run, top_k=top_k, all_scores=all_scores, chunk=chunk, overlap=overlap,
-         aggregate=aggregate)
+    function = run_options(pass_environment(run))
+    function = tasks.task_options(spec.options)(model_options(input_options(function)))
+    return click.command(spec.name, help=spec.brief)(tasks.checked(spec)(function))
 
 
-@_task("classify", tasks.zero_shot_options, tasks.classification_options, tasks.window_options)
-def classify(env: Environment, inputs: InputOptions, model: ModelOptions, run: RunOptions, labels: str | None,
-             template: str, multi_label: bool, top_k: int | None, all_scores: bool, chunk: int | None, overlap: int,
-             aggregate: str | None) -> None:
-    """Classify each line with a text-classification model (--model), or zero-shot into --labels."""
-    windows = dict(chunk=chunk, overlap=overlap, aggregate=aggregate)
-    if tasks.classify_task(model, labels, template) == "zero-shot":
-        _run("zero-shot", env, inputs, model, run, labels=labels, template=template, multi_label=multi_label,
-             **windows)
-    else:
-        _run("classify", env, inputs, model, run, top_k=top_k, all_scores=all_scores, **windows)
+def add_subcommands(group: click.Group, rows: Iterable[TaskSpec] | None = None) -> click.Group:
+    """`group` with a subcommand per row of the table that is a command."""
+    for spec in TASKS.values() if rows is None else rows:
+        if spec.command:
+            group.add_command(subcommand_for(spec))
+    return group
 
 
-@_task("qa", tasks.qa_options)
-def qa(env: Environment, inputs: InputOptions, model: ModelOptions, run: RunOptions, questions: tuple[str, ...],
-       lines: bool, top_k: int, stride: int | None, max_answer_len: int, no_answer: bool | None) -> None:
-    """Answer questions from each context (each file, or each line with --lines)."""
-    inputs, no_answer = tasks.qa_settings(inputs, model, lines, no_answer)
-    _run("qa", env, inputs, model, run, questions=list(questions), top_k=top_k, stride=stride,
-         max_answer_len=max_answer_len, handle_impossible_answer=no_answer)
-
-
-@_task("ner", tasks.ner_options)
-def ner(env: Environment, inputs: InputOptions, model: ModelOptions, run: RunOptions, aggregation: str) -> None:
-    """Named entities in each line."""
-    _run("ner", env, inputs, model, run, aggregation=aggregation)
-
-
-@_task("embed", tasks.embed_options)
-def embed(env: Environment, inputs: InputOptions, model: ModelOptions, run: RunOptions, chunk: int | None,
-          overlap: int, pool: str | None) -> None:
-    """Embedding vector of each line (with --chunk, of each chunk, or pooled per line)."""
-    _run("embed", env, inputs, model, run, chunk=chunk, overlap=overlap, pool=pool)
+add_subcommands(run_distributed)
 
 
 def _run(task: str, env: Environment, inputs: InputOptions, model: ModelOptions, run: RunOptions,
@@ -163,7 +126,6 @@ def _run(task: str, env: Environment, inputs: InputOptions, model: ModelOptions,
     if not run.verbose:
         quiet_ray()
     _require_ray()
-    from ..api import load
     from ..integrations import raydata
 
     load_options = dict(revision=model.revision, precision=model.precision, offline=model.offline,
@@ -171,7 +133,7 @@ def _run(task: str, env: Environment, inputs: InputOptions, model: ModelOptions,
                         **task_options)
     # Loaded here once before any cluster work: a wrong model or option fails with the task command's own
     # message, and this machine's cache holds the int8 model before its workers ask for it.
-    pipeline = load(task, model.model, progress=not run.quiet, env=env, **load_options)
+    pipeline = tasks.load(task, model, env, run.quiet, **task_options)
     window, limit, chunkable = pipeline.task.max_length, pipeline.runtime.max_length, pipeline.task.chunkable
     del pipeline  # the workers load their own
     # Ray Data's INFO lines (plans, log paths, and progress when stderr is no terminal) are for Ray's

@@ -68,6 +68,11 @@ def exit_status_for(exc: BaseException, env: Environment) -> int:
         return ExitStatus.BROKEN_PIPE
     if isinstance(exc, (click.exceptions.Abort, KeyboardInterrupt)):
         return ExitStatus.INTERRUPTED
+    if isinstance(exc, click.exceptions.NoArgsIsHelpError):
+        # Bare `squeeze` (or `squeeze models`): its help, as git, cargo and docker print theirs; asking
+        # what a command offers is not an error.
+        click.echo(exc.ctx.get_help(), file=env.stdout)
+        return ExitStatus.OK
     if isinstance(exc, click.ClickException):
         # In squeeze's own style, not Click's "Usage: ... Error: ...": one message style for every error.
         context = getattr(exc, "ctx", None)
@@ -172,7 +177,7 @@ def _register() -> None:
     from .help import help_command
     from .tools import completion, doctor
 
-    for command in [*tasks.COMMANDS, *search.COMMANDS, evaluate]:
+    for command in [*tasks.commands(), *search.COMMANDS, evaluate]:
         squeeze.add_command(command)
     squeeze.add_command(help_command)
     squeeze.add_command(models)

@@ -68,6 +68,8 @@ def pull(env: Environment, model: str, revision: str | None, force: bool, as_jso
 def list_models(env: Environment, as_json: bool) -> None:
     """List cached models, most recently used first.
 
+    An entry whose files are missing or not their recorded size is marked (damaged), one whose files
+    changed since the build (modified), from sizes and times alone, as a run checks them first.
     On a terminal too narrow for the whole table the source size, parameters, architecture, commit and
     last use are left out, in that order, so that model ids stay whole (`models info` shows them all).
     """
@@ -84,7 +86,8 @@ def list_models(env: Environment, as_json: bool) -> None:
     from rich.table import Table
 
     now = time.time()
-    rows = [{"model": s["alias"] or (_short_path(s["id"]) if s["kind"] == "dir" else s["id"]), "commit": s["commit"][:8],
+    rows = [{"model": (s["alias"] or (_short_path(s["id"]) if s["kind"] == "dir" else s["id"]))
+             + ("" if s["state"] == "ok" else f" ({s['state']})"), "commit": s["commit"][:8],
              "arch": s["architecture"], "head": s["heads"][0], "params": _parameters(s["parameters"]),
              "int8": views.size(s["size_int8"]), "source": views.size(s["size_source"]),
              "last used": _ago(now, s["last_used"])} for s in summaries]
@@ -97,6 +100,12 @@ def list_models(env: Environment, as_json: bool) -> None:
     for row in rows:
         table.add_row(*(row[column] for column in shown))
     print_rich(env, table)
+    if any(s["state"] == "damaged" for s in summaries):
+        write_stderr(env.stderr, "squeeze: a damaged entry's files are missing or cut short; a run refuses it, and "
+                                 "`squeeze models pull --force MODEL` rebuilds it\n")
+    elif any(s["state"] == "modified" for s in summaries):
+        write_stderr(env.stderr, "squeeze: a modified entry's files changed since it was built; a run checks their "
+                                 "checksums (`squeeze models info --verify MODEL` does now)\n")
 
 
 # Left out in this order when a terminal is too narrow for the whole table, so that model ids stay whole.

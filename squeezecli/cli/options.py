@@ -11,9 +11,9 @@ from typing import Any, Literal
 
 import click
 
-from ..environment import Environment
-from ..errors import SqueezeError
-from ..io.batches import DEFAULT_BATCH_SIZE
+from ..environment import Environment, usable_cpus
+from ..errors import SqueezeError, UsageError
+from ..io.batches import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE
 from ..io.pipeline import InputOptions, OutputOptions
 from ..io.records import DecodeErrors, OnError, Unit, check_paths
 from ..io.writers import FORMATS, Format
@@ -42,11 +42,20 @@ def with_options(command: Callable[..., Any], options: Sequence[Callable[[Any], 
 
 batch_size_option = click.option(
     "--batch-size",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, MAX_BATCH_SIZE),
     default=DEFAULT_BATCH_SIZE,
     show_default=True,
     help="Records per model call; results are printed one batch at a time.",
 )
+
+
+def check_threads(threads: int | None) -> None:
+    """--threads at most the CPUs this process may use: more threads than CPUs only take turns (on 2 CPUs,
+    999 threads ran 20 times slower). The machine's limit, so it cannot be a Click range in --help."""
+    cpus = usable_cpus()
+    if threads is not None and threads > cpus:
+        raise UsageError(f"--threads {threads} is more than the {cpus} CPU{'s' if cpus > 1 else ''} this process may use",
+                         hint=f"give 1 to {cpus}, or leave --threads out for torch's choice")
 
 
 def complete_file_names(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
@@ -183,6 +192,7 @@ def model_options(command: Callable[..., Any] | None = None, *, precision: bool 
         chosen: Precision = kwargs.pop("precision") if precision else AUTO
         if model is not None and not model.strip():  # `-m ""`, `-m "$UNSET"`: not the default by accident
             raise click.BadParameter("is empty; leave it out for the task's default model", param_hint="'-m' / '--model'")
+        check_threads(threads)
         options = ModelOptions(model, revision, batch_size, max_length, threads, chosen, offline)
         return command(*args, model=options, **kwargs)
 
@@ -194,7 +204,8 @@ def model_options(command: Callable[..., Any] | None = None, *, precision: bool 
         click.option("--max-length", type=click.IntRange(min=1), metavar="TOKENS",
                      help="Truncate texts to this many tokens (default: the model's limit)."),
         click.option("--threads", type=click.IntRange(min=1), metavar="N",
-                     help="CPU threads for the model (default: torch's choice)."),
+                     help="CPU threads for the model, at most the CPUs this process may use (default: torch's "
+                          "choice)."),
         *([click.option("--precision", type=click.Choice(PRECISIONS), default=AUTO, show_default=True,
                         help=help_text())] if precision else []),
         click.option("--offline", is_flag=True, help="Use only the local cache; never contact the Hub."),

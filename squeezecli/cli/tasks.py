@@ -1,17 +1,15 @@
-"""The task commands: sentiment, classify, qa, ner, embed (similar: search.py).
-
-Each is a thin layer over `squeezecli.load`: it turns its options into task options, loads the pipeline
-(pulling the model on first use), and hands `run_pipeline` the batch function. torch is imported only
-once a command runs, never for `--help` or completion. The task-specific option groups are decorators
-here, so `run-distributed` (distributed.py) offers the same options with the same help.
+"""The task commands, generated from the table of tasks (tasks/table.py): one command per row, with its
+options made Click options, then the model, input and output options (options.py). `run-distributed`
+(distributed.py) and `eval` (evaluate.py) build theirs from the same rows with the helpers here, and
+every front end loads a pipeline through `load`. torch is imported only once a command runs, never for
+`--help` or completion (the table is torch-free).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import click
@@ -21,8 +19,8 @@ from ..errors import SqueezeError, UsageError
 from ..io.batches import batched
 from ..io.pipeline import InputOptions, OutputOptions, TableView, run_pipeline
 from ..io.writers import left_cut, write_npy
-from ..tasks import DEFAULT_TEMPLATE
-from . import views
+from ..tasks.table import TASKS, Given, Option, TaskSpec, check_chunks, check_ranking, kept
+from ..tasks.table import chunk_options as chunk_option_specs
 from .options import (
     ModelOptions,
     input_options,
@@ -32,12 +30,12 @@ from .options import (
     with_options,
 )
 
-# Hub ids of SQuAD 2.0 fine-tunes say so; those models learned to point at [CLS] for "no answer".
-_SQUAD2 = re.compile(r"squad[-_]?v?2", re.IGNORECASE)
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 
 def load(task: str, model: ModelOptions, env: Environment, quiet: bool = False, **options: Any) -> Any:
-    """The pipeline of `task` for the model options, notices to stderr."""
+    """The pipeline of `task` for the model options, notices to stderr: the one load of every command
+    (the task commands, run-distributed, eval, similar and index), with its "loading" status line."""
     from ..api import load as load_pipeline
     from ..io.progress import status_line
     from ..store import catalogue
@@ -53,8 +51,150 @@ def load(task: str, model: ModelOptions, env: Environment, quiet: bool = False, 
         )
 
 
+def model_id(task: str, model: ModelOptions) -> str:
+    """The Hub id (or path) of the model `task` runs: a catalogue alias by its repository."""
+    from ..store import catalogue
+
+    name = model.model or catalogue.default_for(task)
+    entry = catalogue.by_alias(name)
+    return entry.repo_id if entry else name
+
+
+# -- from the table's rows to Click ---------------------------------------------------------------------
+
+
+def click_option(option: Option) -> Decorator:
+    """The Click option of a table `Option`."""
+    kwargs: dict[str, Any] = {"help": option.help, "metavar": option.metavar, "default": option.default,
+                              "show_default": option.show_default, "multiple": option.multiple,
+                              "required": option.required}
+    if option.type == "flag" and not any("/" in flag for flag in option.flags):
+        kwargs["is_flag"] = True
+    elif option.type == "int":
+        bounded = option.min is not None or option.max is not None
+        kwargs["type"] = click.IntRange(min=option.min, max=option.max) if bounded else int
+    elif option.type == "choice":
+        kwargs["type"] = click.Choice(option.choices)
+    return click.option(*option.flags, option.name, **kwargs)
+
+
+def task_options(options: Sequence[Option]) -> Decorator:
+    """The Click options of `options`, listed by --help in their order."""
+    return lambda command: with_options(command, [click_option(option) for option in options])
+
+
+def usage_error(error: UsageError) -> SqueezeError:
+    """A check's refusal as the command line reports it: with no hint of its own, the hint is the
+    command's --help (as for Click's own usage errors)."""
+    if error.hint is None:
+        return click.UsageError(error.message, click.get_current_context(silent=True))  # type: ignore[return-value]
+    return error
+
+
+def run_check(check: Callable[[Given], None], given: Given) -> None:
+    """`check(given)`, its refusal reported as a usage error of this command."""
+    try:
+        check(given)
+    except UsageError as error:
+        raise usage_error(error) from None
+
+
+def checked(spec: TaskSpec) -> Decorator:
+    """Run the row's check on the options as given, before any other option is read: a wrong combination
+    is refused before the inputs are opened and the model is loaded."""
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(command)
+        def with_check(*args: Any, **kwargs: Any) -> Any:
+            values = {option.name: kwargs[option.name] for option in spec.command_options if option.name in kwargs}
+            given = spec.given(values, model=kwargs.get("model"), format=kwargs.get("fmt"))
+            run_check(spec.check, given)
+            if spec.ranked:
+                run_check(check_ranking, given)
+            return command(*args, **kwargs)
+
+        return with_check
+
+    return decorate
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What runs for a row's options: the row (classify --labels: zero-shot), its constructor arguments
+    and the inputs as it reads them."""
+
+    spec: TaskSpec
+    arguments: dict[str, Any]
+    inputs: InputOptions
+
+
+def plan(spec: TaskSpec, model: ModelOptions, inputs: InputOptions, given: Given) -> Plan:
+    """What a row runs for `given` (its options, checked): the task command, run-distributed and any
+    later front end run the same row with the same arguments from here."""
+    ran = spec.resolve(given)
+    unit = ran.unit(given)
+    if unit is not None and inputs.unit == "line":
+        inputs = dataclasses.replace(inputs, unit=unit)  # type: ignore[arg-type]
+    return Plan(ran, ran.arguments(given, model_id(ran.name, model)), inputs)
+
+
+def given_of(spec: TaskSpec, values: dict[str, Any], model: ModelOptions, fmt: str | None = None) -> dict[str, Any]:
+    """A row's `Given`: its command's options' values, the model asked for and the output format."""
+    return spec.given({option.name: values[option.name] for option in spec.command_options if option.name in values},
+                      model=model.model, format=fmt)
+
+
+def command_for(spec: TaskSpec) -> click.Command:
+    """The command of a row: its own options, then the model, input and output options."""
+
+    def run(env: Environment, inputs: InputOptions, output: OutputOptions, model: ModelOptions, **values: Any) -> None:
+        run_task(spec, env, inputs, output, model, given_of(spec, values, model, output.format))
+
+    function = output_options(pass_environment(run), extra_formats=spec.extra_formats)
+    function = task_options(spec.command_options)(model_options(input_options(function)))
+    return click.command(spec.name, help=spec.help)(checked(spec)(function))
+
+
+def commands(rows: Iterable[TaskSpec] | None = None) -> list[click.Command]:
+    """The task commands: one per row of the table that is a command."""
+    return [command_for(spec) for spec in (TASKS.values() if rows is None else rows) if spec.command]
+
+
+def run_task(spec: TaskSpec, env: Environment, inputs: InputOptions, output: OutputOptions, model: ModelOptions,
+             given: Given) -> None:
+    """A task command's run: load the row's task, then its results, through the writers or as npy."""
+    if output.format == "npy" and env.stdout_is_terminal:
+        raise SqueezeError("refusing to write a binary .npy array to a terminal", hint="redirect it: > vectors.npy")
+    chosen = plan(spec, model, inputs, given)
+    pipeline = load(chosen.spec.name, model, env, output.quiet, **chosen.arguments)
+    if output.format == "npy":
+        vectors: list[list[float]] = []
+        for batch in batched(chosen.inputs.read(env=env), model.batch_size):
+            vectors.extend(row["embedding"] for row in pipeline.run_batch([record.text for record in batch]))
+        write_npy(vectors, env.stdout.buffer, dimension=pipeline.task.dimension)
+        return
+    _run(pipeline, chosen.inputs, output, env, model.batch_size, chosen.spec.columns(given), chosen.spec.view(given),
+         ranked=chosen.spec.ranked, best=kept(given) if chosen.spec.ranked else None)
+
+
+def chunk_options(what: str) -> Decorator:
+    """--chunk and --overlap for a command outside the table (similar, index build), checked before
+    the command loads a model."""
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(command)
+        def with_chunking(*args: Any, **kwargs: Any) -> Any:
+            check_chunks()(kwargs)
+            return command(*args, **kwargs)
+
+        return task_options(chunk_option_specs(what))(with_chunking)
+
+    return decorate
+
+
 def _run(pipeline: Any, inputs: InputOptions, output: OutputOptions, env: Environment, batch_size: int,
-         columns: list[str], table_view: TableView | None = None) -> None:
+         columns: list[str], table_view: TableView | None = None, ranked: bool = False, best: int | None = None
+         ) -> None:
     texts = cut = 0
 
     def process_batch(prepared: list[Any]) -> list[dict[str, Any]]:
@@ -66,7 +206,8 @@ def _run(pipeline: Any, inputs: InputOptions, output: OutputOptions, env: Enviro
 
     run_pipeline(inputs, output, batch_size=batch_size, length_of=lambda item: item.length,
                  prepare=lambda records: pipeline.prepare([record.text for record in records]),
-                 process_batch=process_batch, columns=columns, table_view=table_view, env=env)
+                 process_batch=process_batch, columns=columns, table_view=table_view, env=env, with_text=ranked,
+                 best=best)
     if cut:
         env.notice(truncation_notice(cut, texts, pipeline.task.max_length, pipeline.runtime.max_length,
                                      chunkable=pipeline.task.chunkable))
@@ -79,208 +220,3 @@ def truncation_notice(cut: int, texts: int, window: int, limit: int, chunkable: 
     remedies = ([f"--max-length {limit} keeps more of each"] if window < limit else []) + (
         ["--chunk TOKENS reads all of each"] if chunkable else [])
     return "; ".join([message, " or ".join(remedies)]) if remedies else message
-
-
-def _run_classifier(pipeline: Any, inputs: InputOptions, output: OutputOptions, env: Environment, batch_size: int,
-                    ranked: bool) -> None:
-    if ranked:
-        _run(pipeline, inputs, output, env, batch_size, ["labels", "text"], views.ranked_labels)
-    else:
-        _run(pipeline, inputs, output, env, batch_size, ["label", "score", "text"])
-
-
-def classify_task(model: ModelOptions, labels: str | None, template: str) -> str:
-    """The task `classify` runs: "zero-shot" into --labels, else "classify" with --model's own labels."""
-    if labels is not None:
-        if "{}" not in template:
-            raise click.BadParameter("the template needs a {} where the label goes", param_hint="--template")
-        return "zero-shot"
-    if model.model is None:
-        raise click.UsageError("give a classification model with --model, or candidate labels with --labels")
-    return "classify"
-
-
-def qa_settings(inputs: InputOptions, model: ModelOptions, lines: bool, no_answer: bool | None
-                ) -> tuple[InputOptions, bool]:
-    """What `qa` reads as one context (each file, or each line with --lines), and whether the model may
-    answer "no answer" (by default, if it is a SQuAD 2.0 fine-tune)."""
-    from ..store import catalogue
-
-    if inputs.unit == "line" and not lines:
-        inputs = dataclasses.replace(inputs, unit="doc")
-    if no_answer is None:
-        name = model.model or catalogue.default_for("qa")
-        entry = catalogue.by_alias(name)
-        no_answer = bool(_SQUAD2.search(entry.repo_id if entry else name))
-    return inputs, no_answer
-
-
-# -- the task-specific options, shared with run-distributed ---------------------------------------------
-
-
-Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
-
-
-def classification_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    return with_options(command, [
-        click.option("--top-k", type=click.IntRange(min=1), metavar="N", help="The N best labels with their scores."),
-        click.option("--all-scores", is_flag=True, help="Every label with its score."),
-    ])
-
-
-def zero_shot_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    return with_options(command, [
-        click.option("--labels", metavar="A,B,C", help="Zero-shot: the candidate labels, comma-separated."),
-        click.option("--template", default=DEFAULT_TEMPLATE, show_default=True,
-                     help="Zero-shot: the hypothesis each label is put into."),
-        click.option("--multi-label", is_flag=True, help="Zero-shot: score each label on its own (several may be true)."),
-    ])
-
-
-def qa_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    return with_options(command, [
-        click.option("-q", "--question", "questions", multiple=True, required=True, metavar="QUESTION",
-                     help="A question to answer from each context; repeat for several."),
-        click.option("--lines", is_flag=True, help="Each line is a context (default: each file, or stdin, is one)."),
-        click.option("--top-k", type=click.IntRange(min=1), default=1, show_default=True, help="Answers per question."),
-        click.option("--stride", type=click.IntRange(min=0), metavar="TOKENS",
-                     help="Overlap between the windows of a long context (default: 128, or half the window)."),
-        click.option("--max-answer-len", type=click.IntRange(min=1), default=15, show_default=True, metavar="TOKENS",
-                     help="The longest answer in tokens."),
-        click.option("--no-answer/--always-answer", default=None,
-                     help="Let the model say the context holds no answer (default: on for SQuAD 2.0 models)."),
-    ])
-
-
-def ner_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--aggregation", type=click.Choice(["none", "simple", "first", "average", "max"]),
-                        default="simple", show_default=True,
-                        help="How tokens are merged into entities, as in transformers' pipeline.")(command)
-
-
-def chunk_options(what: str) -> Decorator:
-    """--chunk and --overlap: a long text as chunks of whole words, `what` each chunk gets. What can be
-    checked without the model is checked before the command loads one."""
-
-    def checked(command: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(command)
-        def with_chunking(*args: Any, **kwargs: Any) -> Any:
-            from ..tasks.base import check_chunking
-
-            needs = {f"--{name}": kwargs.get(name) is not None for name in ("pool", "aggregate")}
-            check_chunking(kwargs.get("chunk"), kwargs.get("overlap") or 0, needs_chunk=needs)
-            return command(*args, **kwargs)
-
-        return with_chunking
-
-    return lambda command: with_options(checked(command), [
-        click.option("--chunk", type=click.IntRange(min=1), metavar="TOKENS",
-                     help=f"Read each text as chunks of whole words of at most TOKENS tokens, instead of cutting it "
-                          f"to the window: {what}."),
-        click.option("--overlap", type=click.IntRange(min=0), default=0, show_default=True, metavar="TOKENS",
-                     help="Tokens of words each chunk repeats from the end of the previous one."),
-    ])
-
-
-def embed_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    return with_options(chunk_options("one vector per chunk, with its character offsets")(command), [
-        click.option("--pool", type=click.Choice(["mean", "max", "first"]),
-                     help="One vector per text from its chunks: their mean, element-wise max, or the first."),
-    ])
-
-
-def window_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    return with_options(chunk_options("each chunk is scored, and the scores aggregated")(command), [
-        click.option("--aggregate", type=click.Choice(["mean", "max"]),
-                     help="With --chunk: a label's score is the mean (default) or the max of its chunks' scores."),
-    ])
-
-
-def task_command(*option_groups: Decorator, extra_formats: tuple[str, ...] = ()) -> Callable[..., click.Command]:
-    """A task command: its own option groups, then the model, input and output options, and the run's
-    Environment as its first argument."""
-
-    def decorate(function: Callable[..., Any]) -> click.Command:
-        function = output_options(pass_environment(function), extra_formats=extra_formats)
-        for decorator in (input_options, model_options, *reversed(option_groups)):
-            function = decorator(function)
-        return click.command()(function)
-
-    return decorate
-
-
-# -- the commands -------------------------------------------------------------------------------------
-
-
-@task_command(classification_options, window_options)
-def sentiment(env: Environment, inputs: InputOptions, output: OutputOptions, model: ModelOptions, top_k: int | None,
-              all_scores: bool, chunk: int | None, overlap: int, aggregate: str | None) -> None:
-    """Sentiment of each line: label and score (default model: DistilBERT SST-2)."""
-    pipeline = load("sentiment", model, env, output.quiet, top_k=top_k, all_scores=all_scores, chunk=chunk,
-                    overlap=overlap, aggregate=aggregate)
-    _run_classifier(pipeline, inputs, output, env, model.batch_size, ranked=bool(top_k or all_scores))
-
-
-@task_command(zero_shot_options, classification_options, window_options)
-def classify(env: Environment, inputs: InputOptions, output: OutputOptions, model: ModelOptions, labels: str | None,
-             template: str, multi_label: bool, top_k: int | None, all_scores: bool, chunk: int | None, overlap: int,
-             aggregate: str | None) -> None:
-    """Classify each line with a text-classification model (--model), or zero-shot into --labels.
-
-    \b
-      squeeze classify --model textattack/bert-base-uncased-ag-news news.txt
-      squeeze classify --labels "sports,politics,tech" headlines.txt
-    """
-    if classify_task(model, labels, template) == "zero-shot":
-        pipeline = load("zero-shot", model, env, output.quiet, labels=labels, template=template,
-                        multi_label=multi_label, chunk=chunk, overlap=overlap, aggregate=aggregate)
-        _run(pipeline, inputs, output, env, model.batch_size, ["labels", "text"], views.zero_shot)
-        return
-    pipeline = load("classify", model, env, output.quiet, top_k=top_k, all_scores=all_scores, chunk=chunk,
-                    overlap=overlap, aggregate=aggregate)
-    _run_classifier(pipeline, inputs, output, env, model.batch_size, ranked=bool(top_k or all_scores))
-
-
-@task_command(qa_options)
-def qa(env: Environment, inputs: InputOptions, output: OutputOptions, model: ModelOptions, questions: tuple[str, ...],
-       lines: bool, top_k: int, stride: int | None, max_answer_len: int, no_answer: bool | None) -> None:
-    """Answer questions from each context with a span of its text and the span's character offsets."""
-    inputs, no_answer = qa_settings(inputs, model, lines, no_answer)
-    pipeline = load("qa", model, env, output.quiet, questions=list(questions), top_k=top_k, stride=stride,
-                    max_answer_len=max_answer_len, handle_impossible_answer=no_answer)
-    columns = ["file", "line", "answers", "text"] if lines else ["file", "answers"]
-    _run(pipeline, inputs, output, env, model.batch_size, columns, views.answers)
-
-
-@task_command(ner_options)
-def ner(env: Environment, inputs: InputOptions, output: OutputOptions, model: ModelOptions, aggregation: str) -> None:
-    """Named entities in each line: label, score, text and character offsets."""
-    pipeline = load("ner", model, env, output.quiet, aggregation=aggregation)
-    _run(pipeline, inputs, output, env, model.batch_size, ["entities", "text"], views.entities)
-
-
-@task_command(embed_options, extra_formats=("npy",))
-def embed(env: Environment, inputs: InputOptions, output: OutputOptions, model: ModelOptions, chunk: int | None,
-          overlap: int, pool: str | None) -> None:
-    """Embedding vector of each line, pooled and normalised as the model specifies.
-
-    --format npy writes one float32 NumPy array [lines, dimension] to stdout (needs numpy).
-    """
-    if output.format == "npy" and env.stdout_is_terminal:
-        raise SqueezeError("refusing to write a binary .npy array to a terminal", hint="redirect it: > vectors.npy")
-    if output.format == "npy" and chunk is not None and pool is None:
-        raise UsageError("--format npy holds one vector per text", hint="add --pool mean (or max, first) to --chunk")
-    pipeline = load("embed", model, env, output.quiet, chunk=chunk, overlap=overlap, pool=pool)
-    if output.format != "npy":
-        if chunk is not None and pool is None:
-            _run(pipeline, inputs, output, env, model.batch_size, ["chunks", "text"], views.chunks)
-        else:
-            _run(pipeline, inputs, output, env, model.batch_size, ["embedding", "text"])
-        return
-    vectors: list[list[float]] = []
-    for batch in batched(inputs.read(env=env), model.batch_size):
-        vectors.extend(row["embedding"] for row in pipeline.run_batch([record.text for record in batch]))
-    write_npy(vectors, env.stdout.buffer, dimension=pipeline.task.dimension)
-
-
-COMMANDS = [sentiment, classify, qa, ner, embed]

@@ -39,9 +39,10 @@ import ray.data
 
 from ..environment import Environment
 from ..errors import InputError, NetworkError, SqueezeError
+from ..io import outfile
 from ..io.batches import batched
 from ..io.record import Record
-from ..io.writers import JsonLinesWriter, row_for
+from ..io.writers import row_for, to_json
 
 OutputFormat = Literal["jsonl", "parquet"]
 
@@ -201,6 +202,7 @@ def run(
     batches inside the actor. `workers` actors (default: as many as the cluster's CPUs allow) each reserve
     `cpus_per_worker` CPUs. The results file is written under a temporary name and renamed when complete.
     """
+    check_output(output_dir, output_format)
     with _data_context(progress_bars=not quiet):
         dataset = records_dataset(records, rows_per_block)
         if workers is None:
@@ -209,8 +211,7 @@ def run(
             # max_restarts has no named parameter yet, and passing it as a keyword is "deprecated".
             warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
             results = _map(dataset, task, model, load_options, rows_per_block, workers, cpus_per_worker)
-        output_dir.mkdir(parents=True, exist_ok=True)
-        target = output_dir / f"{RESULTS}.{output_format}"
+        target = check_output(output_dir, output_format)
         writer = JsonLinesFile(target) if output_format == "jsonl" else ParquetFile(target)
         count = cut = 0
         try:
@@ -225,6 +226,18 @@ def run(
                 raise exc.cause from None
             raise
     return target, count, cut
+
+
+def check_output(output_dir: Path, output_format: OutputFormat) -> Path:
+    """The results file in `output_dir` (made if missing), checked to be writable as io/outfile.py's rule
+    says (an existing results file is replaced; a directory, device or FIFO of its name is refused)."""
+    target = output_dir / f"{RESULTS}.{output_format}"
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise outfile.failure(target, exc) from None
+    outfile.check(target, force=True)
+    return target
 
 
 @contextlib.contextmanager
@@ -263,28 +276,38 @@ def _field_names(rows: Iterable[Mapping[str, Any]]) -> list[str]:
 
 
 class JsonLinesFile:
-    """Rows as the CLI prints them, into `path`; the file appears under its name only once complete."""
+    """Rows as the CLI prints them, into `path`, written as every output file is (io/outfile.py)."""
 
     def __init__(self, path: Path) -> None:
         self._path = path
-        self._partial = path.with_name(f".{path.name}.partial")
         self._file: Any = None
 
     def __enter__(self) -> JsonLinesFile:
-        self._file = open(self._partial, "w", encoding="utf-8")
-        self._writer = JsonLinesWriter(self._file)
+        self._writing = outfile.writing(self._path)
+        self._file = open(self._writing.__enter__(), "w", encoding="utf-8")
         return self
 
     def write(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        self._writer.write_batch(rows)
+        # As JsonLinesWriter writes stdout, but a full disk is this file's (io/outfile.py names it).
+        for row in rows:
+            try:
+                line = to_json(row) + "\n"
+                line.encode("utf-8")
+            except UnicodeEncodeError:  # a lone surrogate from a JSON escape: written as JSON escapes
+                line = to_json(row, ensure_ascii=True) + "\n"
+            self._file.write(line)
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  traceback: TracebackType | None) -> None:
-        self._file.close()
+        try:
+            self._file.close()
+        except OSError as exc:
+            if error is None:
+                kind, error, traceback = type(exc), exc, exc.__traceback__
         if error is None:
-            os.replace(self._partial, self._path)
+            self._writing.__exit__(None, None, None)
         else:
-            self._partial.unlink(missing_ok=True)
+            self._writing.__exit__(kind, error, traceback)
 
 
 class ParquetFile:
@@ -327,14 +350,12 @@ class ParquetFile:
             schema = pa.unify_schemas(self._schemas, promote_options="permissive") if self._schemas else pa.schema([])
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
             raise _mixed_types(str(exc)) from None
-        partial = self._path.with_name(f".{self._path.name}.partial")
-        with pq.ParquetWriter(partial, schema) as writer:
+        with outfile.writing(self._path) as partial, pq.ParquetWriter(partial, schema) as writer:
             for part in self._parts:
                 table = pq.read_table(part)
                 columns = [table.column(field.name) if field.name in table.column_names
                            else pa.nulls(table.num_rows, field.type) for field in schema]
                 writer.write_table(pa.Table.from_arrays(columns, schema=schema.remove_metadata()).cast(schema))
-        os.replace(partial, self._path)
 
 
 def _typed_column(name: str, values: list[Any]) -> pa.Array:

@@ -18,6 +18,11 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 DEFAULT_BATCH_SIZE = 32
+# The most records one batch may hold: a window holds WINDOW_BATCHES batches of records, and a task's
+# outputs for a batch (token-level: records x window x hidden floats) are held at once, so memory grows
+# with it; at 256, BERT-base over full 512-token windows holds about 0.4 GB of outputs. Past a few dozen
+# records a batch runs no faster: the model runs it in passes of ~1,000 tokens (model/runtime.py).
+MAX_BATCH_SIZE = 256
 # Records are read this many batches at a time and sorted by length, so each batch pads little.
 WINDOW_BATCHES = 8
 # The thread that reads input ahead of the model. The CLI leaves without finalising while it is blocked

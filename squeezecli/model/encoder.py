@@ -74,6 +74,20 @@ class GroupedProjection(Projection):
     def input_dtype(self) -> torch.dtype:
         return self.weight.dtype
 
+    def pack(self) -> None:
+        """Lay the weight out, once, as this CPU's kernel takes it (kernels.pack); it replaces the plain one."""
+        self.weight = nn.Parameter(kernels.pack(self.weight, self.groups), requires_grad=False)
+
+    def plain_weight(self) -> torch.Tensor:
+        """The weight in the layout the class docstring gives, packed or not."""
+        shape = (self.out_features, self.in_features) if self.groups == 1 else (
+            self.groups, self.out_features // self.groups, self.in_features // self.groups)
+        return kernels.unpack(self.weight.detach(), shape)
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars):  # type: ignore[no-untyped-def]
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        destination[prefix + "weight"] = self.plain_weight()  # checkpoints and artifacts hold the plain layout
+
     def project(self, x: torch.Tensor | Pieces, epilogue: Epilogue) -> torch.Tensor:
         return kernels.project(whole(x), self.weight, self.bias, self.groups, residual=epilogue.residual,
                                activation=epilogue.activation, in_place=epilogue.in_place)  # [..., out]
@@ -166,6 +180,7 @@ class Block(nn.Module):
             raise ModelError(f"squeeze does not know the activation {cfg.activation!r} of this model's config.json",
                              hint=f"known: {', '.join(ACTIVATIONS)}")
         self.activation = cfg.activation
+        self.fused_bf16_attention = False  # the CPU decides (Encoder.use_fused_bf16_attention)
 
     def heads(self, x: torch.Tensor) -> torch.Tensor:
         b, t, h = x.shape
@@ -193,10 +208,9 @@ class Block(nn.Module):
 
     def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         """q [B, T, H], k and v [B, S, H], bias [B, 1, 1, S] added to the scores -> [B, T, H]. fp32 runs
-        torch's fused kernel; bf16 batched products and a softmax, which oneDNN runs over twice as fast
-        as the fused kernel does in bf16."""
+        torch's fused kernel; bf16 too where it is the faster (AMX), else batched products and a softmax."""
         (b, t, h), s, nh = q.shape, k.shape[1], self.num_heads
-        if q.dtype == torch.float32:
+        if q.dtype == torch.float32 or self.fused_bf16_attention:
             a = F.scaled_dot_product_attention(self.heads(q), self.heads(k), self.heads(v), attn_mask=bias)
             return a.transpose(1, 2).reshape(b, t, h)  # a view: SDPA's output is [B, T, nh, hd] in memory
         qh, kh, vh = (x.reshape(b, -1, nh, h // nh).transpose(1, 2).reshape(b * nh, -1, h // nh) for x in (q, k, v))
@@ -256,6 +270,20 @@ class Encoder(nn.Module):
         for block in self.blocks:
             x = block(x, keys)
         return self.head(x)
+
+    def use_fused_bf16_attention(self, fused: bool) -> Encoder:
+        """bf16 attention as torch's fused kernel (SDPA) rather than batched products and a softmax: the
+        faster of the two depends on the CPU (precision/cpu.py decides); both are batch-independent."""
+        for block in self.blocks:
+            block.fused_bf16_attention = fused
+        return self
+
+    def pack(self) -> Encoder:
+        """Every float projection's weight laid out for this CPU's kernels, once, after loading."""
+        for module in self.modules():
+            if type(module) is GroupedProjection:
+                module.pack()
+        return self
 
 
 def flops_per_token(cfg: EncoderConfig, seq_len: int) -> float:

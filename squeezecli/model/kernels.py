@@ -5,11 +5,16 @@ that check them. encoder.py holds the model and calls `project`; nothing here kn
         x [..., in] -> x W^T + b [..., out], then `residual` added or `activation` applied, inside the
         product wherever a fused kernel runs here.
 
-A projection runs as a 1x1 convolution over channels-last "pixels" (`_pixels`: [N, C] viewed as
-[1, C, 1, N], no copy), which torch hands to oneDNN, with the epilogue fused by torch's private
+    pack(weight, groups)
+        the weight in the layout this CPU's kernel takes, made once at load, so that no batch re-lays it
+        out (oneDNN otherwise reorders every weight on every call); `project` takes either form.
+
+A dense projection with a packed weight runs as oneDNN's inner product (`mkldnn._linear_pointwise`, its
+weight layout the same at any number of tokens), a grouped one as a 1x1 convolution over channels-last
+"pixels" (`_pixels`: [N, C] viewed as [1, C, 1, N], no copy), with the epilogue fused by torch's private
 `mkldnn._convolution_pointwise` ops (what torch.compile emits on CPU). Private ops are probed once, never
-assumed; without them F.conv2d and an in-place epilogue compute the same. Why convolutions rather than
-torch.bmm or F.linear, and what each measured, is in docs/design.md.
+assumed; without them F.conv2d on plain weights and an in-place epilogue compute the same. What each
+measured is in docs/design.md and docs/performance.md.
 """
 
 from __future__ import annotations
@@ -20,6 +25,10 @@ from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
+
+# The pass size weights are packed for (runtime.TOKENS_PER_PASS): oneDNN picks a grouped convolution's
+# weight layout by problem size, so passes near this size take the packed weight as it is.
+PACK_TOKENS = 1024
 
 # Applied to fresh projection outputs only, so in place where torch has an in-place form.
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -88,7 +97,8 @@ def project(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, groups: i
     """x [..., in] -> x W^T + b [..., out], with `residual` [..., out] added (with `in_place`, into the
     residual's own memory: the caller must not need it afterwards) or `activation` applied.
 
-    weight: [out, in], or [groups, out/groups, in/groups] (a grouped 1x1 convolution's, by group).
+    weight: [out, in], or [groups, out/groups, in/groups] (a grouped 1x1 convolution's, by group), or
+    what `pack` made of either.
     """
     assert residual is None or activation is None, "one epilogue at a time"
     *lead, c = x.shape
@@ -97,7 +107,10 @@ def project(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, groups: i
         return x.new_empty(*lead, out, dtype=x.dtype if residual is None else residual.dtype)
     if residual is not None and residual.dtype != x.dtype:  # a bf16 product into an fp32 residual stream
         return Epilogue(residual, in_place=in_place).apply(project(x, weight, bias, groups))
-    weight = weight.view(out, c // groups, 1, 1)  # [out, in/G, 1, 1]
+    if weight.is_mkldnn and weight.dim() == 2:  # packed for the inner product
+        return _linear(x.reshape(-1, c), weight, bias, residual, activation).view(*lead, out)
+    if not weight.is_mkldnn:
+        weight = weight.view(out, c // groups, 1, 1)  # [out, in/G, 1, 1]
     fused = _fused_convolution()
     conv_args = ([0, 0], [1, 1], [1, 1], groups)  # padding, stride, dilation, groups
     if fused is not None and residual is not None and in_place and residual.is_contiguous():
@@ -111,16 +124,56 @@ def project(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, groups: i
         name, algorithm = FUSABLE_ACTIVATIONS[activation]
         y = fused(_pixels(x), weight, bias, *conv_args, name, [], algorithm)
     else:
-        y = F.conv2d(_pixels(x), weight, bias, groups=groups)
+        if fused is not None and weight.is_mkldnn:
+            y = fused(_pixels(x), weight, bias, *conv_args, "none", [], None)
+        else:
+            y = F.conv2d(_pixels(x), weight, bias, groups=groups)
         return Epilogue(residual, activation).apply(_unpixels(y, lead))
     return _unpixels(y, lead)  # [..., out]
+
+
+def pack(weight: torch.Tensor, groups: int = 1) -> torch.Tensor:
+    """`weight` ([out, in] or [groups, out/groups, in/groups]) in the layout this CPU's kernel takes, as
+    oneDNN's own (mkldnn) tensor; `weight` itself where no packed kernel runs here. Made once, at load:
+    the packed copy replaces the plain one."""
+    if not packed_kernels() or weight.dtype not in (torch.float32, torch.bfloat16):
+        return weight
+    return _pack(weight.detach(), groups)
+
+
+def _pack(weight: torch.Tensor, groups: int) -> torch.Tensor:
+    if groups == 1:
+        return torch.ops.mkldnn._reorder_linear_weight(weight, PACK_TOKENS)
+    out, c = weight.shape[0] * weight.shape[1], weight.shape[2] * groups
+    return torch.ops.mkldnn._reorder_convolution_weight(weight.reshape(out, c // groups, 1, 1), [0, 0], [1, 1],
+                                                        [1, 1], groups, [1, c, 1, PACK_TOKENS])
+
+
+def unpack(packed: torch.Tensor, shape: torch.Size | tuple[int, ...]) -> torch.Tensor:
+    """The plain weight of `shape` that `pack` made `packed` from (itself if it is plain)."""
+    return packed.to_dense().reshape(shape) if packed.is_mkldnn else packed
 
 
 def projection_kernel() -> str:
     """What runs a float projection on this machine, in words (for `squeeze doctor`)."""
     if _fused_convolution() is None:
-        return "oneDNN 1x1 convolution, then the residual or activation"
-    return "oneDNN 1x1 convolution, residual or GELU fused"
+        return "oneDNN 1x1 convolution on plain weights, then the residual or activation"
+    if not packed_kernels():
+        return "oneDNN 1x1 convolution, residual or GELU fused; weights re-laid out on every call"
+    return ("oneDNN inner product (dense) or 1x1 convolution (grouped) on weights packed at load, "
+            "residual or GELU fused")
+
+
+def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, residual: torch.Tensor | None,
+            activation: str | None) -> torch.Tensor:
+    """x [N, in] through a packed dense weight -> [N, out], the epilogue fused where oneDNN has it."""
+    if residual is not None:
+        return torch.ops.mkldnn._linear_pointwise.binary(x, residual.reshape(x.shape[0], -1), weight, bias, "add")
+    if activation in FUSABLE_ACTIVATIONS:
+        name, algorithm = FUSABLE_ACTIVATIONS[activation]
+        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, name, [], algorithm or "")
+    y = torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+    return ACTIVATIONS[activation](y) if activation is not None else y
 
 
 def _pixels(x: torch.Tensor) -> torch.Tensor:
@@ -145,6 +198,32 @@ class _FusedConvolution:
 
     def binary(self, *args: Any) -> torch.Tensor:
         return self.out_of_place.binary(*args)
+
+
+@functools.cache
+def packed_kernels() -> bool:
+    """Do oneDNN's packed-weight ops run here, and right, at both float precisions? Small integers: every
+    product and sum is exact in bf16 too, so the results must equal the plain ones."""
+    if _fused_convolution() is None:
+        return False
+    x = torch.arange(-8.0, 16.0).view(3, 8) % 5 - 2  # [3, 8]
+    w = torch.arange(64.0).view(8, 8) % 3 - 1  # [8, 8]: dense, or 2 groups of [4, 4] (its diagonal blocks)
+    b = torch.arange(8.0)
+    try:
+        with torch.inference_mode():
+            for dtype in (torch.float32, torch.bfloat16):
+                xd, wd, bd = x.to(dtype), w.to(dtype), b.to(dtype)
+                dense = F.linear(x, w, b)
+                grouped = F.linear(x, torch.block_diag(w[:4, :4], w[4:, 4:]), b)
+                by_group = torch.stack([wd[:4, :4], wd[4:, 4:]])  # [2, 4, 4]
+                if not (torch.equal(_linear(xd, _pack(wd, 1), bd, None, "relu").float(), dense.relu())
+                        and torch.equal(_linear(xd, _pack(wd, 1), bd, xd, None).float(), dense + x)
+                        and torch.equal(unpack(_pack(wd, 1), wd.shape), wd)
+                        and torch.equal(project(xd, _pack(by_group, 2), bd, 2).float(), grouped)):
+                    return False
+    except (AttributeError, RuntimeError, NotImplementedError, TypeError):
+        return False
+    return True
 
 
 @functools.cache

@@ -181,10 +181,11 @@ class Tokenizer:
         prefix = _whitespace_prefix(_shorten_giant_words(text, budget), budget)
         return min(len(self.backend.encode(prefix, add_special_tokens=False)), limit)
 
-    def cut_lengths(self, texts: Sequence[str], encodings: Sequence[Encoding], max_length: int) -> list[int | None]:
+    def cut_lengths(self, texts: Sequence[str], encodings: Sequence[Encoding], max_length: int, *,
+                    sequence: int = 0) -> list[int | None]:
         """Per text, None if its encoding holds all of it, else the text's whole length in tokens (without
         special tokens): what a truncated result reports. `encodings` are `encode(texts[, pairs],
-        max_length=max_length)`'s, one per text; of a pair, the text is the first sequence.
+        max_length=max_length)`'s, one per text; of a pair, the text is sequence `sequence` (0: the first).
 
         Only a text whose encoding overflowed or fills the window exactly is counted whole, in pieces cut
         at whitespace (bounded memory; see `_encode_prefixes` for why the pieces add up exactly).
@@ -194,7 +195,7 @@ class Tokenizer:
             if not encoding.overflowing and len(encoding.ids) < max_length:
                 lengths.append(None)
                 continue
-            kept = sum(1 for sequence in encoding.sequence_ids if sequence == 0)  # the text's own tokens
+            kept = sum(1 for own in encoding.sequence_ids if own == sequence)  # the text's own tokens
             whole = self.total_tokens(text)
             lengths.append(whole if whole > kept else None)
         return lengths

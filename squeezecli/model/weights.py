@@ -114,8 +114,9 @@ class Namer:
     """A checkpoint tensor's name -> ours for an architecture and head (None: not ours to load)."""
 
     def __init__(self, cfg: EncoderConfig, head: str) -> None:
-        self.base_rules = _compile(NAME_TABLE[cfg.arch])
-        self.head_rules = _compile(HEAD_TABLE[head][cfg.arch])
+        self.base_table, self.head_table = NAME_TABLE[cfg.arch], HEAD_TABLE[head][cfg.arch]
+        self.base_rules = _compile(self.base_table)
+        self.head_rules = _compile(self.head_table)
         self.prefix = BASE_PREFIX[cfg.arch]
 
     def __call__(self, name: str) -> str | None:
@@ -125,6 +126,20 @@ class Namer:
             # The BERT pooler is part of the base model in the checkpoint but of the head for us.
             target = _our_name(target, self.head_rules)
         return target
+
+    def theirs(self, ours: str, prefixed: bool) -> str:
+        """Our tensor name -> the name this checkpoint would give it (with the base-model prefix if
+        `prefixed`: a task checkpoint's), for messages about tensors a checkpoint lacks."""
+        stem, _, parameter = ours.rpartition(".")
+        for table, prefix in ((self.head_table, ""), (self.base_table, self.prefix if prefixed else "")):
+            for their_name, our_name in table.items():
+                match = re.fullmatch(re.escape(our_name).replace(r"\{i\}", r"(?P<i>\d+)"), stem)
+                if match:
+                    name = their_name.format(i=match.groupdict().get("i"))
+                    if table is self.head_table and name == "pooler":  # the BERT pooler: inside the base model
+                        return self.theirs(f"pooler.{parameter}", prefixed)
+                    return f"{prefix}{name}.{parameter}"
+        return ours
 
     def ignored(self, name: str) -> bool:
         inner = name[len(self.prefix):] if name.startswith(self.prefix) else name
@@ -173,16 +188,18 @@ def to_model_layout(model: Encoder, tensors: dict[str, torch.Tensor], dtype: tor
     return out
 
 
-def check_state(model: Encoder, tensors: dict[str, torch.Tensor]) -> None:
-    """Every tensor the model needs is there with the right shape (nanoGPT-style strict loading)."""
+def check_state(model: Encoder, tensors: dict[str, torch.Tensor], theirs: Callable[[str], str] = str) -> None:
+    """Every tensor the model needs is there with the right shape (nanoGPT-style strict loading); tensors
+    are named by `theirs(our name)`, the checkpoint's own names where it has them."""
     expected = model.state_dict()
-    missing = [k for k in expected if k not in tensors]
+    missing = [theirs(k) for k in expected if k not in tensors]
     if missing:
         raise ModelError(f"checkpoint lacks tensors for a {model.cfg.arch} {model.head_kind} model: {_names(missing)}")
-    extra = [k for k in tensors if k not in expected]
+    extra = [theirs(k) for k in tensors if k not in expected]
     if extra:
         raise ModelError(f"checkpoint has tensors squeeze does not know: {_names(extra)}")
-    wrong = [f"{k} {tuple(tensors[k].shape)} != {tuple(v.shape)}" for k, v in expected.items() if tensors[k].shape != v.shape]
+    wrong = [f"{theirs(k)} {tuple(tensors[k].shape)} != {tuple(v.shape)}" for k, v in expected.items()
+             if tensors[k].shape != v.shape]
     if wrong:
         raise ModelError(f"checkpoint tensors have the wrong shape: {_names(wrong)}")
 
@@ -196,7 +213,9 @@ def check_size(cfg: EncoderConfig, files: list[Path], bytes_per_parameter: int) 
         raise ModelError(f"cannot read the weights: {exc.strerror or exc}") from None
     if cfg.parameters * bytes_per_parameter > stored:
         raise ModelError(
-            f"config.json describes {cfg.parameters:,} parameters, but the weight files hold only {stored:,} bytes",
+            f"config.json describes {cfg.parameters:,} parameters, which take at least "
+            f"{cfg.parameters * bytes_per_parameter:,} bytes ({bytes_per_parameter} a parameter in fp16 or bf16, 4 in "
+            f"fp32), but the weight files hold only {stored:,} bytes",
             hint="config.json does not belong to these weights, or the weights are incomplete",
         )
 
@@ -264,11 +283,13 @@ def load_encoder(model_dir: str | Path, head: str = heads.BASE, dtype: torch.dty
     check_size(cfg, weight_files(Path(model_dir)), bytes_per_parameter=2)
     with torch.device("meta"):
         model = Encoder(cfg, head)
+    prefixed = any(name.startswith(namer.prefix) for name in checkpoint)
     tensors = to_model_layout(model, map_names(cfg, head, checkpoint), dtype)
     del checkpoint
-    check_state(model, tensors)
+    check_state(model, tensors, lambda ours: namer.theirs(ours, prefixed))
     model.load_state_dict(tensors, assign=True)
-    return model.eval()
+    del tensors  # the model holds the only reference: each packed weight replaces its plain one
+    return model.pack().eval()
 
 
 # config.json `architectures` suffix -> the head the checkpoint has.

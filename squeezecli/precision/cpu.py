@@ -69,6 +69,13 @@ def auto_precision(flags: frozenset[str] | None = None) -> Choice:
     return Choice(BF16, f"native bf16 dot products ({native[0]}), oneDNN's bf16 kernels")
 
 
+def fused_bf16_attention(flags: frozenset[str] | None = None) -> bool:
+    """Does bf16 attention run faster as torch's fused kernel (SDPA) than as two batched products and a
+    softmax on a CPU with `flags`? On AMX-BF16, yes; with AVX512-BF16 alone the products and softmax win
+    (docs/performance.md)."""
+    return bool(present(("amx_bf16",), flags))
+
+
 @functools.cache
 def bf16_kernels_work() -> bool:
     """Do the bf16 kernels squeeze runs (1x1 convolutions, batched products) run here, and right?"""

@@ -105,7 +105,7 @@ class Int8Projection(Projection):
 
     @classmethod
     def from_float(cls, proj: GroupedProjection) -> Int8Projection:
-        q, scale = quantize_per_channel(proj.weight)
+        q, scale = quantize_per_channel(proj.plain_weight())
         module = cls(proj.in_features, proj.out_features, proj.groups)
         module.load_state_dict({"weight": q, "weight_scale": scale, "bias": proj.bias.detach().clone()})
         return module.prepack()

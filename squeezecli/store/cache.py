@@ -115,7 +115,23 @@ class Entry:
             "created": m["created"],
             "last_used": iso(self.last_used) if self.last_used else None,
             "path": str(self.path),
+            "state": self.state(),
         }
+
+    def state(self) -> str:
+        """What the file sizes and times say without reading the files (what `models list` shows):
+        "damaged" (a file is missing or not its recorded size: a run refuses it), "modified" (a file's
+        mtime changed since the build: a run checks its sha256) or "ok"."""
+        modified = False
+        for relative, recorded in self.manifest["files"].items():
+            try:
+                stat = (self.path / relative).stat()
+            except OSError:
+                return "damaged"
+            if stat.st_size != recorded["size"]:
+                return "damaged"
+            modified = modified or recorded.get("mtime_ns") not in (None, stat.st_mtime_ns)
+        return "modified" if modified else "ok"
 
 
 def list_entries(env: Environment | None = None) -> list[Entry]:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from ..errors import ModelError
 
-TASKS = ("sentiment", "zero-shot", "qa", "ner", "embed")
+TASKS = ("sentiment", "zero-shot", "qa", "ner", "embed", "rerank")
 # `classify` runs any sequence classifier given with --model (and zero-shot with --labels); without either
 # it classifies sentiment, the one classifier squeeze ships.
 TASK_ALIASES = {"classify": "sentiment"}
@@ -75,6 +75,12 @@ MODELS: tuple[CatalogueModel, ...] = (
         "minilm-embed", "sentence-transformers/all-MiniLM-L6-v2", "embed", "bert", "base",
         description="all-MiniLM-L6-v2 sentence embeddings (384 dimensions)",
     ),
+    # A cross-encoder: BertForSequenceClassification (MiniLM-L6-H384) with one logit, config.json id2label
+    # {0: LABEL_0}; trained on MS MARCO passage ranking, scored by a sigmoid (sentence-transformers' default).
+    CatalogueModel(
+        "minilm-rerank", "cross-encoder/ms-marco-MiniLM-L-6-v2", "rerank", "bert", "sequence", ("LABEL_0",),
+        "MiniLM-L6 cross-encoder trained on MS MARCO (reranks candidates for a query)",
+    ),
 )
 
 DEFAULTS: dict[str, str] = {
@@ -83,6 +89,7 @@ DEFAULTS: dict[str, str] = {
     "qa": "minilm-squad2",
     "ner": "bert-ner",
     "embed": "minilm-embed",
+    "rerank": "minilm-rerank",
 }
 
 _BY_ALIAS = {model.alias: model for model in MODELS}

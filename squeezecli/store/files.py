@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..environment import CACHE_ENV
+from ..environment import CACHE_ENV, process_alive
 from ..errors import CacheError, ModelError, SqueezeError
 
 # A tmp/ directory whose owner process still runs is left alone unless it is this old (pid reuse).
@@ -168,18 +168,6 @@ def remove_stale_temp(root: Path) -> None:
             continue
         if old or pid is None or (pid != os.getpid() and not process_alive(pid)):
             shutil.rmtree(path, ignore_errors=True)
-
-
-def process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    except OSError:
-        return False
-    return True
 
 
 @contextlib.contextmanager

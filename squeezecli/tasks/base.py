@@ -7,12 +7,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..errors import SqueezeError, UsageError
-from ..io.batches import DEFAULT_BATCH_SIZE
+from ..errors import UsageError
+from ..io.batches import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE
 
 if TYPE_CHECKING:
     from ..model.runtime import Runtime
 
+# The most results per text or query (--top-k, -k): each is kept, sorted and printed.
+MAX_TOP_K = 1000
 # How the scores of a text's chunks make its own, per label (classify, zero-shot); the first is the default.
 AGGREGATIONS = ("mean", "max")
 
@@ -32,8 +34,8 @@ class Task:
 
     def __init__(self, runtime: Runtime, *, max_length: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
                  default_max_length: int | None = None) -> None:
-        if batch_size < 1:
-            raise SqueezeError(f"batch_size must be at least 1, not {batch_size}")
+        if not 1 <= batch_size <= MAX_BATCH_SIZE:
+            raise UsageError(f"batch_size must be from 1 to {MAX_BATCH_SIZE}, not {batch_size}")
         self.runtime = runtime
         self.batch_size = batch_size
         self.max_length = min(max_length or default_max_length or runtime.max_length, runtime.max_length)

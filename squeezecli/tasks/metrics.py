@@ -8,7 +8,11 @@
   punctuation, no articles, single spaces; a question without answers is right only if the model gives
   none), each the best over the gold answers, averaged over questions;
 - embeddings: Spearman's rank correlation between predicted and gold scores (ties get their mean rank),
-  as scipy's spearmanr.
+  as scipy's spearmanr;
+- reranking: MRR@10 (the reciprocal rank of the first relevant candidate in the ten best, 0 if none) and
+  nDCG@10 (the gains of the ten best, relevance / log2(rank + 1), over the best possible ordering's, as
+  scikit-learn's ndcg_score), averaged over the queries that have a relevant candidate; candidates of
+  equal score keep their input order.
 
 Pure Python: no torch, no numpy.
 """
@@ -146,3 +150,28 @@ def spearman(gold: Sequence[float], predicted: Sequence[float]) -> float | None:
     covariance = sum((a - mean_x) * (b - mean_y) for a, b in zip(x, y))
     spread = math.sqrt(sum((a - mean_x) ** 2 for a in x) * sum((b - mean_y) ** 2 for b in y))
     return covariance / spread if spread else None
+
+
+def ranking(gold: Sequence[Sequence[float]], predicted: Sequence[Sequence[float]], k: int = 10) -> dict[str, Any]:
+    """MRR@k and nDCG@k over queries, each given as its candidates' gold relevance (0: not relevant;
+    graded values are gains) and predicted scores, in the same order. Queries without a relevant
+    candidate are left out (both metrics are undefined there) and counted in `unjudged`."""
+    reciprocal, gains = [], []
+    for relevance, scores in zip(gold, predicted, strict=True):
+        if len(relevance) != len(scores):
+            raise ValueError("a query's gold and predicted differ in length")
+        if not any(value > 0 for value in relevance):
+            continue
+        order = sorted(range(len(scores)), key=lambda i: -scores[i] if scores[i] == scores[i] else math.inf)
+        ranked = [relevance[i] for i in order[:k]]
+        reciprocal.append(next((1 / rank for rank, value in enumerate(ranked, 1) if value > 0), 0.0))
+        ideal = sorted(relevance, reverse=True)[:k]
+        gains.append(_dcg(ranked) / _dcg(ideal))
+    judged = len(reciprocal)
+    return {f"mrr@{k}": sum(reciprocal) / judged if judged else None,
+            f"ndcg@{k}": sum(gains) / judged if judged else None,
+            "queries": judged, "unjudged": len(gold) - judged}
+
+
+def _dcg(gains: Sequence[float]) -> float:
+    return sum(gain / math.log2(rank + 1) for rank, gain in enumerate(gains, 1))

@@ -1,5 +1,6 @@
 """Similarity search over an index file (io/index.py holds the format): embedding records into index
-items, the index's model check, and top-k over the index in blocks.
+items, the index's model check, top-k over the index in blocks, and the fusion of a dense and a keyword
+ranking (hybrid search).
 
 Vectors are stored at unit length, so cosine similarity is a dot product. int8 stores each vector as
 round(v / scale) with scale = max|v| / 127 (per vector: precision/int8.py's per-row quantization; 4x
@@ -27,6 +28,10 @@ from .embed import Embed, tie_keys
 VECTOR_TYPES = {"int8": torch.int8, "float16": torch.float16, "float32": torch.float32}
 BLOCK_ROWS = 4096
 QUERIES_PER_SCAN = 256
+# Reciprocal rank fusion's constant: an item's fused score is the sum over the rankings of 1 / (RRF_K + rank).
+# 60 is the value Cormack, Clarke and Buettcher (SIGIR 2009) found best and left fixed, and the one
+# Elasticsearch, OpenSearch and txtai use; it keeps one list's first place from outweighing agreement.
+RRF_K = 60
 
 
 def index_meta(embed: Embed, vectors: str) -> dict[str, Any]:
@@ -136,3 +141,13 @@ def hits(index: Index, ranked: list[tuple[int, float]]) -> list[dict[str, Any]]:
             result.update(truncated=True, tokens=item["tokens"])
         results.append(result)
     return results
+
+
+def fuse(rankings: Sequence[Sequence[tuple[int, float]]], k: int) -> list[tuple[int, float]]:
+    """Reciprocal rank fusion of rankings of (id, score), each best first: the `k` best ids by the sum of
+    1 / (RRF_K + rank) over the rankings they are in, best first, equal sums in index order."""
+    fused: dict[int, float] = {}
+    for ranking in rankings:
+        for rank, (item, _) in enumerate(ranking, 1):
+            fused[item] = fused.get(item, 0.0) + 1 / (RRF_K + rank)
+    return sorted(fused.items(), key=lambda pair: (-pair[1], pair[0]))[:k]

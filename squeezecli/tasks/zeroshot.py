@@ -19,7 +19,7 @@ import torch
 
 from ..errors import InputError, ModelError, UsageError
 from ..io.batches import batched
-from . import DEFAULT_TEMPLATE
+from .table import DEFAULT_TEMPLATE
 from .base import AGGREGATIONS, Task, mark_truncated
 
 if TYPE_CHECKING:

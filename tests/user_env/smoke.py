@@ -138,6 +138,15 @@ class EveryTaskAtEveryPrecision(SqueezeTest):
                 self.assertTrue(npy.startswith(b"\x93NUMPY"))
                 self.assertIn(b"(2, %d)" % standins.HIDDEN, npy[:128])
 
+    def test_rerank(self):
+        for precision in PRECISIONS:
+            for model in ([], ["-m", str(Session.models / "rerank")]):
+                rows = json_lines(self.ok("rerank", "-q", "who wrote the first program?", "--precision", precision,
+                                          *model, input=TEXTS))
+                self.assertEqual([row["rank"] for row in rows], [1, 2])
+                self.assertGreaterEqual(rows[0]["score"], rows[1]["score"])
+                self.assertTrue(all(0 <= row["score"] <= 1 and row["text"] in TEXTS for row in rows))
+
     def test_similar(self):
         corpus = Session.home / "faq.txt"
         corpus.write_text("How do I reset my password?\nWhere is my invoice?\nWho was Ada Lovelace?\n")
@@ -146,6 +155,10 @@ class EveryTaskAtEveryPrecision(SqueezeTest):
                                       "--precision", precision))
             self.assertEqual([row["rank"] for row in rows], [1, 2])
             self.assertGreaterEqual(rows[0]["score"], rows[1]["score"])
+            reranked = json_lines(self.ok("similar", "reset password", "--corpus", str(corpus), "-k", "2",
+                                          "--rerank", "--precision", precision))
+            self.assertEqual([row["rank"] for row in reranked], [1, 2])
+            self.assertTrue(all("retrieval_score" in row and row["text"] in corpus.read_text() for row in reranked))
 
     def test_an_index_answers_as_the_corpus_does(self):
         corpus = Session.home / "faq.txt"
@@ -160,6 +173,12 @@ class EveryTaskAtEveryPrecision(SqueezeTest):
                                         input=b"Can I pay by card?\n"))
             self.assertEqual(sorted(r["text"] for r in row["results"]), sorted(r["text"] for r in direct))
         self.assertEqual(json.loads(self.ok("index", "info", str(target)).stdout)["items"], 4)
+        (row,) = json_lines(self.ok("similar", "--index", str(target), "invoice", "--mode", "keyword"))
+        self.assertEqual([r["text"] for r in row["results"]], ["Where is my invoice?"])
+        (row,) = json_lines(self.ok("similar", "--index", str(target), "my invoice", "--mode", "hybrid", "-k", "2",
+                                    "--precision", "fp32"))
+        self.assertEqual([r["rank"] for r in row["results"]], [1, 2])
+        self.assertIn(b"already index format", self.ok("index", "upgrade", str(target)).stderr)
 
     def test_eval(self):
         labelled = Session.home / "sts.jsonl"
@@ -308,6 +327,7 @@ def start_session(work: Path) -> None:
     standins.build(Session.models / "qa", "bert", "qa", seed=13)
     standins.build(Session.models / "ner", "distilbert", "token", labels=standins.NER_LABELS, seed=14, cased=True)
     standins.build(Session.models / "embed", "squeezebert", "base", seed=15, sentence_transformers=True)
+    standins.build(Session.models / "rerank", "distilbert", "sequence", labels=["LABEL_0"], seed=16)
     venv_bin = str(Path(sys.executable).parent)
     keep = {name: os.environ[name] for name in ("PATH", "LANG", "LC_ALL", "TMPDIR", "PIP_CONSTRAINT",
                                                 "PIP_CONFIG_FILE", "PIP_INDEX_URL", "PIP_FIND_LINKS")

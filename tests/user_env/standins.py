@@ -184,6 +184,7 @@ CATALOGUE = {
     "mrm8488/squeezebert-finetuned-squadv1": dict(arch="squeezebert", head="qa"),
     "dslim/bert-base-NER": dict(arch="bert", head="token", labels=NER_LABELS, cased=True),
     "sentence-transformers/all-MiniLM-L6-v2": dict(arch="bert", head="base", sentence_transformers=True),
+    "cross-encoder/ms-marco-MiniLM-L-6-v2": dict(arch="bert", head="sequence", labels=["LABEL_0"]),
 }
 
 

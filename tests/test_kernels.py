@@ -1,0 +1,73 @@
+"""Weights are packed once, at load, in the layout oneDNN's kernels take: a steady-state forward re-lays out
+no weight (oneDNN's verbose log lists every reorder), at fp32 and bf16, dense and grouped, and the packed
+copy is what the model holds (its state dict still gives the plain weights)."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from squeezecli.model import kernels
+from squeezecli.model.encoder import GroupedProjection
+from squeezecli.model.weights import load_encoder
+
+# Two forwards of one batch; the C library's buffer is flushed before the marker, so the log's order holds.
+TWO_FORWARDS = """
+import ctypes, sys, torch
+from squeezecli.model.weights import load_encoder
+model = load_encoder(sys.argv[1], "base", getattr(torch, sys.argv[2]))
+ids = torch.randint(5, model.cfg.vocab_size, (int(sys.argv[3]), int(sys.argv[4])))
+with torch.inference_mode():
+    model(ids, torch.ones_like(ids))
+    ctypes.CDLL(None).fflush(None)
+    print("=== steady state", flush=True)
+    model(ids, torch.ones_like(ids))
+    ctypes.CDLL(None).fflush(None)
+"""
+
+
+def steady_state_log(model_dir, dtype: str, rows: int, tokens: int) -> list[str]:
+    """oneDNN's verbose lines of the second forward of a [rows x tokens] batch, run in a fresh process."""
+    env = {**os.environ, "ONEDNN_VERBOSE": "1"}
+    out = subprocess.run([sys.executable, "-c", TWO_FORWARDS, str(model_dir), dtype, str(rows), str(tokens)],
+                         capture_output=True, text=True, check=True, env=env).stdout
+    assert "=== steady state" in out
+    return [line for line in out.split("=== steady state", 1)[1].splitlines() if ",exec," in line]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("arch, rows, tokens", [
+    ("bert", 3, 11),  # dense: oneDNN's inner product takes one weight layout at any number of tokens
+    ("squeezebert", 32, 32),  # grouped: oneDNN picks the convolution's layout by size; packed for a full pass
+])
+def test_a_steady_state_forward_reorders_no_weight(checkpoints, arch, dtype, rows, tokens):
+    assert kernels.packed_kernels(), "this torch's packed oneDNN ops failed their probe"
+    log = steady_state_log(checkpoints(f"{arch}-base", arch, "base", tokenizer=None), dtype, rows, tokens)
+    products = [line for line in log if ",inner_product," in line or ",convolution," in line]
+    assert len(products) == 2 * 6  # two blocks of six projections, all run by oneDNN
+    assert [line for line in log if ",reorder," in line] == []
+
+
+def test_packed_weights_replace_the_plain_ones_and_unpack_exactly(checkpoints):
+    model_dir = checkpoints("squeezebert-base", "squeezebert", "base", tokenizer=None)
+    model = load_encoder(model_dir, "base")
+    projections = [m for m in model.modules() if isinstance(m, GroupedProjection)]
+    assert projections and all(p.weight.is_mkldnn for p in projections)
+    state = model.state_dict()
+    assert not any(t.is_mkldnn for t in state.values())
+    plain = GroupedProjection(64, 128, 4)
+    torch.nn.init.normal_(plain.weight)
+    kept = plain.weight.detach().clone()
+    plain.pack()
+    assert plain.weight.is_mkldnn and torch.equal(plain.plain_weight(), kept)
+    assert torch.equal(plain.state_dict()["weight"], kept)
+
+
+def test_without_the_packed_ops_weights_stay_plain(checkpoints, monkeypatch):
+    """A torch whose packed ops fail their probe: the model loads with plain weights, and doctor says so."""
+    monkeypatch.setattr(kernels, "packed_kernels", lambda: False)
+    model = load_encoder(checkpoints("bert-base", "bert", "base", tokenizer=None), "base")
+    assert not any(p.is_mkldnn for p in model.parameters())
+    assert "re-laid out on every call" in kernels.projection_kernel()

@@ -1,0 +1,90 @@
+"""Options: no value can exhaust the machine (each size-like option has an upper bound, or a memory
+bound that holds whatever it is), bad values are refused with status 2 and one line before any model
+loads, and bare `squeeze` prints its help.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+from pathlib import Path
+
+import factory
+import pytest
+from click.testing import CliRunner
+from processes import SQUEEZE, run_measured, squeeze_env
+
+from squeezecli import cli
+from squeezecli.environment import usable_cpus
+from squeezecli.errors import ExitStatus
+from squeezecli.io.batches import MAX_BATCH_SIZE
+from squeezecli.tasks.base import MAX_TOP_K
+
+
+def run(args: list[str], input: str = "a\n"):
+    return CliRunner().invoke(cli.squeeze, args, input=input, prog_name="squeeze", catch_exceptions=False)
+
+
+def refused(result, *says: str) -> str:
+    """Status 2, one line (and a hint) naming the option, no traceback."""
+    assert result.exit_code == ExitStatus.USAGE, (result.stdout, result.stderr)
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("squeeze: error: ") and len(lines) <= 2, result.stderr
+    assert all(text in result.stderr for text in says), result.stderr
+    return result.stderr
+
+
+@pytest.fixture(scope="module")
+def embedder(tmp_path_factory) -> Path:
+    """A random BERT with the usual 512-token window (one small layer: the test is about memory)."""
+    directory = tmp_path_factory.mktemp("options") / "embed"
+    factory.build(directory, "bert", "base", hidden_size=128, num_hidden_layers=1, intermediate_size=128,
+                  max_position_embeddings=512)
+    return directory
+
+
+def test_bare_squeeze_prints_its_help_and_exits_0():
+    result = run([])
+    assert result.exit_code == 0 and result.stderr == ""
+    assert result.stdout.startswith("Usage: squeeze [OPTIONS] COMMAND") and "Commands:" in result.stdout
+    models = run(["models"])
+    assert models.exit_code == 0 and models.stdout.startswith("Usage: squeeze models")
+
+
+# -- each size-like option: refused past its bound before the model loads (a model that does not exist
+# -- would be exit 4 if it got that far) ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args, says", [
+    (["embed", "--batch-size", "1000000000"], f"'--batch-size': 1000000000 is not in the range 1<=x<={MAX_BATCH_SIZE}"),
+    (["similar", "-k", str(MAX_TOP_K + 1), "q", "-"], f"'-k' / '--top-k': {MAX_TOP_K + 1} is not in the range"),
+    (["embed", "--threads", "999"], f"--threads 999 is more than the {usable_cpus()} CPU"),
+])
+def test_a_size_past_its_bound_is_refused_before_the_model_loads(tmp_path, args, says):
+    refused(run([*args, "-m", str(tmp_path / "no-model")]), says)
+
+
+def test_threads_are_bounded_by_the_cpus_this_process_may_use_not_the_machines(tmp_path):
+    """Under `taskset -c 0` (a container's CPU limit works the same way) --threads 2 is one too many."""
+    result = subprocess.run(["taskset", "-c", "0", *SQUEEZE, "embed", "--threads", "2", "-m", str(tmp_path / "none")],
+                            input=b"a\n", capture_output=True, env=squeeze_env(tmp_path), timeout=120)
+    assert result.returncode == ExitStatus.USAGE, result.stderr
+    assert result.stderr.decode() == ("squeeze: error: --threads 2 is more than the 1 CPU this process may use\n"
+                                      "  hint: give 1 to 1, or leave --threads out for torch's choice\n")
+
+
+def test_the_largest_batch_runs_in_bounded_memory(embedder, tmp_path):
+    """At --batch-size 256 over more than a window (8 batches) of long texts, what a run holds stays
+    small; a billion was accepted before and grew past 12 GB over 200,000 lines."""
+    words = ["the", "cat", "sat", "on", "a", "mat", "quick", "brown", "fox", "lazy", "dog"]
+    rng = random.Random(0)
+    source = tmp_path / "in.txt"
+    source.write_text("".join(" ".join(rng.choices(words, k=100)) + "\n" for _ in range(8 * MAX_BATCH_SIZE + 50)))
+    status, stdout, stderr, peak, _ = run_measured(
+        ["embed", "-m", str(embedder), "--precision", "fp32", "--batch-size", str(MAX_BATCH_SIZE), "--quiet"],
+        source, timeout=600)
+    assert status == 0, stderr
+    assert stdout.count(b"\n") == 8 * MAX_BATCH_SIZE + 50
+    # The interpreter and torch take about 250 MiB.
+    assert peak < 600 * 2**20, f"peak RSS {peak / 2**20:.0f} MiB"
