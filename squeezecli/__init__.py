@@ -3,7 +3,7 @@
 Layers, each a subpackage whose docstring says what it owns and may import (a test checks the rule):
 
     cli/           Click commands and options                      -> api, io, store, assembly, precision, tasks,
-                                                                       checkpoint
+                                                                       checkpoint, integrations
     api.py         `load`: a task bound to a model, as a callable  -> tasks, assembly, model, store, io
     tasks/         what each task makes of the model's output      -> model, precision, checkpoint, io
     assembly/      a model at a precision; the int8 artifact       -> store, precision, model, checkpoint

@@ -68,8 +68,8 @@ def load(
     env: Environment | None = None,
     **options: Any,
 ) -> Pipeline:
-    """A ready pipeline for `task`, a name of the table of tasks (tasks/table.py: "sentiment", "classify",
-    "zero-shot", "qa", "ner", "embed", "rerank"); an unknown name is a ValueError that lists them.
+    """A ready pipeline for `task`, a name of the table of tasks (tasks/table.py's TASKS: "sentiment",
+    "classify", "qa", ...); an unknown name is a ValueError that lists them.
 
     `model` defaults to the task's catalogue default; `options` are the task's own (top_k, labels,
     questions, aggregation, ...). `threads` sets torch's thread count for the process; notices (a

@@ -414,3 +414,16 @@ def test_minilm_int8_stores_every_projection_int8_through_the_store() -> None:
     kernel = sum(isinstance(m, quantize.Int8Projection) for m in int8.encoder.modules())
     assert kernel == sum(mode != int8_artifact.WEIGHT_ONLY for mode in meta["int8"].values())
     assert Embed(int8).vectors(texts).isfinite().all()
+
+
+def test_per_token_quantization_is_the_symmetric_rounding_it_states():
+    """Each row over its own largest value, rounded to nearest within [-127, 127]: the fewer-pass kernel
+    gives exactly the spelled-out formula, outliers, all-zero and tiny rows included."""
+    x = torch.randn(64, 96) * torch.logspace(-30, 3, 64).unsqueeze(1)  # [N, C], rows from 1e-30 to 1e3 wide
+    x[3], x[7, 5] = 0.0, 1e4  # an all-zero row and an outlier
+    q, scale = quantize.quantize_per_token(x)
+    expected_scale = x.abs().amax(-1, keepdim=True).clamp(min=1e-12) / 127
+    assert torch.equal(scale, expected_scale)
+    assert torch.equal(q, torch.round(x / expected_scale).clamp(-127, 127).to(torch.int8))
+    wide = x.abs().amax(-1) > 1e-12  # wider than the floor on the scale: the row's largest value is 127
+    assert q.abs().amax(-1)[wide].eq(127).all() and not q[3].any()

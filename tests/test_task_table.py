@@ -167,3 +167,13 @@ def test_a_rows_given_fills_defaults_and_refuses_unknown_names():
         TASKS["qa"].given({"topk": 3})
     with pytest.raises(UsageError, match="the template needs a"):
         TASKS["classify"].check(TASKS["classify"].given({"labels": "a,b", "template": "no slot"}))
+
+
+def test_the_catalogues_task_names_are_rows_and_their_defaults_have_the_rows_head():
+    from squeezecli.store import catalogue
+
+    defaulted = set(catalogue.TASKS) | set(catalogue.TASK_ALIASES)
+    assert defaulted <= set(TASKS)
+    assert {model.task for model in catalogue.MODELS} <= set(TASKS)
+    for name in defaulted:
+        assert catalogue.by_alias(catalogue.default_for(name)).head == TASKS[name].head, name

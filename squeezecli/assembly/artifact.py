@@ -4,8 +4,8 @@ Scheme "squeeze-int8" v3 is kernel-independent: each quantized projection is its
 fp32 scale per output channel; the word-embedding table is int8 with one scale per row; everything else
 stays fp32. Which projections are int8, and whether their activations are too (per token: "token") or
 not ("weight": int8 weights dequantized at load, fp32 activations), is written in the metadata, never
-inferred: calibration (calibration.py) decides it per model on a built-in text sample. The README's
-"int8 fidelity" section has the measurements behind the choices.
+inferred: calibration (calibration.py) decides it per model on a built-in text sample. docs/performance.md's
+"int8 fidelity" has the measurements behind the choices.
 """
 
 from __future__ import annotations

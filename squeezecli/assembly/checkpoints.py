@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from ..checkpoint import heads
-from ..checkpoint.config import EncoderConfig, read_config
+from ..checkpoint.config import EncoderConfig, labels_of, read_config
 from ..checkpoint.layout import CONFIG_FILE
 from ..environment import Environment
 from ..errors import CacheError, ModelError, SqueezeError
@@ -29,10 +29,7 @@ def inspect_checkpoint(source: Source, directory: Path, head_hint: str | None = 
     """The head a checkpoint has and the labels it gets, after the catalogue's checks for catalogued models."""
     raw = files.read_json(directory / CONFIG_FILE, ModelError)
     head = checkpoint_head(directory, raw, source.model.head if source.model else head_hint)
-    try:
-        id2label = {int(k): str(v) for k, v in (raw.get("id2label") or {}).items()}
-    except (TypeError, ValueError, AttributeError):
-        raise ModelError("config.json's id2label is not a map from class ids to names") from None
+    id2label = labels_of(raw)  # checked for every head: a broken config.json is refused here
     if head not in heads.LABELLED:
         id2label = {}
     if source.model is not None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ModelError
+from .layout import CONFIG_FILE
 
 ARCHITECTURES = ("bert", "squeezebert", "distilbert", "roberta")
 # model_type values that are one of ours under another name.
@@ -195,11 +196,16 @@ class _Reader:
         return value
 
     def labels(self) -> dict[int, str]:
-        raw = self.cfg.get("id2label") or {}
-        try:
-            return {int(k): str(v) for k, v in raw.items()}
-        except (AttributeError, TypeError, ValueError):
-            raise ModelError("config.json's id2label is not a map from class ids to names") from None
+        return labels_of(self.cfg)
+
+
+def labels_of(cfg: dict) -> dict[int, str]:
+    """A config.json's id2label with int ids ({} where it has none); ModelError where it is no such map."""
+    raw = cfg.get("id2label") or {}
+    try:
+        return {int(k): str(v) for k, v in raw.items()}
+    except (AttributeError, TypeError, ValueError):
+        raise ModelError("config.json's id2label is not a map from class ids to names") from None
 
 
 _REQUIRED = object()
@@ -207,7 +213,7 @@ _REQUIRED = object()
 
 def read_config(model_dir: str | Path) -> tuple[EncoderConfig, dict]:
     """Parse `config.json` in a Hub-format directory; returns ours and the raw dict."""
-    path = Path(model_dir) / "config.json"
+    path = Path(model_dir) / CONFIG_FILE
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

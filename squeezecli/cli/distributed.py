@@ -2,9 +2,9 @@
 
 One subcommand per command of the table of tasks (tasks/table.py), generated from the same row as the
 task command (so options, help and checks match), the usual input and model options, and the run's:
---output, --address, --format, --workers. The
-Ray side lives in `integrations/raydata.py`; this module imports neither Ray nor torch, since the CLI
-imports it at start-up. Without Ray installed the command stops with one line naming the extra.
+--output, --address, --format, --workers. The Ray side lives in `integrations/raydata.py`; this module
+imports neither Ray nor torch, since the CLI imports it at start-up. Without Ray installed the command
+stops with one line naming the extra.
 """
 
 from __future__ import annotations
@@ -128,9 +128,7 @@ def _run(task: str, env: Environment, inputs: InputOptions, model: ModelOptions,
     _require_ray()
     from ..integrations import raydata
 
-    load_options = dict(revision=model.revision, precision=model.precision, offline=model.offline,
-                        batch_size=model.batch_size, max_length=model.max_length, threads=model.threads,
-                        **task_options)
+    load_options = {**tasks.load_arguments(model), **task_options}
     # Loaded here once before any cluster work: a wrong model or option fails with the task command's own
     # message, and this machine's cache holds the int8 model before its workers ask for it.
     pipeline = tasks.load(task, model, env, run.quiet, **task_options)

@@ -23,7 +23,7 @@ from ..io.pipeline import InputOptions
 from ..io.progress import progress_of
 from ..io.record import Record
 from ..io.writers import print_json, print_rich
-from ..precision.names import PRECISIONS
+from ..precision.names import AUTO, FP32, INT8, PRECISIONS
 from ..tasks.evaluation import CHUNK, Evaluator
 from ..tasks.table import TASKS, Option, TaskSpec, imported
 from . import tasks
@@ -72,7 +72,7 @@ def evaluate_command(rows: Iterable[TaskSpec] | None = None) -> click.Command:
                      help="The field (or column) that holds each record's gold answer: a label name or index "
                           "(classification), [{start, end, label}] (ner), a list of answers (qa, empty: none), a "
                           "score (embed), a relevance (rerank: 0/false, or a gain)."),
-        click.option("--precision", "precisions", default="auto,int8,fp32", show_default=True, metavar="P,P,...",
+        click.option("--precision", "precisions", default=f"{AUTO},{INT8},{FP32}", show_default=True, metavar="P,P,...",
                      help=f"The precisions to compare, comma-separated ({', '.join(PRECISIONS)})."),
         *(tasks.click_option(option) for option in task_options),
         click.option("--show-diff", type=click.IntRange(min=0), default=0, metavar="N",
@@ -99,7 +99,7 @@ rerank: MRR@10 and nDCG@10 over the queries that have a relevant candidate.
 
 
 def run_evaluation(env: Environment, inputs: InputOptions, model: ModelOptions, spec: TaskSpec, gold_field: str,
-             precisions: str, show_diff: int, as_json: bool, quiet: bool, values: dict[str, Any]) -> None:
+                   precisions: str, show_diff: int, as_json: bool, quiet: bool, values: dict[str, Any]) -> None:
     """eval's run: check, read the records, then each precision's pass, then the report."""
     assert spec.evaluation is not None
     chosen = list(dict.fromkeys(p.strip() for p in precisions.split(",") if p.strip()))
@@ -138,7 +138,7 @@ def run_evaluation(env: Environment, inputs: InputOptions, model: ModelOptions, 
 
 def _report(task: str, evaluator: type[Evaluator], records: list[Record], runs: list[Run], show_diff: int
             ) -> dict[str, Any]:
-    reference = next((run for run in runs if run.precision == "fp32"), next((run for run in runs if run.runs_as == "fp32"), None))
+    reference = next((run for run in runs if run.precision == FP32), next((run for run in runs if run.runs_as == FP32), None))
     report: dict[str, Any] = {"task": task, "records": len(records), "reference": reference.precision if reference else None,
                               "precisions": {}}
     for run in runs:

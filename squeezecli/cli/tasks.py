@@ -44,11 +44,14 @@ def load(task: str, model: ModelOptions, env: Environment, quiet: bool = False, 
     # A path by its end, in Rich's cell widths: only where the status line shows (Rich imports slowly).
     shown = left_cut(name, 40) if env.stderr_is_terminal and not quiet else name
     with status_line(env, f"loading {shown} ({model.precision})…", quiet):
-        return load_pipeline(
-            task, model.model, revision=model.revision, precision=model.precision, offline=model.offline,
-            batch_size=model.batch_size, max_length=model.max_length, threads=model.threads,
-            progress=not quiet, env=env, **options,
-        )
+        return load_pipeline(task, model.model, progress=not quiet, env=env, **load_arguments(model), **options)
+
+
+def load_arguments(model: ModelOptions) -> dict[str, Any]:
+    """`squeezecli.load`'s arguments for the model options (but the model's name): here and for
+    run-distributed's workers, which load their own."""
+    return dict(revision=model.revision, precision=model.precision, offline=model.offline,
+                batch_size=model.batch_size, max_length=model.max_length, threads=model.threads)
 
 
 def model_id(task: str, model: ModelOptions) -> str:

@@ -77,7 +77,8 @@ def int8_backend(choice: str = "auto") -> str | None:
 def quantize_per_token(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """x [N, C] -> (int8 [N, C], fp32 scales [N, 1]): symmetric, each row over its own largest value."""
     scale = x.abs().amax(-1, keepdim=True).clamp_(min=1e-12).div_(127)  # [N, 1]
-    return torch.round(x / scale).clamp_(-127, 127).to(torch.int8), scale
+    # |x / scale| <= 127 by construction, so no clamp; rounded in place: two passes fewer, the same bits.
+    return x.div(scale).round_().to(torch.int8), scale
 
 
 # -- modules ------------------------------------------------------------------------------------------

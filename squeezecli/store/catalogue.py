@@ -18,9 +18,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ..checkpoint.heads import BASE, QA, SEQUENCE, TOKEN
 from ..errors import ModelError
 
-TASKS = ("sentiment", "zero-shot", "qa", "ner", "embed", "rerank")
+# The task names here are the table of tasks' (tasks/table.py). The store does not import it (a layer the
+# CLI reads at start-up, below the tasks and the network they run); tests/test_task_table.py checks
+# instead that each name here is a row and its default model has the row's head.
 # `classify` runs any sequence classifier given with --model (and zero-shot with --labels); without either
 # it classifies sentiment, the one classifier squeeze ships.
 TASK_ALIASES = {"classify": "sentiment"}
@@ -42,7 +45,7 @@ MODELS: tuple[CatalogueModel, ...] = (
     # config.json: id2label {0: NEGATIVE, 1: POSITIVE}, DistilBertForSequenceClassification.
     CatalogueModel(
         "distilbert-sst2", "distilbert/distilbert-base-uncased-finetuned-sst-2-english", "sentiment",
-        "distilbert", "sequence", ("NEGATIVE", "POSITIVE"),
+        "distilbert", SEQUENCE, ("NEGATIVE", "POSITIVE"),
         "DistilBERT fine-tuned on SST-2 (binary sentiment)",
     ),
     # config.json says only LABEL_0/1/2. The model card says it was fine-tuned on MNLI with transformers'
@@ -51,34 +54,34 @@ MODELS: tuple[CatalogueModel, ...] = (
     # id order of the classifier.
     CatalogueModel(
         "squeezebert-mnli", "squeezebert/squeezebert-mnli", "zero-shot",
-        "squeezebert", "sequence", ("contradiction", "entailment", "neutral"),
+        "squeezebert", SEQUENCE, ("contradiction", "entailment", "neutral"),
         "SqueezeBERT fine-tuned on MNLI (natural-language inference, used for zero-shot labels)",
     ),
     # SQuAD 2.0, so it can answer "no answer"; BertForQuestionAnswering, MiniLM-L12-H384.
     CatalogueModel(
-        "minilm-squad2", "deepset/minilm-uncased-squad2", "qa", "bert", "qa",
+        "minilm-squad2", "deepset/minilm-uncased-squad2", "qa", "bert", QA,
         description="MiniLM fine-tuned on SQuAD 2.0 (extractive QA that can say there is no answer)",
     ),
     # SQuAD 1.1 only: always returns some span, even when the context holds no answer.
     CatalogueModel(
-        "squeezebert-qa", "mrm8488/squeezebert-finetuned-squadv1", "qa", "squeezebert", "qa",
+        "squeezebert-qa", "mrm8488/squeezebert-finetuned-squadv1", "qa", "squeezebert", QA,
         description="SqueezeBERT fine-tuned on SQuAD 1.1 (extractive QA; always answers)",
     ),
     # config.json id2label, CoNLL-2003 tags in this order.
     CatalogueModel(
-        "bert-ner", "dslim/bert-base-NER", "ner", "bert", "token",
+        "bert-ner", "dslim/bert-base-NER", "ner", "bert", TOKEN,
         ("O", "B-MISC", "I-MISC", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC"),
         "BERT-base (cased) fine-tuned on CoNLL-2003 named entities",
     ),
     # A BertModel with sentence-transformers mean pooling (1_Pooling/config.json).
     CatalogueModel(
-        "minilm-embed", "sentence-transformers/all-MiniLM-L6-v2", "embed", "bert", "base",
+        "minilm-embed", "sentence-transformers/all-MiniLM-L6-v2", "embed", "bert", BASE,
         description="all-MiniLM-L6-v2 sentence embeddings (384 dimensions)",
     ),
     # A cross-encoder: BertForSequenceClassification (MiniLM-L6-H384) with one logit, config.json id2label
     # {0: LABEL_0}; trained on MS MARCO passage ranking, scored by a sigmoid (sentence-transformers' default).
     CatalogueModel(
-        "minilm-rerank", "cross-encoder/ms-marco-MiniLM-L-6-v2", "rerank", "bert", "sequence", ("LABEL_0",),
+        "minilm-rerank", "cross-encoder/ms-marco-MiniLM-L-6-v2", "rerank", "bert", SEQUENCE, ("LABEL_0",),
         "MiniLM-L6 cross-encoder trained on MS MARCO (reranks candidates for a query)",
     ),
 )
@@ -92,6 +95,7 @@ DEFAULTS: dict[str, str] = {
     "rerank": "minilm-rerank",
 }
 
+TASKS = tuple(DEFAULTS)  # the tasks with a default model
 _BY_ALIAS = {model.alias: model for model in MODELS}
 _BY_REPO = {model.repo_id.lower(): model for model in MODELS}
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from ..checkpoint import layout
 from ..environment import Environment
 from ..errors import CacheError, ModelError, NetworkError
-from .refs import COMMIT_SHA, read_commit, write_commit
+from .refs import COMMIT_SHA, read_commit, repo_folder, write_commit
 
 DEFAULT_REVISION = "main"
 
@@ -326,7 +326,7 @@ def _progress_bars(enabled: bool) -> Iterator[None]:
 
 
 def _repo_folder_name(repo_id: str) -> str:
-    return "models--" + repo_id.replace("/", "--")
+    return "models--" + repo_folder(repo_id)
 
 
 def _files_under(snapshot: Path) -> Iterable[str]:

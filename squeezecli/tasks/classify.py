@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..checkpoint import heads
 from ..errors import ModelError, SqueezeError, UsageError
 from ..io.batches import batched
 from .base import AGGREGATIONS, Task, cut_lengths, mark_truncated
@@ -29,7 +30,7 @@ class Classify(Task):
     the result then says how many `chunks` it read.
     """
 
-    head = "sequence"
+    head = heads.SEQUENCE
     chunkable = True
 
     def __init__(self, runtime: Runtime, *, top_k: int | None = None, all_scores: bool = False,

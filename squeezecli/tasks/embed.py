@@ -4,9 +4,9 @@ nearest-neighbour search behind `squeeze similar`.
 A sentence-transformers checkpoint lists its pipeline in modules.json: the transformer, then a Pooling
 module (its directory's config.json picks CLS, mean, max, ... pooling), optionally Normalize (unit
 length). sentence_bert_config.json (or another of the names checkpoint/layout.py lists) caps the input
-length (all-MiniLM-L6-v2 was trained on 256 tokens of its 512 positions) and may ask for lowercasing. A plain checkpoint without these files is embedded with
-mean pooling over the real tokens and no normalisation, the usual way to get a sentence vector out of
-a bare encoder.
+length (all-MiniLM-L6-v2 was trained on 256 tokens of its 512 positions) and may ask for lowercasing.
+A plain checkpoint without these files is embedded with mean pooling over the real tokens and no
+normalisation, the usual way to get a sentence vector out of a bare encoder.
 
 A long text can be embedded as chunks of whole words (`chunk` tokens each, `overlap` shared) rather
 than cut to the window: one vector per chunk with its character span, or the chunks pooled into one.
@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
+from ..checkpoint import heads
 from ..checkpoint.layout import SENTENCE_TRANSFORMER_CONFIGS
 from ..errors import ModelError, SqueezeError, UsageError
 from ..io.batches import batched
@@ -120,7 +121,7 @@ class Embed(Task):
     max, or first vector (the mean of unit vectors is not renormalised).
     """
 
-    head = "base"
+    head = heads.BASE
     chunkable = True
 
     def __init__(self, runtime: Runtime, *, chunk: int | None = None, overlap: int = 0, pool: str | None = None,

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from tokenizers import Encoding
 
+from ..checkpoint import heads
 from ..errors import SqueezeError
 from ..model.tokenizer import flatten_windows
 from .base import WindowedTask
@@ -70,7 +71,7 @@ class TokenClassification(WindowedTask):
     windows per forward pass.
     """
 
-    head = "token"
+    head = heads.TOKEN
 
     def __init__(
         self,

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from tokenizers import Encoding
 
+from ..checkpoint import heads
 from ..errors import SqueezeError
 from ..model.tokenizer import flatten_windows
 from .base import WindowedTask
@@ -64,7 +65,7 @@ class QuestionAnswering(WindowedTask):
     keeps them whole, and fails when a question leaves no room for the context).
     """
 
-    head = "qa"
+    head = heads.QA
 
     def __init__(
         self,

@@ -87,7 +87,7 @@ class TaskSpec:
 
     name: str
     task: str  # "module:Class" in tasks/
-    head: str  # the Encoder head it runs ("base", heads.SEQUENCE, "token", "qa")
+    head: str  # the Encoder head it runs: one of checkpoint.heads.HEADS
     help: str  # the command's help text (Click's: a \b paragraph keeps its line breaks)
     brief: str  # one line, for listings and run-distributed
     columns: Callable[[Given], list[str]]

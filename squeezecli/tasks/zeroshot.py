@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..checkpoint import heads
 from ..errors import InputError, ModelError, UsageError
 from ..io.batches import batched
 from .table import DEFAULT_TEMPLATE
@@ -38,7 +39,7 @@ class ZeroShot(Task):
     The mean of one-winner scores still sums to 1 over the labels; the max does not.
     """
 
-    head = "sequence"
+    head = heads.SEQUENCE
     chunkable = True
 
     def __init__(
