@@ -20,6 +20,8 @@ from .errors import DEBUG_ENV, one_line, write_stderr
 
 CACHE_ENV = "SQUEEZE_CACHE_DIR"
 KERNEL_ENV = "SQUEEZE_INT8_KERNEL"
+SERVER_ENV = "SQUEEZE_SERVER"
+API_KEY_ENV = "SQUEEZE_API_KEY"
 DEFAULT_ENDPOINT = "https://huggingface.co"
 OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 TOKEN_VARIABLES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
@@ -31,6 +33,8 @@ VARIABLES: dict[str, str] = {
     CACHE_ENV: "squeeze's cache of int8 builds and recorded commits (default: the user cache directory)",
     DEBUG_ENV: "1: print the traceback of an error",
     KERNEL_ENV: "auto (default): the int8 kernel that passes its probe; int_mm; none: int8 runs fp32 instead",
+    SERVER_ENV: "http://HOST:PORT of a `squeeze serve`: task commands run through it (--no-server: here)",
+    API_KEY_ENV: "the key `squeeze serve` requires (--api-key) and task commands send to SQUEEZE_SERVER; never printed",
     "HF_ENDPOINT": "the Hub's address, for a mirror (default https://huggingface.co)",
     "HF_TOKEN": "the token for gated and private models (also HUGGING_FACE_HUB_TOKEN); never printed",
     "HF_HUB_OFFLINE": "1: never contact the Hub (also TRANSFORMERS_OFFLINE)",
@@ -62,6 +66,8 @@ class Environment:
     token: str | None = field(default=None, repr=False)  # HF_TOKEN: never printed
     token_source: str | None = None  # where a token is: a variable's name, "token file", or None
     settings: Mapping[str, str] = field(default_factory=dict)  # SETTINGS that are set
+    server: str | None = None  # SQUEEZE_SERVER: the `squeeze serve` task commands run through
+    api_key: str | None = field(default=None, repr=False)  # SQUEEZE_API_KEY: never printed
     # Where notices go while a transient status line is on stderr (io.progress.status_line); none: stderr.
     notice_sinks: list[Callable[[str], None]] = field(default_factory=list, repr=False, compare=False)
 
@@ -95,6 +101,8 @@ class Environment:
             token=token,
             token_source=_token_source(env),
             settings={name: env[name] for name in SETTINGS if env.get(name)},
+            server=env.get(SERVER_ENV, "").strip() or None,
+            api_key=env.get(API_KEY_ENV, "").strip() or None,
         )
 
     def notice(self, message: str) -> None:

@@ -32,12 +32,12 @@ class ExitStatus(IntEnum):
 EXIT_MEANINGS: dict[ExitStatus, str] = {
     ExitStatus.OK: "success",
     ExitStatus.ERROR: "an error that is none of the below, or a bug in squeeze (internal error)",
-    ExitStatus.USAGE: "usage: an unknown option, a missing argument, options that do not fit together",
+    ExitStatus.USAGE: "usage: an unknown option, a missing argument, a bad value, options that do not fit together",
     ExitStatus.INPUT: "input: a missing or unreadable file, invalid UTF-8, a bad JSON line, CSV row or field",
     ExitStatus.MODEL: "model: an unknown model, or a checkpoint squeeze cannot run",
     ExitStatus.NETWORK: "network: the Hub cannot be reached, a model not cached in offline mode, a token needed",
     ExitStatus.CACHE: "cache: a damaged entry, or a cache that cannot be written or read",
-    ExitStatus.OUTPUT: "output: stdout closed or unwritable (a full disk), an index that cannot be written",
+    ExitStatus.OUTPUT: "output: stdout closed or unwritable (a full disk), an output file that cannot be written",
     ExitStatus.INTERRUPTED: "interrupted (Ctrl-C)",
     ExitStatus.BROKEN_PIPE: "stdout was closed early (squeeze ... | head), as for a process killed by SIGPIPE",
 }

@@ -56,6 +56,8 @@ sys.path[:0] = [str(TESTS), str(ROOT)]  # when run as a script: the test helpers
 UPDATE_COMMAND = "python tests/readme_examples.py --update"
 SHOWN_HOME = "/home/user"
 SHOWN_ENDPOINT = "https://huggingface.co"
+SERVER_VARIABLE = "SQUEEZE_SERVER"  # a block that names it runs with it set to a `squeeze serve` of the session's
+SHOWN_SERVER = "http://127.0.0.1:8080"
 COLUMNS, LINES = 100, 50
 # int8 results differ between CPUs (fbgemm with and without VNNI, and what calibration keeps in fp32);
 # the stand-ins' amplified heads (see _HEAD_GAIN) move their scores by up to about 0.02.
@@ -397,11 +399,15 @@ def session(root: Path) -> Iterator[Session]:
 
     models = build_models(root / "models")
     hub = HubServer().start()
+    examples = None
     try:
         for repo_id, directory in models.items():
             hub.add_repo(repo_id, directory, revision_sha=_pinned_commit(repo_id))
-        yield Session(root, hub.url)
+        examples = Session(root, hub.url)
+        yield examples
     finally:
+        if examples is not None:
+            examples.close()
         hub.stop()
 
 
@@ -445,9 +451,25 @@ class Session:
             "no_proxy": f"{HUB_HOST},{CDN_HOST}",
         }
 
+    server = None  # the `squeeze serve` of the blocks that use SQUEEZE_SERVER, started by the first of them
+
+    def served(self) -> dict[str, str]:
+        """The session's environment with SQUEEZE_SERVER naming a `squeeze serve -m minilm-embed` on a free
+        loopback port (the README shows 8080), started once and ready."""
+        if self.server is None:
+            from servers import Server
+
+            self.server = Server(["-m", REAL_MODEL], env=self.env, deadline=BLOCK_TIMEOUT_SECONDS)
+        return {**self.env, "SQUEEZE_SERVER": self.server.url}
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+
     def run(self, block: Block) -> str:
         """The block's transcript, made now: its steps with their real output, as shown to a reader."""
         steps = block.steps
+        env = self.served() if any(SERVER_VARIABLE in step.source for step in steps) else self.env
         if block.kind == "console":
             # The mark ends its line, as pressing Enter after a command does, so that what a command erases
             # (its progress bar) is on its own lines. Each command's exit status survives the mark, for an
@@ -460,13 +482,14 @@ class Session:
             statements = self.root / "statements.json"
             statements.write_text(json.dumps([step.source for step in steps]), encoding="utf-8")
             argv = [sys.executable, "-c", _PYCON_RUNNER, str(statements)]
-        outputs = screen(run_in_terminal(argv, self.home, self.env)).split(_END_OF_STEP + "\n")
+        outputs = screen(run_in_terminal(argv, self.home, env)).split(_END_OF_STEP + "\n")
         if len(outputs) != len(steps) + 1:
             raise RuntimeError(f"the example at README line {block.line} stopped early:\n{_END_OF_STEP.join(outputs)}")
         return transcript(block, [self._shown(output) for output in outputs[:-1]])
 
     def _shown(self, output: str) -> str:
-        return output.replace(str(self.home), SHOWN_HOME).replace(self.env["HF_ENDPOINT"], SHOWN_ENDPOINT)
+        output = output.replace(str(self.home), SHOWN_HOME).replace(self.env["HF_ENDPOINT"], SHOWN_ENDPOINT)
+        return output.replace(self.server.url, SHOWN_SERVER) if self.server is not None else output
 
 
 # A pycon block's statements, run as the interactive interpreter runs them (an expression's value is

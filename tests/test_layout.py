@@ -31,6 +31,7 @@ MODULE_RULES: dict[str, set[str]] = {
 TORCH_FREE_PACKAGES = ("squeezecli.cli", "squeezecli.io", "squeezecli.store", "squeezecli.checkpoint")
 TORCH_FREE_MODULES = ("squeezecli", "squeezecli.environment", "squeezecli.errors", "squeezecli.tasks",
                       "squeezecli.tasks.base", "squeezecli.api", "squeezecli.precision.names",
+                      "squeezecli.serve", "squeezecli.serve.client",  # the CLI's side of `squeeze serve`
                       "squeezecli.assembly.fetch")  # fetch: a pull of a cached entry loads no torch
 MAY_IMPORT = re.compile(r"^May import:(.*?)(?:\.\s*$|\n\s*\n)", re.MULTILINE | re.DOTALL)
 PACKAGES = sorted(init.parent for init in PACKAGE.glob("*/__init__.py"))

@@ -60,6 +60,12 @@ def test_bare_squeeze_prints_its_help_and_exits_0():
     (["embed", "--batch-size", "1000000000"], f"'--batch-size': 1000000000 is not in the range 1<=x<={MAX_BATCH_SIZE}"),
     (["similar", "-k", str(MAX_TOP_K + 1), "q", "-"], f"'-k' / '--top-k': {MAX_TOP_K + 1} is not in the range"),
     (["embed", "--threads", "999"], f"--threads 999 is more than the {usable_cpus()} CPU"),
+    (["serve", "--threads", "999"], f"--threads 999 is more than the {usable_cpus()} CPU"),
+    (["serve", "--batch-size", "100000"], f"'--batch-size': 100000 is not in the range 1<=x<={MAX_BATCH_SIZE}"),
+    (["serve", "--max-models", "1000"], "'--max-models': 1000 is not in the range 1<=x<=64"),
+    (["serve", "--queue", "1000000000"], "'--queue': 1000000000 is not in the range"),
+    (["serve", "--max-texts", "1000000000"], "'--max-texts': 1000000000 is not in the range"),
+    (["serve", "--max-bytes", "100000000000"], "'--max-bytes': 100000000000 is not in the range"),
 ])
 def test_a_size_past_its_bound_is_refused_before_the_model_loads(tmp_path, args, says):
     refused(run([*args, "-m", str(tmp_path / "no-model")]), says)
@@ -88,3 +94,76 @@ def test_the_largest_batch_runs_in_bounded_memory(embedder, tmp_path):
     assert stdout.count(b"\n") == 8 * MAX_BATCH_SIZE + 50
     # The interpreter and torch take about 250 MiB.
     assert peak < 600 * 2**20, f"peak RSS {peak / 2**20:.0f} MiB"
+
+
+# -- task option values and combinations: refused with 2 before the model loads (a model that does not
+# -- exist would be exit 4), one line naming the option, a hint with what it takes ------------------------
+
+
+@pytest.mark.parametrize("args, says", [
+    (["qa", "-q", ""], "squeeze: error: -q/--question: the question is empty"),
+    (["qa", "-q", "who?", "-q", " "], "squeeze: error: -q/--question: question 2 of 2 is empty"),
+    (["qa", "-q", "who?", "--stride", "100000"], "squeeze: error: --stride 100000 must be less than qa's window"),
+    (["qa", "-q", "who?", "--max-length", "64", "--stride", "64"], "squeeze: error: --stride 64 must be less than --max-length 64"),
+    (["qa", "-q", "who?", "--lines", "--doc"], "squeeze: error: --lines reads each line as a context, --doc each file"),
+    (["qa", "-q", "who?", "--top-k", str(MAX_TOP_K + 1)], "'--top-k': 1001 is not in the range 1<=x<=1000"),
+    (["classify", "--labels", ""], "squeeze: error: --labels names no label"),
+    (["classify", "--labels", ",,"], "squeeze: error: --labels names no label"),
+    (["classify", "--labels", "a,,b"], "squeeze: error: --labels has an empty label"),
+    (["classify", "--labels", "a,a"], "squeeze: error: --labels names 'a' twice"),
+    (["classify", "--labels", "a,b", "--template", "{} {} {0} {x}"],
+     "squeeze: error: --template '{} {} {0} {x}' has 4 replacement fields; it needs exactly one {}"),
+    (["classify", "--labels", "a,b", "--template", "no placeholder"], "squeeze: error: --template 'no placeholder' has no {}"),
+    (["classify", "--labels", "a,b", "--template", "{"], "squeeze: error: --template '{' is not a template"),
+    (["classify", "--labels", "a,b", "--template", "about {x}"], "has a field other than {}"),
+    (["classify", "--template", "It is {}."], "squeeze: error: --template applies to zero-shot classification"),
+    (["classify", "--multi-label"], "squeeze: error: --multi-label applies to zero-shot classification"),
+    (["sentiment", "--field", ""], "squeeze: error: --field is empty"),
+    (["sentiment", "--top-k", "1000000"], "'--top-k': 1000000 is not in the range 1<=x<=1000"),
+])
+def test_option_values_that_cannot_work_are_refused_before_the_model_loads(tmp_path, args, says):
+    stderr = refused(run([*args, "-m", str(tmp_path / "no-model")]), says)
+    assert "hint: " in stderr
+
+
+def test_a_stride_the_question_leaves_no_room_for_is_refused_once_the_tokenizer_is_known(default_models):
+    """The room a window leaves after the question needs the tokenizer: refused (2) when the model is
+    loaded, in the user's terms, not the tokenizer's internal error."""
+    stderr = refused(run(["qa", "-m", str(default_models["qa"]), "--precision", "fp32", "-q", "who wrote the program",
+                          "--max-length", "20", "--stride", "15"]),
+                     "--stride 15 does not fit: a 20-token window leaves")
+    assert "hint: give --stride" in stderr
+
+
+def test_a_max_length_beyond_the_models_window_is_said_once(default_models):
+    result = run(["sentiment", "-m", str(default_models["sentiment"]), "--precision", "fp32", "--max-length", "100000"],
+                 input="good\nbad\n")
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.splitlines() == [
+        "squeeze: --max-length 100000 is more than the model's 128-token window: texts are cut to 128 tokens"]
+
+
+def test_ner_keeps_words_whole_by_default_and_eval_ner_takes_an_aggregation(default_models, tmp_path):
+    help_text = run(["ner", "--help"]).stdout
+    assert "[default: first]" in " ".join(help_text.split())
+    gold = tmp_path / "gold.jsonl"
+    gold.write_text('{"text": "Ada Lovelace lived in London", "entities": [{"start": 0, "end": 12, "label": "PER"}]}\n')
+    for aggregation in ("simple", "first"):
+        result = run(["eval", "ner", "-m", str(default_models["ner"]), "--precision", "fp32", "--labels-from", "entities",
+                      "--aggregation", aggregation, str(gold), "--json"])
+        assert result.exit_code == 0, result.stderr
+    refused(run(["eval", "ner", "-m", str(default_models["ner"]), "--labels-from", "entities", "--aggregation", "mean",
+                 str(gold)]), "'--aggregation': 'mean' is not one of")
+
+
+def test_the_loading_line_names_the_precision_auto_chose(default_models, tmp_path):
+    import sys
+
+    from processes import on_a_terminal
+
+    status, shown = on_a_terminal([sys.executable, "-m", "squeezecli", "sentiment", "-m", str(default_models["sentiment"]),
+                                   "-"], stdout=subprocess.DEVNULL, env=squeeze_env(tmp_path, COLUMNS="200", TERM="xterm"))
+    assert status == 0, shown
+    from squeezecli.precision.cpu import auto_precision
+
+    assert f"(auto: {auto_precision().precision})…" in shown, shown

@@ -91,6 +91,10 @@ def test_eval_rerank_reports_mrr_and_ndcg_at_10_of_the_tasks_scores(served, tmp_
     expected = metrics.ranking(gold, predicted)
     assert report["mrr@10"] == pytest.approx(expected["mrr@10"]) and report["ndcg@10"] == pytest.approx(expected["ndcg@10"])
     assert (report["queries"], report["unjudged"]) == (2, 1)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"query": "q", "text": "a", "relevant": 1}\n{"query": "q", "text": "b", "relevant": "high"}\n')
+    refused = run(["eval", "rerank", "--labels-from", "relevant", "--precision", "fp32", str(bad)])
+    assert refused.exit_code == ExitStatus.INPUT and f"{bad}:2" in refused.stderr and "relevance" in refused.stderr
 
 
 def test_similar_rerank_equals_rerank_run_on_the_candidates_similar_returned(served, corpus, tmp_path):

@@ -171,15 +171,23 @@ def test_an_index_of_format_1_answers_dense_queries_refuses_keyword_ones_and_upg
         assert f"squeeze index upgrade {old}" in refused.stderr and "loading" not in refused.stderr
     assert old.read_bytes() == before  # never rewritten behind the user's back
     assert json.loads(run(["index", "info", str(old), "--json"]).stdout)["keywords"] is False
+    more = tmp_path / "more.txt"
+    more.write_text("the zeppelin quasar line\n", encoding="utf-8")
+    assert run(["index", "add", str(old), str(more), "--precision", "fp32"]).exit_code == 0  # added as format 1
+    with sqlite3.connect(old) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+    db.close()
+    assert run(["index", "add", str(target), str(more), "--precision", "fp32"]).exit_code == 0
 
     upgraded = run(["index", "upgrade", str(old)])
     assert upgraded.exit_code == 0 and "upgraded" in upgraded.stderr
     with sqlite3.connect(old) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == index_file.VERSION == 2
     assert json.loads(run(["index", "info", str(old), "--json"]).stdout)["keywords"] is True
-    keyword = ["--mode", "keyword", "-k", "10", QUERIES[1]]
-    assert results(run(["similar", "--index", str(old), *keyword])) == results(
-        run(["similar", "--index", str(target), *keyword]))
+    keyword = ["--mode", "keyword", "-k", "10", "zeppelin password reset"]
+    upgraded_hits = results(run(["similar", "--index", str(old), *keyword]))
+    assert upgraded_hits == results(run(["similar", "--index", str(target), *keyword]))
+    assert str(more) in [hit["file"] for hit in upgraded_hits[0]]  # the item added as format 1 is found too
     again = run(["index", "upgrade", str(old)])
     assert again.exit_code == 0 and "already" in again.stderr
 

@@ -165,7 +165,7 @@ def test_a_rows_given_fills_defaults_and_refuses_unknown_names():
     assert TASKS["qa"].arguments(given, "deepset/roberta-base-squad2")["handle_impossible_answer"] is True
     with pytest.raises(UsageError, match="has no option 'topk'"):
         TASKS["qa"].given({"topk": 3})
-    with pytest.raises(UsageError, match="the template needs a"):
+    with pytest.raises(UsageError, match="--template .no slot. has no {}"):
         TASKS["classify"].check(TASKS["classify"].given({"labels": "a,b", "template": "no slot"}))
 
 

@@ -28,14 +28,6 @@ SHAPES = {
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module", params=list(SHAPES))
 def cross_encoder(request, tmp_path_factory):
     arch, shape = SHAPES[request.param]

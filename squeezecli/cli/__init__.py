@@ -4,7 +4,7 @@ tools.py, distributed.py, views.py). Commands turn options into calls of the lib
 package.
 
 May import: `errors`, `environment`, `_version`, `io`, `checkpoint`, `store`, `precision`, `assembly`,
-`tasks`, `api`, `integrations`.
+`tasks`, `api`, `integrations`, `serve`.
 """
 
 from .main import main, squeeze

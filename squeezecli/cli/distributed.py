@@ -128,6 +128,7 @@ def _run(task: str, env: Environment, inputs: InputOptions, model: ModelOptions,
     _require_ray()
     from ..integrations import raydata
 
+    raydata.check_output(run.output, run.format)  # a results file squeeze may not write: before the model loads
     load_options = {**tasks.load_arguments(model), **task_options}
     # Loaded here once before any cluster work: a wrong model or option fails with the task command's own
     # message, and this machine's cache holds the int8 model before its workers ask for it.

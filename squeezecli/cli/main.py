@@ -175,6 +175,7 @@ def _register() -> None:
     from . import search, tasks
     from .evaluate import evaluate
     from .help import help_command
+    from .serve import serve
     from .tools import completion, doctor
 
     for command in [*tasks.commands(), *search.COMMANDS, evaluate]:
@@ -184,6 +185,7 @@ def _register() -> None:
     squeeze.add_command(completion)
     squeeze.add_command(doctor)
     squeeze.add_command(run_distributed)
+    squeeze.add_command(serve)
 
 
 _register()

@@ -31,6 +31,7 @@ class ModelOptions:
     threads: int | None  # None: torch's default
     precision: Precision
     offline: bool
+    server: bool = True  # --no-server: False (run here even when SQUEEZE_SERVER names a server)
 
 
 def with_options(command: Callable[..., Any], options: Sequence[Callable[[Any], Any]]) -> Callable[..., Any]:
@@ -121,6 +122,8 @@ def input_options(command: Callable[..., Any]) -> Callable[..., Any]:
                                            ("--doc", doc)) if given]
         if len(chosen) > 1:
             raise click.UsageError(f"{chosen[0]} and {chosen[1]} are different input formats: give one")
+        if field is not None and not field.strip():
+            raise UsageError("--field is empty", hint="name the JSON field or column that holds the text (default: text)")
         if doc and field is not None:
             raise click.UsageError("--doc reads whole files as text; it cannot be combined with --field")
         unit: Unit = ("doc" if doc else "csv" if csv else "tsv" if tsv else "parquet" if parquet
@@ -188,12 +191,12 @@ def model_options(command: Callable[..., Any] | None = None, *, precision: bool 
 
     @functools.wraps(command)
     def with_model(*args: Any, model: str | None, revision: str | None, batch_size: int, max_length: int | None,
-                   threads: int | None, offline: bool, **kwargs: Any) -> Any:
+                   threads: int | None, offline: bool, server: bool, **kwargs: Any) -> Any:
         chosen: Precision = kwargs.pop("precision") if precision else AUTO
         if model is not None and not model.strip():  # `-m ""`, `-m "$UNSET"`: not the default by accident
             raise click.BadParameter("is empty; leave it out for the task's default model", param_hint="'-m' / '--model'")
         check_threads(threads)
-        options = ModelOptions(model, revision, batch_size, max_length, threads, chosen, offline)
+        options = ModelOptions(model, revision, batch_size, max_length, threads, chosen, offline, server)
         return command(*args, model=options, **kwargs)
 
     return with_options(with_model, [
@@ -209,6 +212,8 @@ def model_options(command: Callable[..., Any] | None = None, *, precision: bool 
         *([click.option("--precision", type=click.Choice(PRECISIONS), default=AUTO, show_default=True,
                         help=help_text())] if precision else []),
         click.option("--offline", is_flag=True, help="Use only the local cache; never contact the Hub."),
+        click.option("--no-server", "server", flag_value=False, default=True,
+                     help="Run here even when SQUEEZE_SERVER names a `squeeze serve` to run through."),
     ])
 
 

@@ -19,6 +19,7 @@ from ..errors import SqueezeError, UsageError
 from ..io.batches import batched
 from ..io.pipeline import InputOptions, OutputOptions, TableView, run_pipeline
 from ..io.writers import left_cut, write_npy
+from ..precision.names import AUTO
 from ..tasks.table import TASKS, Given, Option, TaskSpec, check_chunks, check_ranking, kept
 from ..tasks.table import chunk_options as chunk_option_specs
 from .options import (
@@ -37,14 +38,24 @@ def load(task: str, model: ModelOptions, env: Environment, quiet: bool = False, 
     """The pipeline of `task` for the model options, notices to stderr: the one load of every command
     (the task commands, run-distributed, eval, similar and index), with its "loading" status line."""
     from ..api import load as load_pipeline
-    from ..io.progress import status_line
+    from ..io.progress import STATUS_WIDTH, status_line
     from ..store import catalogue
 
     name = model.model or catalogue.default_for(task)
-    # A path by its end, in Rich's cell widths: only where the status line shows (Rich imports slowly).
-    shown = left_cut(name, 40) if env.stderr_is_terminal and not quiet else name
-    with status_line(env, f"loading {shown} ({model.precision})…", quiet):
-        return load_pipeline(task, model.model, progress=not quiet, env=env, **load_arguments(model), **options)
+    precision = model.precision
+    if precision == AUTO and not quiet and env.stderr_is_terminal:  # the line shows: say what auto runs
+        from ..precision.cpu import auto_precision
+
+        precision = f"{AUTO}: {auto_precision().precision}"
+    shows = env.stderr_is_terminal and not quiet  # Rich's cell widths (slow to import) only for a line that shows
+    shown = left_cut(name, STATUS_WIDTH - len(f"loading  ({precision})…")) if shows else name  # a path by its end
+    with status_line(env, f"loading {shown} ({precision})…", quiet):
+        pipeline = load_pipeline(task, model.model, progress=not quiet, env=env, **load_arguments(model), **options)
+    window = pipeline.runtime.max_length
+    if model.max_length is not None and model.max_length > window:
+        env.notice(f"--max-length {model.max_length} is more than the model's {window}-token window: texts are cut "
+                   f"to {window} tokens")
+    return pipeline
 
 
 def load_arguments(model: ModelOptions) -> dict[str, Any]:
@@ -54,13 +65,30 @@ def load_arguments(model: ModelOptions) -> dict[str, Any]:
                 batch_size=model.batch_size, max_length=model.max_length, threads=model.threads)
 
 
+def served(spec: TaskSpec, model: ModelOptions, env: Environment, quiet: bool, given: Given) -> Any:
+    """The row run on the `squeeze serve` SQUEEZE_SERVER names (None: run here): the server reads the
+    same options off the same table, and loads the model, which this process never does."""
+    if not (env.server and model.server) or model.revision is not None:
+        return None
+    from ..io.progress import status_line
+    from ..serve.client import connect
+    from ..store import catalogue
+
+    values = {option.name: given[option.name] for option in spec.options}
+    shown = left_cut(model.model or catalogue.default_for(spec.resolve(given).name), 40)
+    with status_line(env, f"loading {shown} ({model.precision}) on {env.server}…", quiet):
+        remote = connect(env.server, spec.name, model.model, values, precision=model.precision, env=env,
+                         max_length=model.max_length, batch_size=model.batch_size)
+        for notice in remote.notices if remote else ():
+            env.notice(notice.removeprefix("squeeze: "))
+    return remote
+
+
 def model_id(task: str, model: ModelOptions) -> str:
     """The Hub id (or path) of the model `task` runs: a catalogue alias by its repository."""
     from ..store import catalogue
 
-    name = model.model or catalogue.default_for(task)
-    entry = catalogue.by_alias(name)
-    return entry.repo_id if entry else name
+    return catalogue.hub_id(model.model or catalogue.default_for(task))
 
 
 # -- from the table's rows to Click ---------------------------------------------------------------------
@@ -111,6 +139,8 @@ def checked(spec: TaskSpec) -> Decorator:
         def with_check(*args: Any, **kwargs: Any) -> Any:
             values = {option.name: kwargs[option.name] for option in spec.command_options if option.name in kwargs}
             given = spec.given(values, model=kwargs.get("model"), format=kwargs.get("fmt"))
+            # The command line's own options a row's check may need (qa's --stride against --max-length).
+            given = {**given, "max_length": kwargs.get("max_length"), "doc": kwargs.get("doc")}
             run_check(spec.check, given)
             if spec.ranked:
                 run_check(check_ranking, given)
@@ -169,7 +199,8 @@ def run_task(spec: TaskSpec, env: Environment, inputs: InputOptions, output: Out
     if output.format == "npy" and env.stdout_is_terminal:
         raise SqueezeError("refusing to write a binary .npy array to a terminal", hint="redirect it: > vectors.npy")
     chosen = plan(spec, model, inputs, given)
-    pipeline = load(chosen.spec.name, model, env, output.quiet, **chosen.arguments)
+    pipeline = (served(spec, model, env, output.quiet, given)
+                or load(chosen.spec.name, model, env, output.quiet, **chosen.arguments))
     if output.format == "npy":
         vectors: list[list[float]] = []
         for batch in batched(chosen.inputs.read(env=env), model.batch_size):
@@ -199,16 +230,21 @@ def _run(pipeline: Any, inputs: InputOptions, output: OutputOptions, env: Enviro
          columns: list[str], table_view: TableView | None = None, ranked: bool = False, best: int | None = None
          ) -> None:
     texts = cut = 0
+    remote = hasattr(pipeline, "window")  # on a server: whole windows, which it sorts and batches as we would here
+    if remote:
+        batch_size = pipeline.window(batch_size)
 
-    def process_batch(prepared: list[Any]) -> list[dict[str, Any]]:
+    def process_batch(items: list[Any]) -> list[dict[str, Any]]:
         nonlocal texts, cut
-        results = pipeline.run_prepared(prepared)
+        results = pipeline.run_batch([item.text for item in items]) if remote else pipeline.run_prepared(items)
         texts += len(results)
         cut += sum(1 for result in results if result.get("truncated"))
         return results
 
-    run_pipeline(inputs, output, batch_size=batch_size, length_of=lambda item: item.length,
-                 prepare=lambda records: pipeline.prepare([record.text for record in records]),
+    # In process, each window's texts are tokenized once (Task.prepare) and sorted by those tokens.
+    run_pipeline(inputs, output, batch_size=batch_size,
+                 length_of=(lambda record: pipeline.length_of(record.text)) if remote else (lambda item: item.length),
+                 prepare=None if remote else (lambda records: pipeline.prepare([record.text for record in records])),
                  process_batch=process_batch, columns=columns, table_view=table_view, env=env, with_text=ranked,
                  best=best)
     if cut:

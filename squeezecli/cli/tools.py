@@ -83,10 +83,10 @@ def doctor(env: Environment, as_json: bool) -> None:
     """Check the setup, the caches and the Hub connection.
 
     Reports versions, torch threads, the CPU, what --precision auto runs on it and what kernels each
-    precision uses, where the caches are and their size, whether the Hub answers, and the offline and
-    token settings. Sends one HEAD request to the Hub
-    (HF_ENDPOINT, 3 s timeout, no token) unless offline mode is on. Prints whether a token is set, never
-    the token. A table on a terminal, one JSON object otherwise.
+    precision uses, where the caches are and their size, whether the Hub answers, the offline and
+    token settings, and whether SQUEEZE_SERVER is set and answers. Sends one HEAD request to the Hub
+    (HF_ENDPOINT, 3 s timeout, no token) unless offline mode is on, and one GET /health to SQUEEZE_SERVER
+    if set. Prints whether a token is set, never the token. A table on a terminal, one JSON object otherwise.
     """
     report = diagnose(env)
     if as_json or not env.stdout_is_terminal:
@@ -117,7 +117,15 @@ def diagnose(env: Environment) -> dict[str, Any]:
         "hub": _hub_report(env.endpoint, check=not env.offline),
         "offline": offline,
         "token": env.token_source,
+        "server": _server_report(env),
     }
+
+
+def _server_report(env: Environment) -> dict[str, Any]:
+    """Whether SQUEEZE_SERVER is set, answers (GET /health, 3 s) and runs this squeeze."""
+    from ..serve.client import probe
+
+    return probe(env.server, env.api_key)
 
 
 def _torch_report() -> dict[str, Any]:
@@ -300,8 +308,16 @@ def _table_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
         ("Hub", f"{hub['endpoint']}: {reachability}"),
         ("offline", _offline_line(offline)),
         ("token", f"set ({report['token']})" if report["token"] else "none (gated models need HF_TOKEN)"),
+        ("server", _server_line(report["server"])),
         ("packages", packages),
     ]
+
+
+def _server_line(server: dict[str, Any]) -> str:
+    if not server["url"]:
+        return server["detail"]
+    models = f" ({', '.join(server['models'])})" if server["models"] else ""
+    return f"{server['url']}: {server['detail']}{models}"
 
 
 def _int8_line(int8: dict[str, Any]) -> str:

@@ -115,6 +115,13 @@ def by_alias(name: str) -> CatalogueModel | None:
     return _BY_ALIAS.get(name)
 
 
+def hub_id(name: str) -> str:
+    """The Hub id a model name stands for: an alias (or a task's name) as its repository, any other name
+    (a Hub id, a directory) as given."""
+    entry = by_alias(name)
+    return entry.repo_id if entry else name
+
+
 def by_repo_id(repo_id: str) -> CatalogueModel | None:
     """The catalogue entry for a Hub id (Hub ids are case-insensitive), so a checkpoint pulled by its id
     gets the same checks and labels as one pulled by its alias."""

@@ -156,7 +156,32 @@ class Answers(Evaluator):
         return metrics.squad(self.gold, predictions)
 
 
-class Similarity(Evaluator):
+def _number(record: Record, value: Any, what: str) -> float:
+    """A gold value that must be a finite number (true and false count as 1 and 0 where `what` allows)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number):
+        raise InputError(f"{_where(record)}: the {what} {value!r} is not a number")
+    return number
+
+
+class Scored(Evaluator):
+    """An evaluator whose predictions are scores (a similarity, a relevance): precisions agree by how
+    close their scores are, and a record changed when they differ by more than 0.05."""
+
+    @staticmethod
+    def agreement(ours: list[Any], reference: list[Any]) -> float:
+        """1 - the mean absolute difference of the scores."""
+        return 1 - sum(abs(a - b) for a, b in zip(ours, reference)) / len(ours)
+
+    @staticmethod
+    def changed(values: list[Any]) -> bool:
+        return max(values) - min(values) > 0.05
+
+
+class Similarity(Scored):
     """Pairs of texts: the cosine similarity of their embeddings against a gold score."""
 
     headline = ("spearman",)
@@ -166,13 +191,9 @@ class Similarity(Evaluator):
         super().__init__(pipeline, records, gold_field, given)
 
     def parse_gold(self, record: Record, value: Any) -> float:
-        try:
-            score = float(value)
-        except (TypeError, ValueError):
-            score = math.nan
-        if isinstance(value, bool) or not math.isfinite(score):
+        if isinstance(value, bool):
             raise InputError(f"{_where(record)}: the gold score {value!r} is not a number")
-        return score
+        return _number(record, value, "gold score")
 
     def predict(self, advance: Callable[[int], None]) -> list[Any]:
         import torch.nn.functional as F
@@ -191,17 +212,8 @@ class Similarity(Evaluator):
 
         return {"spearman": metrics.spearman(self.gold, predictions), "pairs": len(predictions)}
 
-    @staticmethod
-    def agreement(ours: list[Any], reference: list[Any]) -> float:
-        """1 - the mean absolute difference of the cosine similarities."""
-        return 1 - sum(abs(a - b) for a, b in zip(ours, reference)) / len(ours)
 
-    @staticmethod
-    def changed(values: list[Any]) -> bool:
-        return max(values) - min(values) > 0.05
-
-
-class Ranking(Evaluator):
+class Ranking(Scored):
     """Candidates for queries (rerank): each record a candidate text with its query (--query-field) and
     gold relevance (0 or false: not relevant; a number: a graded gain). The cross-encoder's scores rank
     each query's candidates; MRR@10 and nDCG@10 over the queries with a relevant candidate."""
@@ -213,12 +225,9 @@ class Ranking(Evaluator):
         super().__init__(pipeline, records, gold_field, given)
 
     def parse_gold(self, record: Record, value: Any) -> float:
-        try:
-            relevance = float(value)
-        except (TypeError, ValueError):
-            relevance = math.nan
-        if not math.isfinite(relevance) or relevance < 0:
-            raise InputError(f"{_where(record)}: the relevance {value!r} is not a number of 0 or more (or true/false)")
+        relevance = _number(record, value, "relevance")
+        if relevance < 0:
+            raise InputError(f"{_where(record)}: the relevance {value!r} is below 0", hint="0 or false: not relevant")
         return relevance
 
     def _by_query(self) -> dict[str, list[int]]:
@@ -245,12 +254,3 @@ class Ranking(Evaluator):
         groups = list(self._by_query().values())
         return metrics.ranking([[self.gold[i] for i in rows] for rows in groups],
                                [[predictions[i] for i in rows] for rows in groups])
-
-    @staticmethod
-    def agreement(ours: list[Any], reference: list[Any]) -> float:
-        """1 - the mean absolute difference of the scores."""
-        return 1 - sum(abs(a - b) for a, b in zip(ours, reference)) / len(ours)
-
-    @staticmethod
-    def changed(values: list[Any]) -> bool:
-        return max(values) - min(values) > 0.05

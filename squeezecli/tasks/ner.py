@@ -8,7 +8,9 @@ Every token gets the softmax of its label logits; the aggregation strategy then 
     average  words first: each word takes the best label of its tokens' averaged scores, then merged
     max      words first: each word takes the label of its single most confident token, then merged
 
-"first", "average" and "max" never split a word; "simple" can. Labels in `ignore_labels` ("O") are dropped.
+"first", "average" and "max" never split a word; "simple" can ("Spring" + "field"), so squeeze's default
+is "first" (DEFAULT_AGGREGATION: the label of a word's first token is what token-classification models are
+trained on); transformers' pipeline defaults to "none". Labels in `ignore_labels` ("O") are dropped.
 
 Unlike the transformers pipeline, which truncates a long text, every text is covered fully: a text longer than
 one window is cut into windows overlapping by `stride` tokens and their entities are merged as transformers
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
     from ..model.runtime import Runtime
 
 AGGREGATIONS = ("none", "simple", "first", "average", "max")
+DEFAULT_AGGREGATION = "first"  # keeps words whole (module docstring)
 _WORD_AGGREGATIONS = ("first", "average", "max")
 
 
@@ -65,7 +68,7 @@ class TokenClassification(WindowedTask):
     model's tag ("B-PER") with aggregation "none", else the entity type ("PER"), transformers'
     entity_group. `score` is the tag's probability, averaged over the merged tokens or words.
 
-    Options: `aggregation` (see the module docstring; default "simple", the Hub widget's choice),
+    Options: `aggregation` (see the module docstring; default "first", which keeps words whole),
     `max_length` tokens per window (default: the model's limit), `stride` tokens of overlap between
     windows of a long text (default max_length // 4), `ignore_labels`, and `batch_size`, the most
     windows per forward pass.
@@ -77,7 +80,7 @@ class TokenClassification(WindowedTask):
         self,
         runtime: Runtime,
         *,
-        aggregation: str = "simple",
+        aggregation: str = DEFAULT_AGGREGATION,
         stride: int | None = None,
         ignore_labels: Sequence[str] = ("O",),
         **options: Any,

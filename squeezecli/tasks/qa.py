@@ -17,7 +17,7 @@ import torch
 from tokenizers import Encoding
 
 from ..checkpoint import heads
-from ..errors import SqueezeError
+from ..errors import SqueezeError, UsageError
 from ..model.tokenizer import flatten_windows
 from .base import WindowedTask
 
@@ -93,6 +93,21 @@ class QuestionAnswering(WindowedTask):
         self.handle_impossible_answer = handle_impossible_answer
         self.questions = list(questions)
         self._model_questions = [self._cut_question(question, max_question_len) for question in questions]
+        self._check_room()
+
+    def _check_room(self) -> None:
+        """Each window must hold the longest question, the special tokens and more than `stride` tokens
+        of context (windows overlap by `stride`): needs the model's tokenizer, so checked once it loads."""
+        tokenizer = self.runtime.tokenizer
+        longest = max(tokenizer.count(question, self.max_length) for question in self._model_questions)
+        room = self.max_length - longest - tokenizer.backend.num_special_tokens_to_add(is_pair=True)
+        if room < 1:
+            raise UsageError(f"--max-length {self.max_length} leaves no room for the context after a question of "
+                             f"{longest} tokens", hint="raise --max-length, or ask a shorter question")
+        if self.stride >= room:
+            raise UsageError(f"--stride {self.stride} does not fit: a {self.max_length}-token window leaves "
+                             f"{room} tokens of context after the longest question",
+                             hint=f"give --stride {room - 1} or less (or raise --max-length)")
 
     def __call__(self, texts: list[str]) -> list[dict[str, Any]]:
         if not texts:

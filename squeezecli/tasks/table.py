@@ -26,14 +26,15 @@ from typing import Any
 
 from ..checkpoint import heads
 from ..errors import UsageError
-from . import views
+from . import checks, views
 from .base import AGGREGATIONS, MAX_TOP_K, check_chunking
 
-DEFAULT_TEMPLATE = "This example is {}."  # the zero-shot hypothesis, as transformers' pipeline words it
+DEFAULT_TEMPLATE = checks.DEFAULT_TEMPLATE
 
 Given = Mapping[str, Any]
 """The values a front end was given: the task's own options by name, plus `model` (the model asked for,
-None for the task's default) and `format` (the output format, where there is one)."""
+None for the task's default) and `format` (the output format, where there is one); the command line's
+checks also get `max_length` and `doc` (--max-length, --doc) where it has them."""
 View = Callable[[dict[str, Any]], dict[str, Any]]
 
 
@@ -159,7 +160,7 @@ def check_chunks(*needing: str) -> Callable[[Given], None]:
 
 
 CLASSIFICATION = (
-    Option("top_k", ("--top-k",), type="int", min=1, metavar="N", group="classification",
+    Option("top_k", ("--top-k",), type="int", min=1, max=MAX_TOP_K, metavar="N", group="classification",
            help="The N best labels with their scores."),
     Option("all_scores", ("--all-scores",), type="flag", default=False, group="classification",
            help="Every label with its score."),
@@ -191,23 +192,21 @@ def _classification_view(given: Given) -> View | None:
 _ZERO_SHOT_LABELS = ("labels", "zero-shot needs the candidate labels: --labels A,B,C")
 
 
-def _check_template(given: Given) -> None:
-    if "{}" not in given["template"]:
-        raise UsageError("Invalid value for --template: the template needs a {} where the label goes")
-
-
 def _check_classify(given: Given) -> None:
     check_chunks("aggregate")(given)
-    if given.get("labels") is not None:
-        _check_template(given)
-    elif given.get("model") is None:
+    if given.get("labels") is None and given.get("model") is None:
         raise UsageError("give a classification model with --model, or candidate labels with --labels")
+    checks.zero_shot(given) if given.get("labels") is not None else checks.not_zero_shot(given)
 
 
 def _check_zero_shot(given: Given) -> None:
     check_chunks("aggregate")(given)
+    _check_eval_zero_shot(given)
+
+
+def _check_eval_zero_shot(given: Given) -> None:
     _required(*_ZERO_SHOT_LABELS)(given)
-    _check_template(given)
+    checks.zero_shot(given)
 
 
 def _required(option: str, message: str) -> Callable[[Given], None]:
@@ -263,7 +262,8 @@ QA = (
            help="A question to answer from each context; repeat for several."),
     Option("lines", ("--lines",), type="flag", default=False,
            help="Each line is a context (default: each file, or stdin, is one)."),
-    Option("top_k", ("--top-k",), type="int", min=1, default=1, show_default=True, help="Answers per question."),
+    Option("top_k", ("--top-k",), type="int", min=1, max=MAX_TOP_K, default=1, show_default=True,
+           help="Answers per question."),
     Option("stride", ("--stride",), type="int", min=0, metavar="TOKENS",
            help="Overlap between the windows of a long context (default: 128, or half the window)."),
     Option("max_answer_len", ("--max-answer-len",), type="int", min=1, default=15, show_default=True,
@@ -272,6 +272,12 @@ QA = (
            help="Let the model say the context holds no answer (default: on for SQuAD 2.0 models)."),
 )
 
+
+# "first" by default: no word is split ("simple" can split "Springfield" into "Spring" + "field"; tasks/ner.py).
+NER_AGGREGATION = Option("aggregation", ("--aggregation",), type="choice",
+                         choices=("none", "simple", "first", "average", "max"), default="first", show_default=True,
+                         help="How tokens are merged into entities, as in transformers' pipeline: first, average "
+                              "and max keep words whole; simple can split one; none: one entity per token.")
 
 # -- embed -----------------------------------------------------------------------------------------------
 
@@ -357,12 +363,12 @@ TASKS: dict[str, TaskSpec] = {row.name: row for row in [
              brief="Zero-shot classification into candidate labels.",
              options=(*ZERO_SHOT, *WINDOWS), arguments=_picked("labels", "template", "multi_label", *WINDOW_ARGUMENTS),
              check=_check_zero_shot, columns=lambda given: ["labels", "text"], view=lambda given: views.zero_shot,
-             evaluation=Evaluation("evaluation:Classification", _EVAL_ZERO_SHOT, _required(*_ZERO_SHOT_LABELS),
+             evaluation=Evaluation("evaluation:Classification", _EVAL_ZERO_SHOT, _check_eval_zero_shot,
                                    _picked("labels", "template"))),
     TaskSpec("qa", "qa:QuestionAnswering", heads.QA,
              help="Answer questions from each context with a span of its text and the span's character offsets.",
              brief="Answer questions from each context (each file, or each line with --lines).",
-             options=QA, arguments=_qa_arguments, unit=lambda given: None if given.get("lines") else "doc",
+             options=QA, arguments=_qa_arguments, check=checks.qa, unit=lambda given: None if given.get("lines") else "doc",
              columns=lambda given: ["file", "line", "answers", "text"] if given.get("lines") else ["file", "answers"],
              view=lambda given: views.answers,
              evaluation=Evaluation("evaluation:Answers", _EVAL_QA, arguments=lambda given, model: {
@@ -370,11 +376,9 @@ TASKS: dict[str, TaskSpec] = {row.name: row for row in [
     TaskSpec("ner", "ner:TokenClassification", heads.TOKEN,
              help="Named entities in each line: label, score, text and character offsets.",
              brief="Named entities in each line.",
-             options=(Option("aggregation", ("--aggregation",), type="choice",
-                             choices=("none", "simple", "first", "average", "max"), default="simple",
-                             show_default=True, help="How tokens are merged into entities, as in transformers' pipeline."),),
-             arguments=_picked("aggregation"), columns=lambda given: ["entities", "text"],
-             view=lambda given: views.entities, evaluation=Evaluation("evaluation:Entities")),
+             options=(NER_AGGREGATION,), arguments=_picked("aggregation"), columns=lambda given: ["entities", "text"],
+             view=lambda given: views.entities,
+             evaluation=Evaluation("evaluation:Entities", (NER_AGGREGATION,), arguments=_picked("aggregation"))),
     TaskSpec("embed", "embed:Embed", heads.BASE, chunkable=True, extra_formats=("npy",),
              help="Embedding vector of each line, pooled and normalised as the model specifies.\n\n"
                   "--format npy writes one float32 NumPy array [lines, dimension] to stdout (needs numpy).",

@@ -228,6 +228,49 @@ class CommandsAboutSqueeze(SqueezeTest):
         self.assertEqual(result.stdout.strip(), "[]", result.stderr)
 
 
+class ServingOverHttp(SqueezeTest):
+    """`squeeze serve` from the plain install: the CLI through it, an OpenAI-shaped request, SIGTERM."""
+
+    def test_serve(self):
+        import urllib.request
+
+        log = Session.home / "serve.log"
+        with open(log, "wb") as stderr:
+            server = subprocess.Popen(["squeeze", "serve", "--port", "0", "-m", str(Session.models / "embed")],
+                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
+                                      env=Session.env, cwd=Session.home)
+        try:
+            url = None
+            deadline = time.monotonic() + TIMEOUT
+            while time.monotonic() < deadline and server.poll() is None:
+                found = re.search(r"serving on (http://\S+?)[;\s]", log.read_text())
+                if found:
+                    url = found[1]
+                    try:
+                        with urllib.request.urlopen(url + "/health", timeout=5) as answer:
+                            if answer.status == 200:
+                                break
+                    except OSError:
+                        pass
+                time.sleep(0.1)
+            self.assertIsNotNone(url, log.read_text())
+            model = ["-m", str(Session.models / "embed")]
+            here = self.ok("embed", *model, "--no-server", input=TEXTS)
+            there = self.ok("embed", *model, input=TEXTS, env={"SQUEEZE_SERVER": url})
+            self.assertEqual((there.stdout, there.stderr), (here.stdout, here.stderr))
+            request = urllib.request.Request(url + "/v1/embeddings", method="POST",
+                                             data=json.dumps({"input": ["one", "two"], "model": model[1]}).encode(),
+                                             headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=60) as answer:
+                data = json.loads(answer.read())["data"]
+            self.assertEqual([len(item["embedding"]) for item in data], [standins.HIDDEN] * 2)
+            server.send_signal(signal.SIGTERM)
+            self.assertEqual(server.wait(timeout=60), 0, log.read_text())
+        finally:
+            server.kill()
+            server.wait()
+
+
 class OneErrorPerExitStatus(SqueezeTest):
     def test_2_usage(self):
         result = squeeze("sentiment", "--no-such-option")
