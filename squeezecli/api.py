@@ -35,10 +35,23 @@ class Pipeline:
         """One batch as given (no re-ordering): the CLI's windows are already length-sorted."""
         return self.task(list(texts))
 
+    def prepare(self, texts: Sequence[str]) -> list[Any]:
+        """Per text, the task's first step (its tokens, once) with the `length` batches are sorted by."""
+        return self.task.prepare(list(texts))
+
+    def run_prepared(self, prepared: Sequence[Any]) -> list[dict]:
+        """One batch of `prepare`d texts as given (no re-ordering)."""
+        return self.task.run(list(prepared))
+
     def __call__(self, texts: Sequence[str]) -> list[dict]:
         texts = list(texts)
-        pairs = run_bucketed(texts, self.task.length_of, self.batch_size, max(len(texts), self.batch_size), self.task)
+        pairs = run_bucketed(texts, _length, self.batch_size, max(len(texts), self.batch_size), self.task.run,
+                             prepare=self.task.prepare)
         return [result for _, result in pairs]
+
+
+def _length(item: Any) -> int:
+    return item.length
 
 
 def load(

@@ -8,6 +8,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+# Ray reads its cluster settings once, on import, and any test module may import squeezecli.integrations.raydata
+# (which imports ray) while pytest collects: local Ray clusters stay on loopback only if this comes first.
+from squeezecli.cli.distributed import loopback_only_ray  # noqa: E402
+
+loopback_only_ray()
+
 # Tiny test models spend more time synchronising two threads than computing; one is faster and steadier.
 torch.set_num_threads(1)
 

@@ -31,7 +31,7 @@ from processes import (
 )
 from safetensors.torch import load_file, save_file
 
-from squeezecli.errors import ExitStatus
+from squeezecli.errors import ExitStatus, ModelError
 
 
 @pytest.fixture(scope="module")
@@ -176,6 +176,21 @@ def test_nan_weights_are_refused_at_every_precision(model, tmp_path):
                         "squeeze: error: the checkpoint's tensor distilbert.transformer.layer.0.ffn.lin1.weight "
                         "holds NaN or infinite values")
     assert not any((tmp_path / "squeeze" / "entries").glob("*"))
+
+
+def test_the_finite_check_refuses_exactly_nan_and_infinity_whatever_the_sum():
+    """The fast check (a sum) sends a tensor whose sum overflows to the exact one, which accepts it."""
+    from squeezecli.model.weights import check_finite
+
+    for dtype in (torch.float32, torch.float16, torch.bfloat16, torch.float64):
+        big = torch.full((64, 64), torch.finfo(dtype).max / 2, dtype=dtype)  # finite; its sum is not
+        check_finite("big", big)
+        check_finite("ints", torch.arange(10))
+        for bad in (float("nan"), float("inf"), float("-inf")):
+            for tensor in (big.clone(), torch.zeros(64, 64, dtype=dtype)):
+                tensor[5, 7] = bad
+                with pytest.raises(ModelError, match="holds NaN or infinite values"):
+                    check_finite("bad", tensor)
 
 
 @pytest.mark.parametrize("removed, named", [

@@ -1,7 +1,8 @@
 """The speed and memory paths compute what the plain ones do: fused projection epilogues, attention keys
-worked out once per forward (Keys), batches run in slices of TOKENS_PER_PASS tokens; and loading a
+worked out once per forward (Keys), batches run in slices of tokens_per_pass tokens; and loading a
 model never imports torch._dynamo (over a second of start-up)."""
 
+import dataclasses
 import subprocess
 import sys
 
@@ -128,16 +129,15 @@ def test_keys_are_worked_out_once_per_forward_and_mask_exactly_the_padding(squee
 
 
 def test_runtime_runs_a_batch_in_passes_of_similar_length_with_the_same_output(squeezebert_base_dir, monkeypatch):
-    """Rows sorted by length into passes that hold at most TOKENS_PER_PASS tokens (a longer row alone),
+    """Rows sorted by length into passes that hold at most tokens_per_pass tokens (a longer row alone),
     each padded only to its own longest row; the output is what one pass over the padded batch gives."""
     model = Runtime.from_dir(squeezebert_base_dir, "base")
     texts = [" ".join(["word"] * n) + " end" for n in (3, 40, 17, 25, 8, 1, 33)]
     encodings = model.tokenizer.encode(texts, max_length=64)
     lengths = [len(e.ids) for e in encodings]
-    monkeypatch.setattr(runtime, "TOKENS_PER_PASS", 10 ** 6)
-    whole = model.forward(encodings)  # [7, T, H], one pass
+    whole = dataclasses.replace(model, tokens_per_pass=10 ** 6).forward(encodings)  # [7, T, H], one pass
     passes = []
-    monkeypatch.setattr(runtime, "TOKENS_PER_PASS", 2 * max(lengths))  # two of the longest rows a pass
+    model = dataclasses.replace(model, tokens_per_pass=2 * max(lengths))  # two of the longest rows a pass
     monkeypatch.setattr(runtime, "MIN_PASS_TOKENS", 0)
 
     class Spy:
@@ -147,7 +147,7 @@ def test_runtime_runs_a_batch_in_passes_of_similar_length_with_the_same_output(s
             passes.append([int(n) for n in mask.sum(1)])  # each pass's rows, by their lengths
             return real(ids, mask, types)
 
-    real, model.encoder = model.encoder, Spy()
+    real, model = model.encoder, dataclasses.replace(model, encoder=Spy())
     sliced = model.forward(encodings)
     assert sorted(n for p in passes for n in p) == sorted(lengths)
     for lengths_of_pass in passes:
@@ -165,3 +165,40 @@ def test_loading_a_model_does_not_import_dynamo(squeezebert_dir):
     )
     out = subprocess.run([sys.executable, "-c", code, str(squeezebert_dir)], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_passes_are_bigger_only_on_a_cpu_with_amx_tiles_and_within_the_activation_bound(squeezebert_dir, monkeypatch):
+    """1,024 tokens a pass without AMX; with it, more, as the widest fp32 activation allows; the loader
+    takes the CPU's flags from precision/cpu.py."""
+    from squeezecli.assembly import loader
+    from squeezecli.checkpoint.config import read_config
+    from squeezecli.precision import cpu
+
+    cfg, _ = read_config(squeezebert_dir)
+    assert runtime.pass_tokens(cfg, matrix_tiles=False) == runtime.TOKENS_PER_PASS
+    for width in (384, 1536, 3072, 4096, 65536):
+        cfg_wide = dataclasses.replace(cfg, intermediate_size=width)
+        tokens = runtime.pass_tokens(cfg_wide, matrix_tiles=True)
+        assert runtime.TOKENS_PER_PASS <= tokens <= runtime.AMX_TOKENS_PER_PASS
+        assert tokens == runtime.TOKENS_PER_PASS or tokens * width * 4 <= runtime.PASS_ACTIVATION_BYTES
+    assert runtime.pass_tokens(dataclasses.replace(cfg, intermediate_size=1536), matrix_tiles=True) > 2048
+    for flags, expected in ((frozenset({"avx512f"}), runtime.TOKENS_PER_PASS),
+                            (frozenset({"avx512f", "amx_tile", "amx_bf16"}), runtime.pass_tokens(cfg, True))):
+        monkeypatch.setattr(cpu, "cpu_flags", lambda flags=flags: flags)
+        assert loader.load_runtime(str(squeezebert_dir), "sequence", precision="fp32").tokens_per_pass == expected
+
+
+def test_freed_memory_goes_back_to_the_os_only_once_enough_of_it_stays_resident():
+    """After a batch that left more than RELEASE_FREE_ABOVE resident and free, malloc_trim runs and the
+    resident size drops; after one that left little, it does not run."""
+    from squeezecli.model import process
+
+    process.reuse_freed_memory()
+    process.release_free_memory()  # where the count starts
+    assert not process.release_free_memory()
+    blocks = [b"x" * (1 << 20) for _ in range(2 * process.RELEASE_FREE_ABOVE >> 20)]  # written: resident
+    del blocks
+    before = process.resident_bytes()
+    assert process.release_free_memory()
+    assert before - process.resident_bytes() > process.RELEASE_FREE_ABOVE
+    assert not process.release_free_memory()

@@ -145,15 +145,15 @@ def test_long_texts_are_covered_to_the_end(models, aggregation):
 def test_windows_go_through_the_model_in_bounded_batches(models, monkeypatch):
     runtime = models.get(*MODELS[0]).runtime
     batch_sizes = []
-    forward = runtime.forward
+    forward = Runtime.forward  # frozen: the class is patched
 
-    def spy(encodings):
+    def spy(self, encodings):
         batch_sizes.append(len(encodings))
-        return forward(encodings)
+        return forward(self, encodings)
 
     texts = [LONG_TEXT, TEXTS[0], LONG_TEXT[::-1]]
     expected = TokenClassification(runtime, max_length=32, stride=8, batch_size=64)(texts)
-    monkeypatch.setattr(runtime, "forward", spy)
+    monkeypatch.setattr(Runtime, "forward", spy)
     results = TokenClassification(runtime, max_length=32, stride=8, batch_size=2)(texts)
     assert sum(batch_sizes) == sum(window_count(runtime, text, 32, 8) for text in texts)
     assert max(batch_sizes) <= 2 and len(batch_sizes) > 2

@@ -189,6 +189,50 @@ def test_cut_lengths_name_exactly_the_texts_a_window_cuts_with_their_whole_lengt
     assert cut == [n if n > room else None for n in whole]
 
 
+class CountingBackend:
+    """A tokenizers backend that counts the texts it tokenizes (encode and encode_batch)."""
+
+    def __init__(self, backend) -> None:
+        self._backend, self.texts = backend, 0
+
+    def encode(self, *args, **kwargs):
+        self.texts += 1
+        return self._backend.encode(*args, **kwargs)
+
+    def encode_batch(self, inputs, *args, **kwargs):
+        self.texts += len(inputs)
+        return self._backend.encode_batch(inputs, *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._backend, name)
+
+
+@pytest.mark.parametrize("max_length", [5, 17, 128])
+def test_encode_counted_is_a_truncating_encode_and_its_cut_lengths_tokenizing_each_text_once(both, max_length):
+    """The ids, masks and type ids of `encode`, and `cut_lengths`' count, from one tokenization of each
+    text that fits the prefix budget; a text beyond it takes the bounded way (prefix, count in pieces)."""
+    tokenizer, reference = both
+    texts = HOSTILE + ["a " * (max_length + n) for n in (-3, -2, -1, 0, 1)] + [" ".join(HOSTILE) * 3]
+    long_texts = [" ".join(HOSTILE) * 40, "short " * 20_000]  # beyond the prefix budget
+    encodings = tokenizer.encode(texts + long_texts, max_length=max_length)
+    cut = tokenizer.cut_lengths(texts + long_texts, encodings, max_length)
+    counting = CountingBackend(tokenizer.backend)
+    tokenizer.backend = counting
+    try:
+        counted = tokenizer.encode_counted(texts + long_texts, max_length)
+        assert counting.texts == len(texts) + 2 + 2  # long texts: the prefix, then the count (2 pieces or 1)
+        counting.texts = 0
+        assert [c.ids for c in tokenizer.encode_counted(texts, max_length)] == [c.ids for c in counted[:len(texts)]]
+        assert counting.texts == len(texts)
+    finally:
+        tokenizer.backend = counting._backend
+    assert [(c.ids, c.attention_mask, c.type_ids) for c in counted] == [
+        (e.ids, e.attention_mask, e.type_ids) for e in encodings]
+    assert [c.tokens if c.cut else None for c in counted] == cut
+    assert [c.tokens for c in counted[:len(texts)]] == full_lengths(reference, texts)
+    assert any(cut[:len(texts)]) and not all(cut[:len(texts)])
+
+
 def test_cut_lengths_of_pairs_count_the_first_text(both):
     tokenizer, reference = both
     texts = ["a " * 3, "a " * 40, DOCUMENT]

@@ -15,6 +15,7 @@ from torch import nn
 
 from ..checkpoint import heads
 from ..model.encoder import Encoder, Keys
+from ..model.runtime import length_batches
 from ..model.tokenizer import Tokenizer, collate
 
 TOKEN = "token"  # the plan's name for int8 projections (activations quantized per token)
@@ -40,8 +41,9 @@ class Calibration:
 
 def batches(tokenizer: Tokenizer, texts: Sequence[str], max_length: int, size: int = 16) -> list[dict[str, torch.Tensor]]:
     """Texts in padded batches of similar length, as squeeze batches them in use."""
-    encodings = sorted(tokenizer.encode(list(texts), max_length=max_length), key=lambda e: len(e.ids))
-    return [collate(encodings[i : i + size], tokenizer.pad_id) for i in range(0, len(encodings), size)]
+    encodings = tokenizer.encode(list(texts), max_length=max_length)
+    return [collate([encodings[i] for i in batch], tokenizer.pad_id)
+            for batch in length_batches([len(encoding.ids) for encoding in encodings], size)]
 
 
 def choose(

@@ -9,21 +9,20 @@ import dataclasses
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 
 from ..checkpoint import heads
-from ..checkpoint.config import labels_of, read_config
+from ..checkpoint.config import EncoderConfig, labels_of, read_config
 from ..checkpoint.layout import CONFIG_FILE
 from ..environment import Environment
 from ..errors import CacheError, ModelError, SqueezeError
 from ..model.encoder import Encoder
-from ..model.runtime import Runtime
+from ..model.runtime import Runtime, pass_tokens
 from ..model.tokenizer import Tokenizer
-from ..model.weights import checkpoint_head
-from ..precision.names import BF16, INT8
+from ..model.weights import checkpoint_head, load_encoder
+from ..precision import cpu
+from ..precision.names import BF16, FP32, INT8
 from ..store import build, cache, catalogue, files
 from ..store.sources import Source
-from . import artifact
 
 
 def inspect_checkpoint(source: Source, directory: Path, head_hint: str | None = None) -> build.Checkpoint:
@@ -41,6 +40,7 @@ def inspect_checkpoint(source: Source, directory: Path, head_hint: str | None = 
 def quantize(source: Source, directory: Path, head_hint: str | None, *, env: Environment,
              first_use: bool) -> build.Artifact:
     """The int8 artifact of the checkpoint in `directory` (store/build.py's quantizer)."""
+    from . import artifact  # with calibration and its texts: only where int8 is built or loaded
     checkpoint = inspect_checkpoint(source, directory, head_hint)
     runtime = Runtime.from_dir(directory, checkpoint.head, name=source.name)
     if first_use:  # told only once the checkpoint loaded: a failure is reported by its error alone
@@ -55,16 +55,20 @@ def load_checkpoint(source: Source, model_dir: Path, commit: str | None, head: s
     checkpoint = inspect_checkpoint(source, model_dir, head)
     require_head(heads.served(checkpoint.head), head, source)
     dtype = torch.bfloat16 if precision == BF16 else torch.float32
-    runtime = Runtime.from_dir(model_dir, checkpoint.head, name=source.name, dtype=dtype)
-    if checkpoint.id2label and checkpoint.id2label != runtime.config.id2label:
-        runtime.encoder.cfg = dataclasses.replace(runtime.config, id2label=checkpoint.id2label)
-    runtime.encoder = with_head(runtime.encoder, head)
-    runtime.model_id, runtime.commit = source.id, commit
-    return runtime
+    encoder = load_encoder(model_dir, checkpoint.head, dtype)
+    if checkpoint.id2label and checkpoint.id2label != encoder.cfg.id2label:
+        encoder.cfg = dataclasses.replace(encoder.cfg, id2label=checkpoint.id2label)
+    encoder.use_fused_bf16_attention(precision == BF16 and cpu.fused_bf16_attention())  # the CPU's bf16 attention
+    return Runtime(with_head(encoder, head), Tokenizer.from_dir(model_dir), Path(model_dir), source.name,
+                   model_id=source.id, commit=commit, precision=BF16 if dtype == torch.bfloat16 else FP32,
+                   tokens_per_pass=pass_size(encoder.cfg))
 
 
 def load_entry(entry: cache.Entry, head: str, backend: str, source: Source) -> Runtime:
     """The int8 model of a cache entry, its products run by `backend`, serving `head`."""
+    from safetensors.torch import load_file
+
+    from . import artifact
     require_head(entry.heads, head, source)
     cache.check_entry(entry, name=source.name)
     try:
@@ -78,7 +82,12 @@ def load_entry(entry: cache.Entry, head: str, backend: str, source: Source) -> R
                          hint=cache.fix_hint(source.name)) from exc
     files.touch(entry.path / cache.LAST_USED)
     return Runtime(with_head(encoder, head), tokenizer, entry.path, source.name, model_id=entry.source_id,
-                   commit=entry.commit, precision=INT8)
+                   commit=entry.commit, precision=INT8, tokens_per_pass=pass_size(cfg))
+
+
+def pass_size(cfg: EncoderConfig) -> int:
+    """Tokens a pass of this model runs on this CPU (runtime.pass_tokens; AMX tiles from precision/cpu.py)."""
+    return pass_tokens(cfg, "amx_tile" in cpu.cpu_flags())
 
 
 def with_head(encoder: Encoder, head: str) -> Encoder:

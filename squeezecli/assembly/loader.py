@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from ..environment import Environment
 from ..model.runtime import Runtime
-from ..precision import cpu
-from ..precision.names import AUTO, BF16
+from ..precision.names import AUTO
 from ..store import cache
 from ..store.sources import resolve_source
 from . import checkpoints, fetch, precisions
@@ -35,9 +34,7 @@ def load_runtime(model: str, head: str, *, precision: str = AUTO, revision: str 
     precision, backend = precisions.choose(precision, env)
     if backend is None:  # fp32 or bf16: the original checkpoint
         model_dir, commit = fetch.checkpoint_dir(source, offline=offline, progress=progress, env=env)
-        runtime = checkpoints.load_checkpoint(source, model_dir, commit, head, precision)
-        runtime.encoder.use_fused_bf16_attention(precision == BF16 and cpu.fused_bf16_attention())
-        return runtime
+        return checkpoints.load_checkpoint(source, model_dir, commit, head, precision)
     entry = cache.cached_entry(cache.cache_root(env), source)
     if entry is None:
         entry = fetch.pull_source(source, offline=offline, progress=progress, head_hint=head, env=env, first_use=True)

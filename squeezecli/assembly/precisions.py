@@ -9,7 +9,7 @@ from __future__ import annotations
 from ..environment import Environment
 from ..errors import ModelError
 from ..model.kernels import projection_kernel
-from ..precision import cpu, int8
+from ..precision import cpu
 from ..precision.names import AUTO, BF16, FP32, INT8, PRECISIONS
 
 
@@ -28,6 +28,8 @@ def choose(precision: str, env: Environment) -> tuple[str, str | None]:
         precision = FP32
     if precision != INT8:
         return precision, None
+    from ..precision import int8  # only for int8 runs: fp32 and bf16 never need it
+
     backend = int8.int8_backend(env.kernel)
     if backend is None:
         env.notice("no int8 kernel on this machine (or SQUEEZE_INT8_KERNEL=none): running in fp32")

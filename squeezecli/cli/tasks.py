@@ -18,7 +18,6 @@ from ..environment import Environment
 from ..errors import SqueezeError, UsageError
 from ..io.batches import batched
 from ..io.pipeline import InputOptions, OutputOptions, TableView, run_pipeline
-from ..io.record import Record
 from ..io.writers import left_cut, write_npy
 from ..precision.names import AUTO
 from ..tasks.table import TASKS, Given, Option, TaskSpec, check_chunks, check_ranking, kept
@@ -48,7 +47,8 @@ def load(task: str, model: ModelOptions, env: Environment, quiet: bool = False, 
         from ..precision.cpu import auto_precision
 
         precision = f"{AUTO}: {auto_precision().precision}"
-    shown = left_cut(name, STATUS_WIDTH - len(f"loading  ({precision})…"))  # a path by its end; the precision shows
+    shows = env.stderr_is_terminal and not quiet  # Rich's cell widths (slow to import) only for a line that shows
+    shown = left_cut(name, STATUS_WIDTH - len(f"loading  ({precision})…")) if shows else name  # a path by its end
     with status_line(env, f"loading {shown} ({precision})…", quiet):
         pipeline = load_pipeline(task, model.model, progress=not quiet, env=env, **load_arguments(model), **options)
     window = pipeline.runtime.max_length
@@ -230,17 +230,21 @@ def _run(pipeline: Any, inputs: InputOptions, output: OutputOptions, env: Enviro
          columns: list[str], table_view: TableView | None = None, ranked: bool = False, best: int | None = None
          ) -> None:
     texts = cut = 0
+    remote = hasattr(pipeline, "window")  # on a server: whole windows, which it sorts and batches as we would here
+    if remote:
+        batch_size = pipeline.window(batch_size)
 
-    def process_batch(records: list[Record]) -> list[dict[str, Any]]:
+    def process_batch(items: list[Any]) -> list[dict[str, Any]]:
         nonlocal texts, cut
-        results = pipeline.run_batch([record.text for record in records])
+        results = pipeline.run_batch([item.text for item in items]) if remote else pipeline.run_prepared(items)
         texts += len(results)
         cut += sum(1 for result in results if result.get("truncated"))
         return results
 
-    if hasattr(pipeline, "window"):  # on a server: whole windows, which it sorts and batches as we would here
-        batch_size = pipeline.window(batch_size)
-    run_pipeline(inputs, output, batch_size=batch_size, length_of=lambda record: pipeline.length_of(record.text),
+    # In process, each window's texts are tokenized once (Task.prepare) and sorted by those tokens.
+    run_pipeline(inputs, output, batch_size=batch_size,
+                 length_of=(lambda record: pipeline.length_of(record.text)) if remote else (lambda item: item.length),
+                 prepare=None if remote else (lambda records: pipeline.prepare([record.text for record in records])),
                  process_batch=process_batch, columns=columns, table_view=table_view, env=env, with_text=ranked,
                  best=best)
     if cut:

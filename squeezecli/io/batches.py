@@ -49,8 +49,9 @@ def run_windows(
     length_of: Callable[[T], int],
     batch_size: int,
     window: int,
-    process_batch: Callable[[list[T]], Sequence[R]],
+    process_batch: Callable[[list[Any]], Sequence[R]],
     live: bool = False,
+    prepare: Callable[[list[T]], Sequence[Any]] | None = None,
 ) -> Iterator[list[tuple[T, R]]]:
     """(record, result) pairs in input order, as soon as they are ready; results come from batches of
     similar length.
@@ -61,13 +62,16 @@ def run_windows(
     records done in input order so far are yielded. So the first result of a big file is out after
     one batch, not one window, and every batch is the same as in length order. With `live`, records
     are read ahead on a thread and a window holds only what has arrived (see `arriving_windows`), so a
-    slow stream such as `tail -f` gets each line's result promptly.
+    slow stream such as `tail -f` gets each line's result promptly. With `prepare`, each window's
+    records are first made into items (one per record, in order: a task's tokenized texts), which
+    `length_of` measures and `process_batch` takes, so a text is tokenized once.
     """
     if window < batch_size:
         raise ValueError("the window must hold at least one batch")
     for chunk in (arriving_windows(records, window) if live else batched(records, window)):
+        items = chunk if prepare is None else prepare(chunk)
         # sorted() is stable: records of equal length keep their input order inside a batch.
-        by_length = sorted(range(len(chunk)), key=lambda i: length_of(chunk[i]))
+        by_length = sorted(range(len(items)), key=lambda i: length_of(items[i]))
         batches = list(batched(by_length, batch_size))
         batch_of = {i: number for number, indices in enumerate(batches) for i in indices}
         results: list[Any] = [None] * len(chunk)
@@ -75,7 +79,7 @@ def run_windows(
         emitted = 0
         while emitted < len(chunk):
             indices = batches[batch_of[emitted]]
-            batch_results = process_batch([chunk[i] for i in indices])
+            batch_results = process_batch([items[i] for i in indices])
             if len(batch_results) != len(indices):
                 raise ValueError(f"process_batch returned {len(batch_results)} results for {len(indices)} records")
             for i, result in zip(indices, batch_results):

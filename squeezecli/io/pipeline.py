@@ -59,17 +59,18 @@ def run_pipeline(
     output: OutputOptions,
     *,
     batch_size: int,
-    length_of: Callable[[Record], int],
-    process_batch: Callable[[list[Record]], Sequence[dict[str, Any]]],
+    length_of: Callable[[Any], int],
+    process_batch: Callable[[list[Any]], Sequence[dict[str, Any]]],
     columns: Sequence[str] | None = None,
     table_view: TableView | None = None,
     env: Environment | None = None,
     with_text: bool = False,
     best: int | None = None,
+    prepare: Callable[[list[Record]], Sequence[Any]] | None = None,
 ) -> None:
     """Read the inputs, run `process_batch` on length-sorted batches, write rows in input order.
 
-    `length_of` estimates a record's token count. JSON lines and CSV get each result as it is, named by
+    `length_of` estimates a record's token count (with `prepare`, an item's: see run_windows). JSON lines and CSV get each result as it is, named by
     its file and line (and its input's `text` too `with_text`); a table shows it through `table_view`
     (nested results as one line of text) next to its input's text, in `columns` (see open_writer).
     With `best`, only the `best` results of highest "score" are kept (a heap: memory is bounded by
@@ -90,7 +91,8 @@ def run_pipeline(
             columns = ["file", "line", *columns] if inputs.unit != "doc" else ["file", *columns]
         writer = open_writer(output.format, list(output.fields) if output.fields else columns, env, output.color,
                              files=inputs.files or (STDIN,))
-        windows = run_windows(records, length_of, batch_size, WINDOW_BATCHES * batch_size, process_batch, live=True)
+        windows = run_windows(records, length_of, batch_size, WINDOW_BATCHES * batch_size, process_batch, live=True,
+                              prepare=prepare)
         if best is None:
             for window in windows:
                 writer.write_batch([row(record, result) for record, result in window])

@@ -26,7 +26,7 @@ from .tokenizer_files import (
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["FALLBACK_MAX_LENGTH", "Tokenizer", "Window", "collate", "flatten_windows"]
+__all__ = ["FALLBACK_MAX_LENGTH", "Counted", "Tokenizer", "Window", "collate", "flatten_windows"]
 
 Truncation = Literal["longest_first", "only_first", "only_second"]
 
@@ -37,6 +37,24 @@ class Window:
 
     input_index: int
     encoding: Encoding
+
+
+@dataclass(frozen=True, slots=True)
+class Counted:
+    """A text as the model takes it, and how long it was: the ids, mask and type ids a truncating
+    `Tokenizer.encode` gives (read like an Encoding's by `collate` and `Runtime.forward`), and `tokens`,
+    the whole text's count without special tokens. `cut` if the window did not hold all of them."""
+
+    ids: list[int]
+    attention_mask: list[int]
+    type_ids: list[int]
+    tokens: int
+    cut: bool
+
+    @property
+    def length(self) -> int:
+        """Tokens the model runs, special tokens included: what a batch is sorted by."""
+        return len(self.ids)
 
 
 class Tokenizer:
@@ -83,12 +101,7 @@ class Tokenizer:
             raise ValueError(f"overflow over pairs needs truncation='only_second', not {truncation!r}")
         if stride < 0:
             raise ValueError(f"negative stride {stride}")
-        room = max_length - self.backend.num_special_tokens_to_add(is_pair=pairs is not None)
-        if room < 1:  # an option that cannot work with this model: a usage error, as other option errors are
-            raise UsageError(
-                f"max_length {max_length} leaves no room for text next to the special tokens",
-                hint=f"use a max_length above {max_length - room}",
-            )
+        room = self._room(max_length, pair=pairs is not None)
         if not texts:
             return []
         stride = stride if overflow else 0
@@ -105,6 +118,61 @@ class Tokenizer:
                 f"input does not fit in {max_length} tokens: {error}",
                 hint="the first text of a pair must leave room for the second within max_length",
             ) from error
+
+    def encode_counted(self, texts: Sequence[str], max_length: int) -> list[Counted]:
+        """`encode(texts, max_length=max_length)` with each text's whole length, tokenizing each text once.
+
+        A text of up to a prefix budget of characters is tokenized whole, without special tokens, in
+        groups of at most _GROUP_CHARS characters (so the encodings alive at once stay small); its count
+        is read, the encoding cut to the window and the special tokens added: what a truncating encode
+        does inside tokenizers. A longer text (up to 16 MiB lines) takes `_encode_prefixes`' bounded way
+        and, only if its prefix fills the window, a count in pieces (`total_tokens`).
+        """
+        room = self._room(max_length, pair=False)
+        budget = _prefix_budget(max_length)
+        counted: list[Counted | None] = [None] * len(texts)
+        group: list[int] = []
+        size = 0
+        for index, text in enumerate(texts):
+            if len(text) > budget:
+                counted[index] = self._counted_long(text, max_length, room)
+                continue
+            group.append(index)
+            size += len(text)
+            if size >= _GROUP_CHARS:
+                self._count_whole(texts, group, room, counted)
+                group, size = [], 0
+        if group:
+            self._count_whole(texts, group, room, counted)
+        return counted  # type: ignore[return-value]
+
+    def _count_whole(self, texts: Sequence[str], group: list[int], room: int, counted: list) -> None:
+        """Fill `counted` at `group`'s indices from whole encodings of those texts."""
+        self.backend.no_truncation()  # the whole text, then cut by hand (the same cut tokenizers makes)
+        for index, encoding in zip(group, self.backend.encode_batch([texts[i] for i in group], add_special_tokens=False)):
+            tokens = len(encoding)
+            if tokens > room:
+                encoding.truncate(room)
+            final = self.backend.post_process(encoding)  # the special tokens, as a truncating encode adds them
+            counted[index] = Counted(final.ids, final.attention_mask, final.type_ids, tokens, tokens > room)
+
+    def _counted_long(self, text: str, max_length: int, room: int) -> Counted:
+        """One text beyond the prefix budget: its prefix's truncating encoding, and its count in pieces."""
+        self._set_truncation(max_length=max_length, stride=0, strategy="longest_first")
+        encoding = self._encode_prefixes([text], max_length)[0]
+        kept = len(encoding) - self.backend.num_special_tokens_to_add(is_pair=False)
+        tokens = self.total_tokens(text) if kept >= room else kept
+        return Counted(encoding.ids, encoding.attention_mask, encoding.type_ids, tokens, tokens > kept)
+
+    def _room(self, max_length: int, *, pair: bool) -> int:
+        """Tokens of text a window of `max_length` holds beside the special tokens (a usage error if none)."""
+        room = max_length - self.backend.num_special_tokens_to_add(is_pair=pair)
+        if room < 1:  # an option that cannot work with this model: a usage error, as other option errors are
+            raise UsageError(
+                f"max_length {max_length} leaves no room for text next to the special tokens",
+                hint=f"use a max_length above {max_length - room}",
+            )
+        return room
 
     def count(self, text: str, limit: int) -> int:
         """Tokens in `text` without special tokens, counted exactly up to `limit` (the order is what length
@@ -275,6 +343,8 @@ def collate(encodings: Sequence[Encoding], pad_id: int) -> dict[str, torch.Tenso
 
 # A token covers a few characters; a prefix of 64 per token leaves ample room (whitespace runs, long words).
 _CHARS_PER_TOKEN_BOUND = 64
+# encode_counted tokenizes whole texts in groups of about this many characters (a few MB of encodings).
+_GROUP_CHARS = 1 << 16
 # total_tokens counts a long text in pieces of this many tokens' worth of characters (256 KB).
 _COUNT_PIECE_TOKENS = 4096
 

@@ -221,8 +221,14 @@ def check_size(cfg: EncoderConfig, files: list[Path], bytes_per_parameter: int) 
 
 
 def check_finite(name: str, tensor: torch.Tensor) -> None:
-    """Refuse weights holding NaN or infinity: every output would be NaN, and int8 cannot scale them."""
-    if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+    """Refuse weights holding NaN or infinity: every output would be NaN, and int8 cannot scale them.
+
+    Any NaN or infinity makes the sum NaN or infinite, and a sum is 10-20x faster than
+    `isfinite` over the tensor (docs/performance.md, start-up); only a sum that is not (overflow, or
+    what is refused) is checked element by element."""
+    if not tensor.is_floating_point() or bool(torch.isfinite(tensor.sum(dtype=torch.float32))):
+        return
+    if not bool(torch.isfinite(tensor).all()):
         raise ModelError(f"the checkpoint's tensor {name} holds NaN or infinite values",
                          hint="the weights are damaged; download or export them again")
 

@@ -4,6 +4,7 @@ and the length estimate the CLI sorts records by. No torch.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import UsageError
@@ -69,8 +70,26 @@ class Task:
             return len(text) // 4 + 1
         return self.runtime.tokenizer.count(text, limit=self.max_length)
 
+    def prepare(self, texts: list[str]) -> list[Any]:
+        """Per text, what the task first makes of it, with its `length` in tokens to batch by (`run` takes
+        them in any grouping): here the text and `length_of`; a task that tokenizes each text once
+        (Embed, Classify) gives its encoding and count (Tokenizer.encode_counted), read again by `run`."""
+        return [Text(text, self.length_of(text)) for text in texts]
+
+    def run(self, prepared: list[Any]) -> list[dict[str, Any]]:
+        """The results of `prepare`d texts, one per item, in order."""
+        return self([item.text for item in prepared])
+
     def __call__(self, texts: list[str]) -> list[dict[str, Any]]:
         raise NotImplementedError
+
+
+@dataclass(frozen=True, slots=True)
+class Text:
+    """A text as `Task.prepare` hands it on when the task tokenizes it later."""
+
+    text: str
+    length: int
 
 
 def check_chunking(chunk: int | None, overlap: int, *, needs_chunk: dict[str, bool]) -> None:
@@ -91,6 +110,11 @@ def mark_truncated(results: list[dict[str, Any]], lengths: list[int | None]) -> 
         if tokens is not None:
             result.update(truncated=True, tokens=tokens)
     return results
+
+
+def cut_lengths(encoded: list[Any]) -> list[int | None]:
+    """Per Tokenizer.encode_counted item, its whole length if the window cut it, else None (mark_truncated)."""
+    return [item.tokens if item.cut else None for item in encoded]
 
 
 class WindowedTask(Task):

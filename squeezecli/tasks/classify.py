@@ -13,7 +13,7 @@ import torch
 from ..checkpoint import heads
 from ..errors import ModelError, SqueezeError, UsageError
 from ..io.batches import batched
-from .base import AGGREGATIONS, Task, mark_truncated
+from .base import AGGREGATIONS, Task, cut_lengths, mark_truncated
 
 if TYPE_CHECKING:
     from ..model.runtime import Runtime
@@ -47,13 +47,20 @@ class Classify(Task):
         self.top_k = len(self.labels) if all_scores else top_k
 
     def __call__(self, texts: list[str]) -> list[dict[str, Any]]:
-        if not texts:
+        return self.run(self.prepare(texts))
+
+    def prepare(self, texts: list[str]) -> list[Any]:
+        if self.chunk is not None:
+            return super().prepare(texts)
+        return self.runtime.tokenizer.encode_counted(texts, self.max_length)
+
+    def run(self, prepared: list[Any]) -> list[dict[str, Any]]:
+        if not prepared:
             return []
         if self.chunk is not None:
-            return self._chunked(texts)
-        encodings = self.runtime.tokenizer.encode(texts, max_length=self.max_length)
-        results = [self._ranked(row) for row in self._scores(encodings).tolist()]
-        return mark_truncated(results, self.runtime.tokenizer.cut_lengths(texts, encodings, self.max_length))
+            return self._chunked([item.text for item in prepared])
+        results = [self._ranked(row) for row in self._scores(prepared).tolist()]
+        return mark_truncated(results, cut_lengths(prepared))
 
     def _scores(self, encodings: list) -> torch.Tensor:
         return torch.cat([self.score(self.runtime.forward(chunk).float())

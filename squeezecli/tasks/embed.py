@@ -29,10 +29,11 @@ from ..checkpoint import heads
 from ..checkpoint.layout import SENTENCE_TRANSFORMER_CONFIGS
 from ..errors import ModelError, SqueezeError, UsageError
 from ..io.batches import batched
-from .base import Task, mark_truncated
+from .base import Task, cut_lengths, mark_truncated
 
 if TYPE_CHECKING:
     from ..model.runtime import Runtime
+    from ..model.tokenizer import Counted
 
 # sentence-transformers' pooling modes, in the order it concatenates them when several are on, with the
 # legacy config.json flag of each.
@@ -137,10 +138,18 @@ class Embed(Task):
         return self.runtime.config.hidden_size * len(self.pipeline.pooling)
 
     def __call__(self, texts: list[str]) -> list[dict[str, Any]]:
+        return self.run(self.prepare(texts))
+
+    def prepare(self, texts: list[str]) -> list[Any]:
         if self.chunk is not None:
-            return self._chunked(texts)
-        vectors, lengths = self.embed_texts(texts)
-        return mark_truncated([{"embedding": vector} for vector in vectors.tolist()], lengths)
+            return super().prepare(texts)
+        return self._encode(texts)
+
+    def run(self, prepared: list[Any]) -> list[dict[str, Any]]:
+        if self.chunk is not None:
+            return self._chunked([item.text for item in prepared])
+        vectors = self._vectors(prepared)
+        return mark_truncated([{"embedding": vector} for vector in vectors.tolist()], cut_lengths(prepared))
 
     def _chunked(self, texts: list[str]) -> list[dict[str, Any]]:
         spans = self.chunk_spans(texts)
@@ -160,18 +169,22 @@ class Embed(Task):
 
     def vectors(self, texts: Sequence[str]) -> torch.Tensor:
         """The embeddings of `texts` as one tensor [N, dimension]."""
-        return self.embed_texts(texts, count_cut=False)[0]
+        return self.embed_texts(texts)[0]
 
-    def embed_texts(self, texts: Sequence[str], count_cut: bool = True) -> tuple[torch.Tensor, list[int | None]]:
-        """The embeddings [N, dimension] and, with `count_cut`, Tokenizer.cut_lengths of the texts."""
-        if not texts:
-            return torch.empty(0, self.dimension), []
+    def embed_texts(self, texts: Sequence[str]) -> tuple[torch.Tensor, list[int | None]]:
+        """The embeddings [N, dimension] and the texts' cut lengths (see mark_truncated)."""
+        encoded = self._encode(texts)
+        return self._vectors(encoded), cut_lengths(encoded)
+
+    def _encode(self, texts: Sequence[str]) -> list[Counted]:
         if self.pipeline.lowercase:
             texts = [text.lower() for text in texts]
-        encodings = self.runtime.tokenizer.encode(texts, max_length=self.max_length)
-        vectors = torch.cat([self._pooled(chunk) for chunk in batched(encodings, self.batch_size)])  # [N, D]
-        cut = self.runtime.tokenizer.cut_lengths(texts, encodings, self.max_length) if count_cut else []
-        return vectors, cut
+        return self.runtime.tokenizer.encode_counted(texts, self.max_length)
+
+    def _vectors(self, encoded: Sequence[Counted]) -> torch.Tensor:
+        if not encoded:
+            return torch.empty(0, self.dimension)
+        return torch.cat([self._pooled(chunk) for chunk in batched(encoded, self.batch_size)])  # [N, D]
 
     def _pooled(self, encodings: list) -> torch.Tensor:
         hidden = self.runtime.forward(encodings).float()  # [N, T, H]
