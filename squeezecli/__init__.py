@@ -19,12 +19,6 @@ Data flows one way: input -> batches -> tokenizer -> encoder -> task -> writer.
 """
 
 from ._version import __version__
+from .api import load  # the one load: a task's pipeline (api.py imports no torch until it is called)
 
 __all__ = ["__version__", "load"]
-
-
-def load(task: str, model: str | None = None, **kwargs):
-    """A ready pipeline for a task; see `squeezecli.api.load` (imported lazily: torch loads only here)."""
-    from .api import load as _load
-
-    return _load(task, model, **kwargs)
