@@ -17,7 +17,7 @@ from squeezecli.model.weights import load_encoder
 TWO_FORWARDS = """
 import ctypes, sys, torch
 from squeezecli.model.weights import load_encoder
-model = load_encoder(sys.argv[1], "base", getattr(torch, sys.argv[2]))
+model = load_encoder(sys.argv[1], "base", getattr(torch, sys.argv[2]), pass_tokens=int(sys.argv[5]))
 ids = torch.randint(5, model.cfg.vocab_size, (int(sys.argv[3]), int(sys.argv[4])))
 with torch.inference_mode():
     model(ids, torch.ones_like(ids))
@@ -28,23 +28,27 @@ with torch.inference_mode():
 """
 
 
-def steady_state_log(model_dir, dtype: str, rows: int, tokens: int) -> list[str]:
-    """oneDNN's verbose lines of the second forward of a [rows x tokens] batch, run in a fresh process."""
+def steady_state_log(model_dir, dtype: str, rows: int, tokens: int, pass_tokens: int) -> list[str]:
+    """oneDNN's verbose lines of the second forward of a [rows x tokens] batch, run in a fresh process by a
+    model packed for passes of `pass_tokens` tokens."""
     env = {**os.environ, "ONEDNN_VERBOSE": "1"}
-    out = subprocess.run([sys.executable, "-c", TWO_FORWARDS, str(model_dir), dtype, str(rows), str(tokens)],
+    out = subprocess.run([sys.executable, "-c", TWO_FORWARDS, str(model_dir), dtype, str(rows), str(tokens),
+                          str(pass_tokens)],
                          capture_output=True, text=True, check=True, env=env).stdout
     assert "=== steady state" in out
     return [line for line in out.split("=== steady state", 1)[1].splitlines() if ",exec," in line]
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-@pytest.mark.parametrize("arch, rows, tokens", [
-    ("bert", 3, 11),  # dense: oneDNN's inner product takes one weight layout at any number of tokens
-    ("squeezebert", 32, 32),  # grouped: oneDNN picks the convolution's layout by size; packed for a full pass
+@pytest.mark.parametrize("arch, rows, tokens, pass_tokens", [
+    ("bert", 3, 11, 1024),  # dense: oneDNN's inner product takes one weight layout at any number of tokens
+    ("squeezebert", 32, 32, 1024),  # grouped: oneDNN picks the convolution's layout by size; packed for a full pass
+    ("squeezebert", 64, 32, 2048),  # the longer passes an AMX CPU runs (runtime.pass_tokens): packed for those
 ])
-def test_a_steady_state_forward_reorders_no_weight(checkpoints, arch, dtype, rows, tokens):
+def test_a_steady_state_forward_reorders_no_weight(checkpoints, arch, dtype, rows, tokens, pass_tokens):
     assert kernels.packed_kernels(), "this torch's packed oneDNN ops failed their probe"
-    log = steady_state_log(checkpoints(f"{arch}-base", arch, "base", tokenizer=None), dtype, rows, tokens)
+    log = steady_state_log(checkpoints(f"{arch}-base", arch, "base", tokenizer=None), dtype, rows, tokens,
+                           pass_tokens)
     products = [line for line in log if ",inner_product," in line or ",convolution," in line]
     assert len(products) == 2 * 6  # two blocks of six projections, all run by oneDNN
     assert [line for line in log if ",reorder," in line] == []

@@ -55,13 +55,15 @@ def load_checkpoint(source: Source, model_dir: Path, commit: str | None, head: s
     checkpoint = inspect_checkpoint(source, model_dir, head)
     require_head(heads.served(checkpoint.head), head, source)
     dtype = torch.bfloat16 if precision == BF16 else torch.float32
-    encoder = load_encoder(model_dir, checkpoint.head, dtype)
+    cfg, _ = read_config(model_dir)
+    tokens = pass_size(cfg)
+    encoder = load_encoder(model_dir, checkpoint.head, dtype, pass_tokens=tokens)  # packed for the passes it runs
     if checkpoint.id2label and checkpoint.id2label != encoder.cfg.id2label:
         encoder.cfg = dataclasses.replace(encoder.cfg, id2label=checkpoint.id2label)
     encoder.use_fused_bf16_attention(precision == BF16 and cpu.fused_bf16_attention())  # the CPU's bf16 attention
     return Runtime(with_head(encoder, head), Tokenizer.from_dir(model_dir), Path(model_dir), source.name,
                    model_id=source.id, commit=commit, precision=BF16 if dtype == torch.bfloat16 else FP32,
-                   tokens_per_pass=pass_size(encoder.cfg))
+                   tokens_per_pass=tokens)
 
 
 def load_entry(entry: cache.Entry, head: str, backend: str, source: Source) -> Runtime:

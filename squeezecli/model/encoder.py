@@ -74,9 +74,10 @@ class GroupedProjection(Projection):
     def input_dtype(self) -> torch.dtype:
         return self.weight.dtype
 
-    def pack(self) -> None:
-        """Lay the weight out, once, as this CPU's kernel takes it (kernels.pack); it replaces the plain one."""
-        self.weight = nn.Parameter(kernels.pack(self.weight, self.groups), requires_grad=False)
+    def pack(self, tokens: int = kernels.TOKENS_PER_PASS) -> None:
+        """Lay the weight out, once, as this CPU's kernel takes it for passes of `tokens` tokens
+        (kernels.pack); it replaces the plain one."""
+        self.weight = nn.Parameter(kernels.pack(self.weight, self.groups, tokens), requires_grad=False)
 
     def plain_weight(self) -> torch.Tensor:
         """The weight in the layout the class docstring gives, packed or not."""
@@ -278,11 +279,12 @@ class Encoder(nn.Module):
             block.fused_bf16_attention = fused
         return self
 
-    def pack(self) -> Encoder:
-        """Every float projection's weight laid out for this CPU's kernels, once, after loading."""
+    def pack(self, tokens: int = kernels.TOKENS_PER_PASS) -> Encoder:
+        """Every float projection's weight laid out for this CPU's kernels and passes of `tokens` tokens,
+        once, after loading."""
         for module in self.modules():
             if type(module) is GroupedProjection:
-                module.pack()
+                module.pack(tokens)
         return self
 
 

@@ -26,9 +26,10 @@ from typing import Any, NamedTuple
 import torch
 import torch.nn.functional as F
 
-# The pass size weights are packed for (runtime.TOKENS_PER_PASS): oneDNN picks a grouped convolution's
-# weight layout by problem size, so passes near this size take the packed weight as it is.
-PACK_TOKENS = 1024
+# The most tokens one forward pass runs where nothing asks for more (runtime.pass_tokens picks the pass size
+# from the CPU). oneDNN picks a grouped convolution's weight layout by problem size, so weights are packed
+# for the pass size the model runs (`pack(..., tokens)`): a pass of that size takes the packed weight as it is.
+TOKENS_PER_PASS = 1024
 
 # Applied to fresh projection outputs only, so in place where torch has an in-place form.
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -132,21 +133,21 @@ def project(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, groups: i
     return _unpixels(y, lead)  # [..., out]
 
 
-def pack(weight: torch.Tensor, groups: int = 1) -> torch.Tensor:
-    """`weight` ([out, in] or [groups, out/groups, in/groups]) in the layout this CPU's kernel takes, as
-    oneDNN's own (mkldnn) tensor; `weight` itself where no packed kernel runs here. Made once, at load:
-    the packed copy replaces the plain one."""
+def pack(weight: torch.Tensor, groups: int = 1, tokens: int = TOKENS_PER_PASS) -> torch.Tensor:
+    """`weight` ([out, in] or [groups, out/groups, in/groups]) in the layout this CPU's kernel takes for
+    passes of `tokens` tokens, as oneDNN's own (mkldnn) tensor; `weight` itself where no packed kernel runs
+    here. Made once, at load: the packed copy replaces the plain one."""
     if not packed_kernels() or weight.dtype not in (torch.float32, torch.bfloat16):
         return weight
-    return _pack(weight.detach(), groups)
+    return _pack(weight.detach(), groups, tokens)
 
 
-def _pack(weight: torch.Tensor, groups: int) -> torch.Tensor:
+def _pack(weight: torch.Tensor, groups: int, tokens: int = TOKENS_PER_PASS) -> torch.Tensor:
     if groups == 1:
-        return torch.ops.mkldnn._reorder_linear_weight(weight, PACK_TOKENS)
+        return torch.ops.mkldnn._reorder_linear_weight(weight, tokens)
     out, c = weight.shape[0] * weight.shape[1], weight.shape[2] * groups
     return torch.ops.mkldnn._reorder_convolution_weight(weight.reshape(out, c // groups, 1, 1), [0, 0], [1, 1],
-                                                        [1, 1], groups, [1, c, 1, PACK_TOKENS])
+                                                        [1, 1], groups, [1, c, 1, tokens])
 
 
 def unpack(packed: torch.Tensor, shape: torch.Size | tuple[int, ...]) -> torch.Tensor:

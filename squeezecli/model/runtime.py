@@ -18,14 +18,14 @@ from typing import Protocol
 
 import torch
 
-from . import process
+from . import kernels, process
 from ..checkpoint.config import EncoderConfig
 from .encoder import Encoder
 from .tokenizer import Tokenizer, collate
 
 # Padding included; rows are never split, so one text longer than this still runs whole. At ~1,000 tokens
 # a pass is already big enough for AVX-512 and AVX2 matrix kernels to run at full speed (docs/performance.md)...
-TOKENS_PER_PASS = 1024
+TOKENS_PER_PASS = kernels.TOKENS_PER_PASS
 # ...while AMX's tiles want more rows (one pass of 2,560 tokens ran 15% faster than 1,024-token ones):
 # there a pass holds up to a whole batch of 32 x 128, as long as its widest activation (the feed-forward's
 # [tokens, intermediate] in fp32) stays within PASS_ACTIVATION_BYTES, which keeps the peak RSS bound.

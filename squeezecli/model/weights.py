@@ -263,9 +263,11 @@ def read_checkpoint(model_dir: str | Path, convert: Convert | None = None) -> di
     return tensors
 
 
-def load_encoder(model_dir: str | Path, head: str = heads.BASE, dtype: torch.dtype = torch.float32) -> Encoder:
+def load_encoder(model_dir: str | Path, head: str = heads.BASE, dtype: torch.dtype = torch.float32,
+                 pass_tokens: int | None = None) -> Encoder:
     """Build an Encoder from a Hub-format directory (config.json + weights), its products in `dtype`
-    (fp32 or bf16: see to_model_layout)."""
+    (fp32 or bf16: see to_model_layout), its weights packed for passes of `pass_tokens` tokens (default:
+    kernels.TOKENS_PER_PASS)."""
     from ..checkpoint.config import read_config
 
     cfg, _ = read_config(model_dir)
@@ -289,7 +291,7 @@ def load_encoder(model_dir: str | Path, head: str = heads.BASE, dtype: torch.dty
     check_state(model, tensors, lambda ours: namer.theirs(ours, prefixed))
     model.load_state_dict(tensors, assign=True)
     del tensors  # the model holds the only reference: each packed weight replaces its plain one
-    return model.pack().eval()
+    return (model.pack(pass_tokens) if pass_tokens else model.pack()).eval()
 
 
 # config.json `architectures` suffix -> the head the checkpoint has.
