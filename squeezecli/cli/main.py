@@ -53,6 +53,11 @@ class SqueezeGroup(click.Group):
         return int(status)
 
 
+# Click 8.2 and later raise this for a bare group with no_args_is_help; 8.1 has no such class (an empty tuple
+# matches nothing).
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
 def exit_status_for(exc: BaseException, env: Environment) -> int:
     """Report `exc` the way a shell user expects, and return the process's exit status.
 
@@ -68,9 +73,9 @@ def exit_status_for(exc: BaseException, env: Environment) -> int:
         return ExitStatus.BROKEN_PIPE
     if isinstance(exc, (click.exceptions.Abort, KeyboardInterrupt)):
         return ExitStatus.INTERRUPTED
-    if isinstance(exc, click.exceptions.NoArgsIsHelpError):
+    if isinstance(exc, _NO_ARGS_IS_HELP):
         # Bare `squeeze` (or `squeeze models`): its help, as git, cargo and docker print theirs; asking
-        # what a command offers is not an error.
+        # what a command offers is not an error. (Click 8.1 prints it and exits 0 by itself.)
         click.echo(exc.ctx.get_help(), file=env.stdout)
         return ExitStatus.OK
     if isinstance(exc, click.ClickException):
