@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from processes import SQUEEZE, run_measured, squeeze_env
 
 from squeezecli import cli
+from squeezecli.cli.options import MAX_REMOTE_THREADS
 from squeezecli.environment import usable_cpus
 from squeezecli.errors import ExitStatus
 from squeezecli.io.batches import MAX_BATCH_SIZE
@@ -69,6 +70,21 @@ def test_bare_squeeze_prints_its_help_and_exits_0():
 ])
 def test_a_size_past_its_bound_is_refused_before_the_model_loads(tmp_path, args, says):
     refused(run([*args, "-m", str(tmp_path / "no-model")]), says)
+
+
+def test_threads_of_a_remote_clusters_workers_have_a_fixed_ceiling_not_this_machines_cpus(tmp_path):
+    """run-distributed --address: the workers' machines are not this one; a local cluster's are."""
+    out = str(tmp_path / "out")
+    refused(run(["run-distributed", "embed", "--threads", str(MAX_REMOTE_THREADS + 1), "--address", "auto", "-o", out,
+                 "-m", str(tmp_path / "no-model")]),
+            f"squeeze: error: --threads {MAX_REMOTE_THREADS + 1} is more than {MAX_REMOTE_THREADS}, the most a worker "
+            "of a cluster may be given", f"hint: give 1 to {MAX_REMOTE_THREADS}")
+    refused(run(["run-distributed", "embed", "--threads", str(usable_cpus() + 1), "-o", out, "-m", str(tmp_path / "none")]),
+            f"--threads {usable_cpus() + 1} is more than the {usable_cpus()} CPU")
+    # Within the ceiling, past this machine's CPUs: accepted, so the run goes on to find no model (4).
+    accepted = run(["run-distributed", "embed", "--threads", str(MAX_REMOTE_THREADS), "--address", "127.0.0.1:9",
+                    "-o", out, "-m", str(tmp_path / "no-model")])
+    assert accepted.exit_code == ExitStatus.MODEL, accepted.stderr
 
 
 def test_threads_are_bounded_by_the_cpus_this_process_may_use_not_the_machines(tmp_path):

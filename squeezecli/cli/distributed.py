@@ -25,9 +25,19 @@ from ..io.batches import WINDOW_BATCHES
 from ..io.pipeline import InputOptions
 from ..tasks.table import TASKS, TaskSpec
 from . import tasks
-from .options import ModelOptions, input_options, model_options, pass_environment, with_options
+from .options import (
+    MAX_REMOTE_THREADS,
+    ModelOptions,
+    check_threads,
+    input_options,
+    model_options,
+    pass_environment,
+    with_options,
+)
 
 INSTALL_HINT = "pip install 'squeezecli[ray]'"
+THREADS_HELP = (f"CPU threads of each worker, at most the CPUs this process may use (with --address, whose "
+                f"machines' CPUs are not known here: {MAX_REMOTE_THREADS}; default: 1).")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +72,7 @@ def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(command)
     def with_run(*args: Any, output: Path, address: str | None, fmt: str, workers: int | None, quiet: bool,
                  verbose: bool, **kwargs: Any) -> Any:
+        check_threads(kwargs["model"].threads, remote=address is not None)  # a local cluster runs on these CPUs
         return command(*args, run=RunOptions(output, address, fmt, workers, quiet, verbose), **kwargs)
 
     return with_options(with_run, [
@@ -104,7 +115,7 @@ def subcommand_for(spec: TaskSpec) -> click.Command:
         _run(chosen.spec.name, env, chosen.inputs, model, run, **chosen.arguments)
 
     function = run_options(pass_environment(run))
-    function = tasks.task_options(spec.options)(model_options(input_options(function)))
+    function = tasks.task_options(spec.options)(model_options(threads_help=THREADS_HELP)(input_options(function)))
     return click.command(spec.name, help=spec.brief)(tasks.checked(spec)(function))
 
 
@@ -131,8 +142,9 @@ def _run(task: str, env: Environment, inputs: InputOptions, model: ModelOptions,
     raydata.check_output(run.output, run.format)  # a results file squeeze may not write: before the model loads
     load_options = {**tasks.load_arguments(model), **task_options}
     # Loaded here once before any cluster work: a wrong model or option fails with the task command's own
-    # message, and this machine's cache holds the int8 model before its workers ask for it.
-    pipeline = tasks.load(task, model, env, run.quiet, **task_options)
+    # message, and this machine's cache holds the int8 model before its workers ask for it. With this
+    # machine's threads: --threads is each worker's (with --address, on machines that may have more CPUs).
+    pipeline = tasks.load(task, dataclasses.replace(model, threads=None), env, run.quiet, **task_options)
     window, limit, chunkable = pipeline.task.max_length, pipeline.runtime.max_length, pipeline.task.chunkable
     del pipeline  # the workers load their own
     # Ray Data's INFO lines (plans, log paths, and progress when stderr is no terminal) are for Ray's

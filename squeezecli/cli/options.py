@@ -50,11 +50,25 @@ batch_size_option = click.option(
 )
 
 
-def check_threads(threads: int | None) -> None:
+# --threads of a model that runs on other machines (run-distributed --address): their CPUs are not known
+# here, so a fixed ceiling, about the hardware threads of the largest single machines.
+MAX_REMOTE_THREADS = 256
+
+
+def check_threads(threads: int | None, *, remote: bool = False) -> None:
     """--threads at most the CPUs this process may use: more threads than CPUs only take turns (on 2 CPUs,
-    999 threads ran 20 times slower). The machine's limit, so it cannot be a Click range in --help."""
+    999 threads ran 20 times slower). The machine's limit, so it cannot be a Click range in --help. For a
+    model run on other machines (`remote`), at most MAX_REMOTE_THREADS."""
+    if threads is None:
+        return
+    if remote:
+        if threads > MAX_REMOTE_THREADS:
+            raise UsageError(f"--threads {threads} is more than {MAX_REMOTE_THREADS}, the most a worker of a cluster "
+                             "may be given", hint=f"give 1 to {MAX_REMOTE_THREADS}, at most the CPUs of the cluster's "
+                             "largest machine")
+        return
     cpus = usable_cpus()
-    if threads is not None and threads > cpus:
+    if threads > cpus:
         raise UsageError(f"--threads {threads} is more than the {cpus} CPU{'s' if cpus > 1 else ''} this process may use",
                          hint=f"give 1 to {cpus}, or leave --threads out for torch's choice")
 
@@ -182,12 +196,14 @@ def output_options(command: Callable[..., Any] | None = None, *, extra_formats: 
     ])
 
 
-def model_options(command: Callable[..., Any] | None = None, *, precision: bool = True) -> Any:
+def model_options(command: Callable[..., Any] | None = None, *, precision: bool = True,
+                  threads_help: str | None = None) -> Any:
     """--model, --revision, --batch-size, --max-length, --threads, --precision, --offline, passed to the
     command as `model: ModelOptions`. `@model_options(precision=False)` leaves out --precision (the
-    command has its own; `model.precision` is then "auto")."""
+    command has its own; `model.precision` is then "auto"). --threads is checked against this process's
+    CPUs, unless `threads_help` says how a command that may run the model elsewhere checks it itself."""
     if command is None:
-        return functools.partial(model_options, precision=precision)
+        return functools.partial(model_options, precision=precision, threads_help=threads_help)
 
     @functools.wraps(command)
     def with_model(*args: Any, model: str | None, revision: str | None, batch_size: int, max_length: int | None,
@@ -195,7 +211,8 @@ def model_options(command: Callable[..., Any] | None = None, *, precision: bool 
         chosen: Precision = kwargs.pop("precision") if precision else AUTO
         if model is not None and not model.strip():  # `-m ""`, `-m "$UNSET"`: not the default by accident
             raise click.BadParameter("is empty; leave it out for the task's default model", param_hint="'-m' / '--model'")
-        check_threads(threads)
+        if threads_help is None:
+            check_threads(threads)
         options = ModelOptions(model, revision, batch_size, max_length, threads, chosen, offline, server)
         return command(*args, model=options, **kwargs)
 
@@ -207,8 +224,8 @@ def model_options(command: Callable[..., Any] | None = None, *, precision: bool 
         click.option("--max-length", type=click.IntRange(min=1), metavar="TOKENS",
                      help="Truncate texts to this many tokens (default: the model's limit)."),
         click.option("--threads", type=click.IntRange(min=1), metavar="N",
-                     help="CPU threads for the model, at most the CPUs this process may use (default: torch's "
-                          "choice)."),
+                     help=threads_help or "CPU threads for the model, at most the CPUs this process may use (default: "
+                                          "torch's choice)."),
         *([click.option("--precision", type=click.Choice(PRECISIONS), default=AUTO, show_default=True,
                         help=help_text())] if precision else []),
         click.option("--offline", is_flag=True, help="Use only the local cache; never contact the Hub."),
