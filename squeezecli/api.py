@@ -73,7 +73,10 @@ def load(
 
     `model` defaults to the task's catalogue default; `options` are the task's own (top_k, labels,
     questions, aggregation, ...). `threads` sets torch's thread count for the process; notices (a
-    first-use pull, an int8 fallback) go to `env`'s stderr (default: this process's environment).
+    first-use pull, an int8 fallback, what the model's window changes of the options) go to `env`'s
+    stderr (default: this process's environment). Options that do not fit the model (a stride or chunk
+    against its window) are refused from its config and tokenizer, before its weights are downloaded,
+    quantized or read.
     """
     choose_openmp_wait()  # before the imports below load torch (a no-op once it is loaded)
     from .assembly import loader
@@ -84,6 +87,13 @@ def load(
     env = env or Environment.from_os()
     process.prepare(threads)
     cls = task_class(task)
+    arguments = dict(max_length=max_length, batch_size=batch_size, **options)
+
+    def check(preview: Any) -> None:
+        """The task built on the model's preview: what it refuses is refused before the weights load."""
+        for notice in cls(preview, **arguments).notices:
+            env.notice(notice)
+
     runtime = loader.load_runtime(model or catalogue.default_for(task), cls.head, precision=precision,
-                                  revision=revision, offline=offline, progress=progress, env=env)
-    return Pipeline(cls(runtime, max_length=max_length, batch_size=batch_size, **options), batch_size)
+                                  revision=revision, offline=offline, progress=progress, env=env, check=check)
+    return Pipeline(cls(runtime, **arguments), batch_size)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -142,13 +143,93 @@ def test_option_values_that_cannot_work_are_refused_before_the_model_loads(tmp_p
     assert "hint: " in stderr
 
 
-def test_a_stride_the_question_leaves_no_room_for_is_refused_once_the_tokenizer_is_known(default_models):
-    """The room a window leaves after the question needs the tokenizer: refused (2) when the model is
-    loaded, in the user's terms, not the tokenizer's internal error."""
-    stderr = refused(run(["qa", "-m", str(default_models["qa"]), "--precision", "fp32", "-q", "who wrote the program",
-                          "--max-length", "20", "--stride", "15"]),
-                     "--stride 15 does not fit: a 20-token window leaves")
-    assert "hint: give --stride" in stderr
+# -- what needs the model's window (config.json and the tokenizer): refused before any weight is read: the
+# -- weights here are garbage (reading them would be exit 4), or never served by the Hub ---------------------
+
+LONG_QUESTION = " ".join(["who"] * 100) + "?"  # past the 64 tokens a question is cut to
+WINDOW_REFUSALS = [
+    (["qa", "-q", "who?", "--stride", "200"], "qa",
+     ["squeeze: error: --stride 200 does not fit: a 128-token window leaves 123 tokens of context after the longest "
+      "question", "  hint: give --stride 0 to 122"]),
+    (["qa", "-q", "who wrote the program", "--max-length", "20", "--stride", "15"], "qa",
+     ["squeeze: error: --stride 15 does not fit: a 20-token window leaves 13 tokens of context after the longest "
+      "question", "  hint: give --stride 0 to 12, or raise --max-length (up to 128)"]),
+    (["qa", "-q", LONG_QUESTION, "--max-length", "60"], "qa",
+     ["squeeze: error: a 60-token window leaves no room for the context after a question of 64 tokens",
+      "  hint: ask a shorter question, or raise --max-length (up to 128)"]),
+    (["embed", "--chunk", "1000"], "embed",
+     ["squeeze: error: --chunk 1000 does not fit the 128-token window", "  hint: give --chunk 1 to 126"]),
+    (["sentiment", "--chunk", "100", "--max-length", "64"], "sentiment",
+     ["squeeze: error: --chunk 100 does not fit the 64-token window",
+      "  hint: give --chunk 1 to 62, or raise --max-length (up to 128)"]),
+    (["sentiment", "--max-length", "2"], "sentiment",
+     ["squeeze: error: --max-length 2 leaves no room for text beside the model's 2 special tokens",
+      "  hint: give --max-length 3 to 128"]),
+    (["rerank", "-q", "refund", "--max-length", "3"], "rerank",
+     ["squeeze: error: --max-length 3 leaves no room for text beside the model's 3 special tokens",
+      "  hint: give --max-length 4 to 128"]),
+]
+
+
+@pytest.fixture(scope="module")
+def garbage_weights(default_models, tmp_path_factory) -> dict[str, Path]:
+    """The default models' stand-ins with their model.safetensors replaced by garbage of the same size."""
+    root = tmp_path_factory.mktemp("garbage")
+    copies = {}
+    for task in ("qa", "embed", "sentiment", "rerank"):
+        copies[task] = shutil.copytree(default_models[task], root / task)
+        weights = copies[task] / "model.safetensors"
+        weights.write_bytes(b"\xff" * weights.stat().st_size)
+    return copies
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])  # int8: refused before the first use quantizes it
+@pytest.mark.parametrize("args, model, says", WINDOW_REFUSALS)
+def test_what_does_not_fit_the_models_window_is_refused_before_its_weights_are_read(garbage_weights, precision,
+                                                                                       args, model, says):
+    result = run([*args, "-m", str(garbage_weights[model]), "--precision", precision])
+    refused(result)
+    assert result.stderr.splitlines() == says
+
+
+def test_the_window_is_checked_before_the_hub_sends_the_weights(served):
+    """A model not cached yet: config.json and the tokenizer come first, the check, then the weights (at
+    int8 the second time: the HF cache has the first files already)."""
+    for precision in ("fp32", "int8"):
+        refused(run(["qa", "-q", "who?", "--stride", "200", "--precision", precision]), "--stride 200 does not fit")
+        assert "model.safetensors" not in served.downloaded_files(), served.downloaded_files()
+    assert {"config.json", "vocab.txt"} <= set(served.downloaded_files())
+    result = run(["qa", "-q", "who?", "--precision", "fp32"], input="Ada wrote the first program.\n")
+    assert result.exit_code == 0, result.stderr
+    assert "model.safetensors" in served.downloaded_files()
+
+
+def test_a_cached_int8_entry_is_checked_before_its_weights_are_read(default_models, monkeypatch):
+    """The entry's config.json and tokenizer, after its files' check, before its int8 weights load."""
+    import safetensors.torch
+
+    assert run(["models", "pull", str(default_models["qa"])]).exit_code == 0
+    monkeypatch.setattr(safetensors.torch, "load_file", lambda *args, **kwargs: pytest.fail("weights read"))
+    refused(run(["qa", "-m", str(default_models["qa"]), "--precision", "int8", "-q", "who?", "--stride", "200"]),
+            "--stride 200 does not fit")
+
+
+def test_what_the_window_changes_is_said_once_before_the_weights_load(garbage_weights):
+    """A legal value the model changes (a --max-length past its window, a question cut to 64 tokens) is
+    said once on stderr, before the weights are read (here: before garbage weights fail with 4)."""
+    result = run(["sentiment", "-m", str(garbage_weights["sentiment"]), "--precision", "fp32", "--max-length", "100000"])
+    assert result.exit_code == ExitStatus.MODEL, result.stderr
+    lines = result.stderr.splitlines()
+    assert lines[0] == ("squeeze: --max-length 100000 is more than the model's 128-token window: texts are cut to "
+                        "128 tokens") and lines[1].startswith("squeeze: error: "), lines
+    result = run(["qa", "-m", str(garbage_weights["qa"]), "--precision", "fp32", "-q", "who?", "-q", LONG_QUESTION,
+                  "--max-length", "100000"])
+    assert result.exit_code == ExitStatus.MODEL, result.stderr
+    assert result.stderr.splitlines()[:2] == [
+        "squeeze: --max-length 100000 is more than the model's 128-token window: longer texts are read in windows of "
+        "128 tokens",
+        "squeeze: -q/--question: question 2 of 2 is longer than 64 tokens; only its first 64 are read, as the SQuAD "
+        "reference scripts do"]
 
 
 def test_a_max_length_beyond_the_models_window_is_said_once(default_models):

@@ -76,6 +76,8 @@ COMMANDS = {
     "classify": ["classify", "-m", "{sentiment}", "--all-scores"],
     "zero-shot": ["classify", "-m", "{zero-shot}", "--labels", "sport,politics,art", "--multi-label"],
     "qa": ["qa", "--lines", "-m", "{qa}", "-q", "Who?", "-q", "Where?", "--top-k", "2"],
+    # What the options become for this model (notices) is said by a model loaded for other options too.
+    "qa-window": ["qa", "--lines", "-m", "{qa}", "-q", "Who?", "-q", " ".join(["who"] * 80), "--max-length", "1000"],
     "ner": ["ner", "-m", "{ner}", "--aggregation", "first"],
     "embed-chunks": ["embed", "-m", "{embed}", "--chunk", "8", "--overlap", "2"],
     "embed-npy": ["embed", "-m", "{embed}", "--format", "npy", "--max-length", "16"],

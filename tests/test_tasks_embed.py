@@ -317,7 +317,7 @@ def test_chunk_vectors_are_the_chunks_embedded_alone_and_pool_into_one(minilm):
 
 
 @pytest.mark.parametrize("options, says", [
-    ({"chunk": 300}, "--chunk 300 does not fit the model's 256-token window"),
+    ({"chunk": 300}, "--chunk 300 does not fit the 256-token window"),
     ({"chunk": 10, "overlap": 10}, "--overlap 10 must be less than --chunk 10"),
     ({"pool": "mean"}, "--pool applies to chunks"),
     ({"overlap": 3, "pool": "max"}, "--overlap and --pool apply to chunks"),

@@ -9,6 +9,7 @@ the cache's manifest; only building an entry imports the network (checkpoints.py
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from pathlib import Path
 
 from ..environment import Environment
@@ -25,22 +26,26 @@ def pull(model: str, revision: str | None = None, *, force: bool = False, offlin
 
 
 def pull_source(source: Source, *, force: bool = False, offline: bool, progress: bool, head_hint: str | None = None,
-                env: Environment, first_use: bool = False) -> cache.Entry:
-    """`pull` of a resolved source; `first_use` (a run asked for int8 and found no entry) says so on stderr."""
+                env: Environment, first_use: bool = False, before_weights: BeforeWeights | None = None
+                ) -> cache.Entry:
+    """`pull` of a resolved source; `first_use` (a run asked for int8 and found no entry) says so on stderr;
+    `before_weights` sees the checkpoint's directory before its weights are downloaded or quantized."""
 
     def quantizer(source: Source, directory: Path, hint: str | None) -> build.Artifact:
         from . import checkpoints  # torch: only a build loads the network (see the module docstring)
 
         return checkpoints.quantize(source, directory, hint, env=env, first_use=first_use)
 
-    return build.pull(source, quantizer, force=force, offline=offline, progress=progress, head_hint=head_hint, env=env)
+    return build.pull(source, quantizer, force=force, offline=offline, progress=progress, head_hint=head_hint, env=env,
+                      before_weights=before_weights)
 
 
-def checkpoint_dir(source: Source, *, offline: bool, progress: bool, env: Environment) -> tuple[Path, str | None]:
+def checkpoint_dir(source: Source, *, offline: bool, progress: bool, env: Environment,
+                   before_weights: BeforeWeights | None = None) -> tuple[Path, str | None]:
     """The directory of the original checkpoint fp32 and bf16 run, and its Hub commit (None: a local
     directory). A Hub model runs at the commit its revision was pulled (or first run) at: every precision
     runs the same weights, and later runs need no request; `squeeze models pull` moves it on when the
-    branch moves."""
+    branch moves. A download calls `before_weights` before it fetches the weights (hub.fetch)."""
     if source.kind == "dir":
         return source.path, None
     assert source.revision is not None
@@ -48,7 +53,7 @@ def checkpoint_dir(source: Source, *, offline: bool, progress: bool, env: Enviro
     recorded = refs.read_ref(root, source.id, source.revision)
     revision = recorded or source.revision
     downloaded_before = hub.cached_snapshot(source.id, revision, env) is not None
-    snapshot = hub.fetch(source.id, revision, offline=offline, progress=progress, env=env)
+    snapshot = hub.fetch(source.id, revision, offline=offline, progress=progress, env=env, before_weights=before_weights)
     if recorded is None:
         with contextlib.suppress(OSError):  # a read-only cache: the next run asks the Hub again, no harm
             refs.write_ref(root, source.id, source.revision, snapshot.commit)

@@ -50,12 +50,7 @@ def load(task: str, model: ModelOptions, env: Environment, quiet: bool = False, 
     shows = env.stderr_is_terminal and not quiet  # Rich's cell widths (slow to import) only for a line that shows
     shown = left_cut(name, STATUS_WIDTH - len(f"loading  ({precision})…")) if shows else name  # a path by its end
     with status_line(env, f"loading {shown} ({precision})…", quiet):
-        pipeline = load_pipeline(task, model.model, progress=not quiet, env=env, **load_arguments(model), **options)
-    window = pipeline.runtime.max_length
-    if model.max_length is not None and model.max_length > window:
-        env.notice(f"--max-length {model.max_length} is more than the model's {window}-token window: texts are cut "
-                   f"to {window} tokens")
-    return pipeline
+        return load_pipeline(task, model.model, progress=not quiet, env=env, **load_arguments(model), **options)
 
 
 def load_arguments(model: ModelOptions) -> dict[str, Any]:

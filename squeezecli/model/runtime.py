@@ -6,7 +6,8 @@ of a pass: `forward` runs a batch in passes of at most `tokens_per_pass` tokens 
 the CPU's kernels by `pass_tokens`; `length_batches` groups encodings of similar length (the windows of
 QA and NER, calibration's texts). Which records share a batch is io/batches.py's (a window of the input
 sorted by the lengths the tasks measure). Freed memory goes back to the OS after a batch when that
-pays (process.py). Passes change no fp32 result: rows are independent.
+pays (process.py). Passes change no fp32 result: rows are independent. A `Preview` is the model before
+its weights are read: what a task's constructor checks its options against (the window, the tokenizer).
 """
 
 from __future__ import annotations
@@ -51,6 +52,28 @@ def pass_tokens(config: EncoderConfig, matrix_tiles: bool) -> int:
     return max(TOKENS_PER_PASS, min(AMX_TOKENS_PER_PASS, PASS_ACTIVATION_BYTES // (4 * config.intermediate_size)))
 
 
+def window(tokenizer: Tokenizer, config: EncoderConfig) -> int:
+    """The longest input a model takes: its tokenizer's limit within its position table."""
+    return min(tokenizer.model_max_length, config.max_length)
+
+
+@dataclass(frozen=True)
+class Preview:
+    """A model as its files describe it before any weight is read: config.json (with the labels the loaded
+    model will have), the tokenizer and the directory. It has what a task's constructor may read of a
+    `Runtime`, so a task is built on it first and refuses options that do not fit this model (a --stride
+    or --chunk against its window) before the weights are downloaded, quantized or read (api.load)."""
+
+    config: EncoderConfig
+    tokenizer: Tokenizer
+    model_dir: Path
+    name: str = ""
+
+    @property
+    def max_length(self) -> int:
+        return window(self.tokenizer, self.config)
+
+
 @dataclass(frozen=True)
 class Runtime:
     encoder: Encoder
@@ -71,8 +94,8 @@ class Runtime:
 
     @property
     def max_length(self) -> int:
-        """The longest input the model takes: the tokenizer's limit within the position table."""
-        return min(self.tokenizer.model_max_length, self.config.max_length)
+        """The longest input the model takes (`window`)."""
+        return window(self.tokenizer, self.config)
 
     @classmethod
     def from_dir(cls, model_dir: str | Path, head: str = "base", name: str = "",

@@ -325,13 +325,21 @@ def tensor_names(model_dir: Path) -> list[str]:
     return []
 
 
-def checkpoint_head(model_dir: Path, raw_config: dict, hint: str | None = None) -> str:
-    """Which head a checkpoint has: from config.json's `architectures`, else from the names of its
-    tensors. A bare `classifier` is a sequence or a token head; `hint` decides, else sequence."""
+def architecture_head(raw_config: dict) -> str | None:
+    """The head config.json's `architectures` names, or None (the tensors' names tell: checkpoint_head)."""
     for architecture in raw_config.get("architectures") or []:
         for suffix, head in ARCHITECTURE_HEADS:
             if isinstance(architecture, str) and architecture.endswith(suffix):
                 return head
+    return None
+
+
+def checkpoint_head(model_dir: Path, raw_config: dict, hint: str | None = None) -> str:
+    """Which head a checkpoint has: from config.json's `architectures`, else from the names of its
+    tensors. A bare `classifier` is a sequence or a token head; `hint` decides, else sequence."""
+    named = architecture_head(raw_config)
+    if named is not None:
+        return named
     roots = {name.split(".")[0] for name in tensor_names(model_dir)}
     if "qa_outputs" in roots:
         return heads.QA

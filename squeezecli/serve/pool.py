@@ -103,7 +103,8 @@ class ModelPool:
             with self._lock:  # the oldest option sets make way (a query a request, for instance)
                 kept = list(loaded.tasks.items())[-(TASKS_PER_MODEL - 1):]
                 loaded.tasks = {**dict(kept), key: found}
-        return loaded, found, loaded.notices if notices is None else notices
+        # Where this call did not load the model: its standing notices, and what the options' task says.
+        return loaded, found, [*loaded.notices, *found.notices] if notices is None else notices
 
     def preload(self, name: str) -> Loaded:
         """Load an -m model for its catalogue task, or for embeddings (every checkpoint has an encoder);
@@ -142,7 +143,9 @@ class ModelPool:
             pipeline = self._load(task, name, precision=self.precision, threads=self.threads, env=env, **options)
             worker = ModelWorker(f"{name} ({head})", max_texts=self.max_texts, on_batch=self.on_batch)
             with self._lock:
-                standing = [line for line in notices if not any(words in line for words in ONCE_NOTICES)]
+                told = {f"squeeze: {notice}" for notice in pipeline.task.notices}  # of these options only
+                standing = [line for line in notices if not any(words in line for words in ONCE_NOTICES)
+                            and line not in told]
                 self._loaded[key] = Loaded(name, pipeline.runtime, worker, standing, {task_key: pipeline.task})
                 self._loading.pop(key, None)
                 evicted = self._evict(keep=key)

@@ -54,13 +54,16 @@ Quantizer = Callable[[Source, Path, "str | None"], Artifact]
 
 
 def pull(source: Source, quantizer: Quantizer, *, force: bool = False, offline: bool = False, progress: bool = True,
-         head_hint: str | None = None, env: Environment) -> cache.Entry:
+         head_hint: str | None = None, env: Environment, before_weights: Callable[[Path], None] | None = None
+         ) -> cache.Entry:
     """Make sure `source` has an intact entry; return it.
 
     Online, a branch or tag is looked up on the Hub (one request) so that a moved branch is pulled again;
     a commit that is already cached needs no request. Offline (`offline` or HF_HUB_OFFLINE=1) nothing is
     requested: the entry the revision last resolved to is used, or one is built from the HF cache.
     An existing entry is checked in full (sha256) and rebuilt if damaged; `force` always rebuilds.
+    `before_weights(directory)` sees the checkpoint's config.json and tokenizer before its weights are
+    downloaded (hub.fetch) and again before they are quantized.
     """
     root = cache.cache_root(env)
     with files.writing_cache(root), files.source_lock(root, source.kind, source.id):
@@ -71,6 +74,8 @@ def pull(source: Source, quantizer: Quantizer, *, force: bool = False, offline: 
             reusable = None if force else cache.intact_entry(root, key)
             if reusable is not None:
                 return reusable
+            if before_weights is not None:
+                before_weights(source.path)
             artifact = quantizer(source, source.path, head_hint)
             return _build(root, key, artifact, content, layout.directory_files(source.path))
 
@@ -80,10 +85,13 @@ def pull(source: Source, quantizer: Quantizer, *, force: bool = False, offline: 
             known = cache.cached_key(root, source)
             if known is not None and (intact := cache.intact_entry(root, known)) is not None:
                 return intact
-        snapshot = hub.fetch(source.id, source.revision, offline=offline, progress=progress, env=env)
+        snapshot = hub.fetch(source.id, source.revision, offline=offline, progress=progress, env=env,
+                             before_weights=before_weights)
         key = cache.hub_key(source.id, snapshot.commit)
         entry = None if force else cache.intact_entry(root, key)
         if entry is None:
+            if before_weights is not None:
+                before_weights(snapshot.path)
             artifact = quantizer(source, snapshot.path, head_hint)
             entry = _build(root, key, artifact, snapshot.commit, list(snapshot.files))
         refs.write_ref(root, source.id, source.revision, snapshot.commit)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,13 +77,16 @@ def fetch(
     token: str | None = None,
     progress: bool = True,
     env: Environment | None = None,
+    before_weights: Callable[[Path], None] | None = None,
 ) -> Snapshot:
     """Make sure the files squeeze needs from `repo_id` at `revision` are cached, and return them.
 
     Offline (`offline=True` or HF_HUB_OFFLINE=1) makes no request at all and only accepts a complete
     cached snapshot. Online, a pinned commit that is fully cached is returned without a request; a
     branch or tag costs one metadata request (to learn its current commit) plus the missing files.
-    If the Hub cannot be reached, a complete cached snapshot of the revision is used instead.
+    If the Hub cannot be reached, a complete cached snapshot of the revision is used instead. Where files
+    are downloaded, `before_weights(directory)` is called once config.json and the tokenizer files are in
+    the snapshot's directory and before any weight file is requested: whatever it raises ends the fetch.
     """
     env = env or Environment.from_os()
     repo_id = validate_repo_id(repo_id)
@@ -96,7 +99,7 @@ def fetch(
             return cached
     try:
         with _progress_bars(progress):
-            return _download(repo_id, revision, env, token or env.token)
+            return _download(repo_id, revision, env, token or env.token, before_weights)
     except _HubUnreachable as unreachable:
         return _cached_or_unreachable(repo_id, revision, env, unreachable.reason, cause=unreachable.cause)
     except _DownloadInterrupted as interrupted:
@@ -112,8 +115,8 @@ def fetch(
 def cached_snapshot(repo_id: str, revision: str = DEFAULT_REVISION, env: Environment | None = None) -> Snapshot | None:
     """The complete cached snapshot of `repo_id` at `revision`, or None; reads the disk only.
 
-    "Complete" means the files `fetch` would download are all there: a weight format with every shard
-    its index names, a tokenizer vocabulary, and config.json, which `fetch` downloads last so that an
+    "Complete" means the files `fetch` would download are all there: config.json, a tokenizer vocabulary,
+    and a weight format with every shard its index names, which `fetch` downloads last so that an
     interrupted download never looks complete.
     """
     repo_id = validate_repo_id(repo_id)
@@ -147,7 +150,8 @@ class _DownloadInterrupted(Exception):
         self.reason, self.cause = reason, cause
 
 
-def _download(repo_id: str, revision: str, env: Environment, token: str | None) -> Snapshot:
+def _download(repo_id: str, revision: str, env: Environment, token: str | None,
+              before_weights: Callable[[Path], None] | None = None) -> Snapshot:
     from huggingface_hub import HfApi, hf_hub_download
 
     # A token of None lets huggingface_hub fall back to the one `hf auth login` saved.
@@ -173,8 +177,14 @@ def _download(repo_id: str, revision: str, env: Environment, token: str | None) 
         fetched.append(filename)
         return Path(local)
 
-    # Weights first and config.json last: `cached_snapshot` treats a snapshot without config.json as
-    # unfinished, so a download cut off anywhere before the end is never mistaken for a complete one.
+    # The weights last: `cached_snapshot` treats a snapshot without them (or one of their shards) as
+    # unfinished, so a download cut off anywhere before the end is never mistaken for a complete one; and
+    # a run sees config.json and the tokenizer (`before_weights`) before the large files come.
+    for filename in companions:
+        download(filename)
+    snapshot = download(layout.CONFIG_FILE).parent
+    if before_weights is not None:
+        before_weights(snapshot)
     index = download(weights)
     if weights.endswith(".index.json"):
         shards = layout.shard_names(index, ModelError, repo_id)
@@ -183,9 +193,6 @@ def _download(repo_id: str, revision: str, env: Environment, token: str | None) 
             raise ModelError(f"model '{repo_id}' is missing the weight shard {missing[0]} named in {weights}")
         for shard in shards:
             download(shard)
-    for filename in companions:
-        download(filename)
-    snapshot = download(layout.CONFIG_FILE).parent
 
     storage = cache_dir / _repo_folder_name(repo_id)
     try:

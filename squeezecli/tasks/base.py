@@ -24,11 +24,17 @@ class Task:
 
     `max_length` is the token window (default `default_max_length`, else the model's own limit; never
     beyond the model's); `batch_size` bounds the inputs of one forward pass, which a task that expands
-    its texts (NLI pairs, QA and NER windows) may need several of per call.
+    its texts (NLI pairs, QA and NER windows) may need several of per call. `notices` says what of the
+    options this model changes (a --max-length beyond its window), for the front end to print once.
+
+    The constructor reads of `runtime` only what a `Preview` has (config, tokenizer, model_dir,
+    max_length, name): api.load builds the task on the model's preview first, so that whatever the
+    constructor refuses (options that do not fit this model's window) is refused before the weights load.
     """
 
     head: ClassVar[str]  # the Encoder head it runs: one of checkpoint/heads.py's HEADS
     chunkable: ClassVar[bool] = False  # whether it can read a long text as chunks (set_chunking)
+    pairs: ClassVar[bool] = False  # whether the model reads each text beside a second one (a question, a query)
     chunk: int | None = None  # tokens per chunk; None: a long text is cut to the window
     overlap: int = 0
 
@@ -39,6 +45,19 @@ class Task:
         self.runtime = runtime
         self.batch_size = batch_size
         self.max_length = min(max_length or default_max_length or runtime.max_length, runtime.max_length)
+        self.notices: list[str] = []
+        specials = runtime.tokenizer.backend.num_special_tokens_to_add(is_pair=self.pairs)
+        if max_length is not None and self.max_length <= specials:
+            raise UsageError(f"--max-length {max_length} leaves no room for text beside the model's {specials} special "
+                             "tokens", hint=f"give --max-length {specials + 1} to {runtime.max_length}")
+        if max_length is not None and max_length > runtime.max_length:
+            self.notices.append(f"--max-length {max_length} is more than the model's {self.max_length}-token window: "
+                                f"{self.cut_to}")
+
+    @property
+    def cut_to(self) -> str:
+        """What becomes of a text longer than the window, for notices."""
+        return f"texts are cut to {self.max_length} tokens"
 
     def set_chunking(self, chunk: int | None, overlap: int, *, needs_chunk: dict[str, bool]) -> None:
         """Check and keep `chunk` (tokens of whole words per window, None: cut texts to the window) and
@@ -46,9 +65,14 @@ class Task:
         check_chunking(chunk, overlap, needs_chunk=needs_chunk)
         room = self.chunk_room()
         if chunk is not None and not 1 <= chunk <= room:
-            raise UsageError(f"--chunk {chunk} does not fit the model's {self.max_length}-token window",
-                             hint=f"use --chunk {room} or less (or raise --max-length)")
+            raise UsageError(f"--chunk {chunk} does not fit the {self.max_length}-token window",
+                             hint=f"give --chunk 1 to {room}{self.raise_max_length()}")
         self.chunk, self.overlap = chunk, overlap
+
+    def raise_max_length(self) -> str:
+        """The end of a hint, where a wider window would do: --max-length up to the model's."""
+        limit = self.runtime.max_length
+        return f", or raise --max-length (up to {limit})" if self.max_length < limit else ""
 
     def chunk_room(self) -> int:
         """The most tokens of text one chunk may have: the window less the special tokens around it."""
@@ -119,6 +143,10 @@ def cut_lengths(encoded: list[Any]) -> list[int | None]:
 
 class WindowedTask(Task):
     """A task that slides windows over whole texts (QA, NER) rather than cutting them to one window."""
+
+    @property
+    def cut_to(self) -> str:
+        return f"longer texts are read in windows of {self.max_length} tokens"
 
     def length_of(self, text: str) -> int:
         # About four characters per token in English; only the order matters, for length bucketing, and

@@ -1,6 +1,7 @@
 """What can be refused in a task's options before any model loads (the table's `check` hooks use these):
 each refusal is a UsageError (status 2) naming the option, with a hint of what it accepts. What needs the
-model (its token window) is checked by the task itself once the model is loaded (qa's stride, --chunk).
+model (its token window, its tokenizer: qa's stride beside the question, --chunk) is checked by the task's
+constructor on the model's preview, its config and tokenizer, before its weights are read (api.load).
 Torch-free: the CLI runs these before it imports torch.
 """
 
@@ -101,7 +102,7 @@ def check_questions(questions: Sequence[str]) -> None:
 
 def check_stride(stride: int | None, max_length: int | None) -> None:
     """--stride (the overlap of a long context's windows) shorter than the window: --max-length if given,
-    else at most QA_DEFAULT_WINDOW. The room a question leaves is checked once the model is loaded."""
+    else at most QA_DEFAULT_WINDOW. The room a question leaves needs the tokenizer (tasks/qa.py)."""
     if stride is None:
         return
     window = max_length if max_length is not None else QA_DEFAULT_WINDOW

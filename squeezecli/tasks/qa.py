@@ -60,12 +60,14 @@ class QuestionAnswering(WindowedTask):
     Options, with transformers' defaults and meaning: `top_k` answers per question (fewer when the
     context has fewer distinct spans); `max_length` tokens per window (transformers' max_seq_len,
     default min(model limit, 384)); `stride` tokens of overlap between windows (doc_stride, default
-    min(max_length // 2, 128)); `max_answer_len` tokens per answer. Questions are cut to
-    `max_question_len` tokens, as the SQuAD reference scripts do (transformers' fast-tokenizer path
-    keeps them whole, and fails when a question leaves no room for the context).
+    min(max_length // 2, 128), or less where a long question leaves less room); `max_answer_len` tokens
+    per answer. Questions are cut to `max_question_len` tokens, as the SQuAD reference scripts do, with a
+    notice (transformers' fast-tokenizer path keeps them whole, and fails when a question leaves no room
+    for the context); a question that still leaves no room for context in the window is refused.
     """
 
     head = heads.QA
+    pairs = True
 
     def __init__(
         self,
@@ -88,26 +90,33 @@ class QuestionAnswering(WindowedTask):
             if value < 1:
                 raise SqueezeError(f"{name} must be at least 1, not {value}")
         self.top_k = top_k
-        self.stride = min(self.max_length // 2, DEFAULT_MAX_STRIDE) if stride is None else stride
         self.max_answer_len = max_answer_len
         self.handle_impossible_answer = handle_impossible_answer
         self.questions = list(questions)
-        self._model_questions = [self._cut_question(question, max_question_len) for question in questions]
-        self._check_room()
+        self._model_questions = [self._cut_question(number, question, max_question_len)
+                                 for number, question in enumerate(questions, 1)]
+        self.stride = self._fitting_stride(stride, max_question_len)
 
-    def _check_room(self) -> None:
-        """Each window must hold the longest question, the special tokens and more than `stride` tokens
-        of context (windows overlap by `stride`): needs the model's tokenizer, so checked once it loads."""
+    def _fitting_stride(self, stride: int | None, max_question_len: int) -> int:
+        """The stride, checked: each window must hold the longest question, the special tokens and more
+        than `stride` tokens of context (windows overlap by `stride`). Left out, it is transformers'
+        default (half the window, at most DEFAULT_MAX_STRIDE), or half the room a long question leaves
+        where that does not fit. Needs the model's tokenizer: checked on the model's preview (api.load)."""
         tokenizer = self.runtime.tokenizer
-        longest = max(tokenizer.count(question, self.max_length) for question in self._model_questions)
+        longest = max(tokenizer.count(question, max_question_len) for question in self._model_questions)
         room = self.max_length - longest - tokenizer.backend.num_special_tokens_to_add(is_pair=True)
+        raise_it = self.raise_max_length()
         if room < 1:
-            raise UsageError(f"--max-length {self.max_length} leaves no room for the context after a question of "
-                             f"{longest} tokens", hint="raise --max-length, or ask a shorter question")
-        if self.stride >= room:
-            raise UsageError(f"--stride {self.stride} does not fit: a {self.max_length}-token window leaves "
+            raise UsageError(f"a {self.max_length}-token window leaves no room for the context after a question of "
+                             f"{longest} tokens", hint=f"ask a shorter question{raise_it}")
+        if stride is None:
+            stride = min(self.max_length // 2, DEFAULT_MAX_STRIDE)
+            return stride if stride < room else room // 2
+        if stride >= room:
+            raise UsageError(f"--stride {stride} does not fit: a {self.max_length}-token window leaves "
                              f"{room} tokens of context after the longest question",
-                             hint=f"give --stride {room - 1} or less (or raise --max-length)")
+                             hint=f"give --stride 0 to {room - 1}{raise_it}")
+        return stride
 
     def __call__(self, texts: list[str]) -> list[dict[str, Any]]:
         if not texts:
@@ -139,13 +148,16 @@ class QuestionAnswering(WindowedTask):
             results.append({"answers": answers})
         return results
 
-    def _cut_question(self, question: str, max_tokens: int) -> str:
-        """The question up to the end of its `max_tokens`-th token."""
+    def _cut_question(self, number: int, question: str, max_tokens: int) -> str:
+        """The question up to the end of its `max_tokens`-th token (a notice says when that cuts it)."""
         tokenizer = self.runtime.tokenizer
         specials = tokenizer.backend.num_special_tokens_to_add(is_pair=False)
         (encoding,) = tokenizer.encode([question], max_length=max_tokens + specials)
         if not encoding.overflowing:
             return question
+        which = f"question {number} of {len(self.questions)}" if len(self.questions) > 1 else "the question"
+        self.notices.append(f"-q/--question: {which} is longer than {max_tokens} tokens; only its first {max_tokens} "
+                            "are read, as the SQuAD reference scripts do")
         kept_ends = [end for (_, end), special in zip(encoding.offsets, encoding.special_tokens_mask) if not special]
         return question[: max(kept_ends)]
 

@@ -45,6 +45,7 @@ class Rerank(Task):
     """
 
     head = "sequence"
+    pairs = True
 
     def __init__(self, runtime: Runtime, *, query: str, label: str | None = None, **options: Any) -> None:
         super().__init__(runtime, **options)

@@ -41,6 +41,7 @@ class ZeroShot(Task):
 
     head = heads.SEQUENCE
     chunkable = True
+    pairs = True
 
     def __init__(
         self,
