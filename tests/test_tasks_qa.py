@@ -193,6 +193,29 @@ def test_empty_context_gets_an_explicit_no_answer(models):
     assert all(answer["answer"] for answer in results[1]["answers"])
 
 
+def test_an_empty_context_file_has_its_record_as_any_context_without_an_answer(default_models, tmp_path):
+    """qa reads each file as one context: an empty (or blank) file is a context too, answered with the
+    no-answer entry a context without an answer gets, so the output has one record per file."""
+    from click.testing import CliRunner
+
+    from squeezecli import cli
+
+    files = {"ada.txt": SHORT_CONTEXTS[0], "empty.txt": "", "blank.txt": "\n  \n"}
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    result = CliRunner().invoke(cli.squeeze, ["qa", "-m", str(default_models["qa"]), "--precision", "fp32",
+                                              *(f"-q{question}" for question in QUESTIONS), "--top-k", "2",
+                                              *(str(tmp_path / name) for name in files)], catch_exceptions=False)
+    assert result.exit_code == 0 and result.stderr == "", result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [record["file"] for record in records] == [str(tmp_path / name) for name in files]
+    task = QuestionAnswering(Runtime.from_dir(default_models["qa"], "qa"), questions=QUESTIONS, top_k=2)
+    for record, text in zip(records[1:], list(files.values())[1:]):
+        assert record["answers"] == task([text])[0]["answers"]
+        assert [(answer["question"], answer["answer"], answer["start"]) for answer in record["answers"]] == [
+            (question, None, None) for question in QUESTIONS]
+
+
 def test_results_are_json_lines_ready(models):
     _, runtime = models.get("roberta")
     results = QuestionAnswering(runtime, questions=QUESTIONS, top_k=2, handle_impossible_answer=True)(SHORT_CONTEXTS)

@@ -163,6 +163,8 @@ def plan(spec: TaskSpec, model: ModelOptions, inputs: InputOptions, given: Given
     unit = ran.unit(given)
     if unit is not None and inputs.unit == "line":
         inputs = dataclasses.replace(inputs, unit=unit)  # type: ignore[arg-type]
+    if ran.empty_documents:
+        inputs = dataclasses.replace(inputs, empty_documents=True)
     return Plan(ran, ran.arguments(given, model_id(ran.name, model)), inputs)
 
 

@@ -30,9 +30,11 @@ class InputOptions:
     field: str | None
     errors: DecodeErrors
     on_error: OnError = "stop"  # "skip": leave malformed records out, and say how many (read_records)
+    empty_documents: bool = False  # an empty document is a record too, not skipped (read_records)
 
     def read(self, on_read: Callable[[int], None] | None = None, env: Environment | None = None) -> Iterator[Record]:
-        return read_records(self.files, self.unit, self.field, self.errors, on_read, env, self.on_error)
+        return read_records(self.files, self.unit, self.field, self.errors, on_read, env, self.on_error,
+                            self.empty_documents)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -46,6 +46,7 @@ def read_records(
     on_read: Callable[[int], None] | None = None,
     env: Environment | None = None,
     on_error: OnError = "stop",
+    empty_documents: bool = False,
 ) -> Iterator[Record]:
     """Records from `paths` ("-" is stdin; no paths means stdin), read lazily, in order.
 
@@ -55,13 +56,15 @@ def read_records(
     With `on_error="skip"`, a malformed record (a JSON line that is not an object with the text field,
     invalid UTF-8, a CSV row that does not fit the header) is left out rather than stopping the run, and
     once all is read one line on stderr counts them and names the first SKIPS_NAMED. What makes a whole
-    file unreadable (a missing file, a header without the text column) still stops it.
+    file unreadable (a missing file, a header without the text column) still stops it. A document
+    (unit "doc") with no text but whitespace is skipped as a blank line is, or with `empty_documents`
+    is a record too (qa says such a context holds no answer: one result per file).
     """
     paths = list(paths) or [STDIN]
     check_paths(paths)
     env = env or Environment.from_os()
     skipped = _Skipped() if on_error == "skip" else None
-    return _read_all(paths, unit, field or DEFAULT_FIELD, errors, on_read or _ignore, env, skipped)
+    return _read_all(paths, unit, field or DEFAULT_FIELD, errors, on_read or _ignore, env, skipped, empty_documents)
 
 
 class _Skipped:
@@ -102,12 +105,12 @@ def _ignore(nbytes: int) -> None:
 
 
 def _read_all(paths: list[str], unit: Unit, field: str, errors: DecodeErrors, on_read: Callable[[int], None],
-              env: Environment, skipped: _Skipped | None) -> Iterator[Record]:
+              env: Environment, skipped: _Skipped | None, empty_documents: bool) -> Iterator[Record]:
     for path in paths:
         with _open_binary(path, env) as stream:
             try:
                 if unit == "doc":
-                    yield from _read_document(path, stream, errors, on_read, env)
+                    yield from _read_document(path, stream, errors, on_read, env, empty_documents)
                 elif unit in _DELIMITERS:
                     yield from _read_table(path, stream, unit, field, errors, on_read, skipped)
                 elif unit == "parquet":
@@ -249,7 +252,7 @@ def _read_table(path: str, stream: BinaryIO, unit: Unit, field: str, errors: Dec
 
 
 def _read_document(path: str, stream: BinaryIO, errors: DecodeErrors, on_read: Callable[[int], None],
-                   env: Environment) -> Iterator[Record]:
+                   env: Environment, empty_documents: bool) -> Iterator[Record]:
     data = stream.read(MAX_TEXT_BYTES + 1)
     on_read(len(data))
     if len(data) > MAX_TEXT_BYTES:
@@ -263,7 +266,7 @@ def _read_document(path: str, stream: BinaryIO, errors: DecodeErrors, on_read: C
         line = data.count(b"\n", 0, exc.start) + 1
         column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
         raise _invalid_utf8(path, line, column, data[exc.start]) from exc
-    if text.strip():
+    if text.strip() or empty_documents:
         yield Record(text, {"file": path})
 
 

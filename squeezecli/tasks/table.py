@@ -99,6 +99,7 @@ class TaskSpec:
     unit: Callable[[Given], str | None] = lambda given: None
     view: Callable[[Given], View | None] = lambda given: None
     chunkable: bool = False  # reads a long text as chunks (--chunk)
+    empty_documents: bool = False  # an empty file read as one text is a record (qa: no answer), not skipped
     extra_formats: tuple[str, ...] = ()  # output formats beyond the writers' ("npy": the CLI writes it)
     command: bool = True  # a command of its own (zero-shot is reached through classify --labels)
     # Results ranked across the whole input by their "score" (rerank): the command keeps the best -k
@@ -369,6 +370,7 @@ TASKS: dict[str, TaskSpec] = {row.name: row for row in [
              help="Answer questions from each context with a span of its text and the span's character offsets.",
              brief="Answer questions from each context (each file, or each line with --lines).",
              options=QA, arguments=_qa_arguments, check=checks.qa, unit=lambda given: None if given.get("lines") else "doc",
+             empty_documents=True,
              columns=lambda given: ["file", "line", "answers", "text"] if given.get("lines") else ["file", "answers"],
              view=lambda given: views.answers,
              evaluation=Evaluation("evaluation:Answers", _EVAL_QA, arguments=lambda given, model: {
