@@ -294,9 +294,10 @@ def test_a_10_mb_line_is_truncated_in_bounded_time_and_memory(model_dir, referen
 
     _, _, _, baseline_peak, _ = blank_run
     input_size = path.stat().st_size
-    # Holding the line, its decoded text and a copy or two is fine; tokenizing all 12 MB (hundreds of bytes
-    # per token in the tokenizer) is not: the model reads 128 tokens.
-    assert peak - baseline_peak < 8 * input_size, (
+    # Holding the line, its decoded text and a copy or two is fine; tokenizing all 12 MB at once (hundreds of
+    # bytes per token in the tokenizer), or counting it in pieces large enough to leave tens of MB in the
+    # heap, is not: the model reads 128 tokens. (About 3.5 times the input on EPYC; docs/performance.md.)
+    assert peak - baseline_peak < 6 * input_size, (
         f"peak RSS {peak / 2**20:.0f} MiB, {(peak - baseline_peak) / 2**20:.0f} MiB above the "
         f"{baseline_peak / 2**20:.0f} MiB of a run without long lines, for {input_size / 2**20:.0f} MiB of input")
 

@@ -216,11 +216,13 @@ def test_encode_counted_is_a_truncating_encode_and_its_cut_lengths_tokenizing_ea
     long_texts = [" ".join(HOSTILE) * 40, "short " * 20_000]  # beyond the prefix budget
     encodings = tokenizer.encode(texts + long_texts, max_length=max_length)
     cut = tokenizer.cut_lengths(texts + long_texts, encodings, max_length)
+    pieces = sum(1 for text in long_texts for _ in tokenizer._pieces(text))
+    assert pieces > len(long_texts)
     counting = CountingBackend(tokenizer.backend)
     tokenizer.backend = counting
     try:
         counted = tokenizer.encode_counted(texts + long_texts, max_length)
-        assert counting.texts == len(texts) + 2 + 2  # long texts: the prefix, then the count (2 pieces or 1)
+        assert counting.texts == len(texts) + 2 + pieces  # long texts: the prefix, then the count in pieces
         counting.texts = 0
         assert [c.ids for c in tokenizer.encode_counted(texts, max_length)] == [c.ids for c in counted[:len(texts)]]
         assert counting.texts == len(texts)
@@ -250,6 +252,15 @@ def test_total_tokens_of_a_long_text_add_up_in_pieces(both):
     tokenizer, reference = both
     text = "\n".join(HOSTILE) * 2000  # about 1.4 MB: several pieces
     assert tokenizer.total_tokens(text) == full_lengths(reference, [text])[0]
+
+
+def test_total_tokens_keep_a_long_word_in_one_piece(both):
+    """A word longer than a piece (up to the giant-word budget) is not cut between pieces, where it would
+    count twice: after a short word, as the first piece's only whitespace, and between short words."""
+    tokenizer, reference = both
+    word = "x" * 40_000
+    for text in (f"a {word} b", "a b " * 20_000 + word + " c d" * 20_000):
+        assert tokenizer.total_tokens(text) == full_lengths(reference, [text])[0]
 
 
 @pytest.mark.parametrize("max_length", [7, 24, 512])

@@ -202,7 +202,7 @@ class Tokenizer:
 
     def total_tokens(self, text: str) -> int:
         """Tokens in all of `text`, without special tokens, counted in whitespace-cut pieces."""
-        text = _shorten_giant_words(text, _prefix_budget(_COUNT_PIECE_TOKENS))
+        text = _shorten_giant_words(text, _prefix_budget(_GIANT_WORD_TOKENS))
         return sum(len(encoding.ids) for _, encoding in self._pieces(text))
 
     def word_chunks(self, text: str, size: int, overlap: int = 0) -> list[tuple[int, int]]:
@@ -239,11 +239,12 @@ class Tokenizer:
     def _pieces(self, text: str) -> Iterator[tuple[int, Encoding]]:
         """All of `text` tokenized without special tokens, in whitespace-cut pieces (which tokenize as they
         do inside the text) so that no one call builds a giant Encoding: (where each piece starts, its
-        encoding)."""
-        budget = _prefix_budget(_COUNT_PIECE_TOKENS)
+        encoding). Pieces are small (the tokenizer's work on one takes hundreds of bytes per character,
+        and what it frees stays in the heap), but a word is not cut below _GIANT_WORD_TOKENS' budget."""
+        budget, longest = _prefix_budget(_PIECE_TOKENS), _prefix_budget(_GIANT_WORD_TOKENS)
         start = 0
         while start < len(text):
-            end = _whitespace_cut(text, start, budget)
+            end = _piece_end(text, start, budget, longest)
             # Before each piece (a check when nothing changed): the caller may tokenize between pieces.
             self._set_truncation(max_length=1 << 30, stride=0, strategy="longest_first")  # a piece whole
             yield start, self.backend.encode(text[start:end], add_special_tokens=False)
@@ -345,8 +346,13 @@ def collate(encodings: Sequence[Encoding], pad_id: int) -> dict[str, torch.Tenso
 _CHARS_PER_TOKEN_BOUND = 64
 # encode_counted tokenizes whole texts in groups of about this many characters (a few MB of encodings).
 _GROUP_CHARS = 1 << 16
-# total_tokens counts a long text in pieces of this many tokens' worth of characters (256 KB).
-_COUNT_PIECE_TOKENS = 4096
+# total_tokens and word_chunks tokenize a long text in pieces of this many tokens' worth of characters
+# (32 KB; the pieces' size bounds the memory counting a 10 MB line takes, docs/performance.md).
+_PIECE_TOKENS = 512
+# A word (a run without whitespace) is kept whole in one piece up to this many tokens' worth of characters
+# (256 KB); total_tokens shortens a longer one to that (see _encode_prefixes for why little changes).
+_GIANT_WORD_TOKENS = 4096
+_WHITESPACE = re.compile(r"[ \n\t]")
 
 
 def _prefix_budget(max_length: int) -> int:
@@ -367,6 +373,21 @@ def _whitespace_cut(text: str, start: int, budget: int) -> int:
         return len(text)
     space = max(text.rfind(" ", start, stop), text.rfind("\n", start, stop), text.rfind("\t", start, stop))
     return space if space > start + budget // 2 else stop
+
+
+def _piece_end(text: str, start: int, budget: int, longest: int) -> int:
+    """Where a piece of `text` from `start` ends: at its last whitespace within `budget` characters; where
+    there is none (a long word), at the first whitespace after, at most `longest` characters on."""
+    stop = start + budget
+    if stop >= len(text):
+        return len(text)
+    space = max(text.rfind(" ", start + 1, stop + 1), text.rfind("\n", start + 1, stop + 1),
+                text.rfind("\t", start + 1, stop + 1))
+    if space > start:
+        return space
+    limit = min(start + longest, len(text))
+    after = _WHITESPACE.search(text, stop, limit)
+    return after.start() if after else limit
 
 
 def _shorten_giant_words(text: str, budget: int) -> str:
