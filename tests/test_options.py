@@ -137,6 +137,10 @@ def test_the_largest_batch_runs_in_bounded_memory(embedder, tmp_path):
     (["classify", "--multi-label"], "squeeze: error: --multi-label applies to zero-shot classification"),
     (["sentiment", "--field", ""], "squeeze: error: --field is empty"),
     (["sentiment", "--top-k", "1000000"], "'--top-k': 1000000 is not in the range 1<=x<=1000"),
+    # Not an address of this machine (TEST-NET-1 is never one), not an address at all: nothing is bound.
+    (["serve", "--host", "192.0.2.1", "--api-key", "k", "--port", "0"],
+     "squeeze: error: --host '192.0.2.1' is not an address of this machine"),
+    (["serve", "--host", "a b", "--api-key", "k", "--port", "0"], "squeeze: error: --host 'a b' is not an address"),
 ])
 def test_option_values_that_cannot_work_are_refused_before_the_model_loads(tmp_path, args, says):
     stderr = refused(run([*args, "-m", str(tmp_path / "no-model")]), says)

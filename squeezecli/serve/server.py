@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import ipaddress
 import signal
 import socket
@@ -51,13 +52,20 @@ def is_loopback(host: str) -> bool:
 
 
 def listen(host: str, port: int) -> socket.socket:
-    """The listening socket, bound before any model loads (so a port in use fails at once)."""
-    from ..errors import SqueezeError
+    """The listening socket, bound before any model loads (so a port in use fails at once); a --host that
+    names no address is a usage error (2)."""
+    from ..errors import SqueezeError, UsageError
 
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
         return socket.create_server((host.strip("[]"), port), family=family, reuse_port=False, backlog=2048)
     except OSError as exc:
+        # A name that resolves to nothing (getaddrinfo's codes, negative; create_server re-raises them as
+        # OSError) or to no address of this machine: the option's value, not the machine's state.
+        if isinstance(exc, socket.gaierror) or (exc.errno or 0) < 0 or exc.errno == errno.EADDRNOTAVAIL:
+            raise UsageError(f"--host {host!r} is not an address of this machine",
+                             hint="give one of its addresses: 127.0.0.1 (this machine only), 0.0.0.0 (every "
+                                  "interface)") from None
         raise SqueezeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
                            hint="choose another --port (0: any free one)") from None
 
