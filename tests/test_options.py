@@ -169,6 +169,9 @@ WINDOW_REFUSALS = [
     (["sentiment", "--max-length", "2"], "sentiment",
      ["squeeze: error: --max-length 2 leaves no room for text beside the model's 2 special tokens",
       "  hint: give --max-length 3 to 128"]),
+    (["rerank", "-q", " ".join(["refund"] * 70), "--max-length", "100"], "rerank",
+     ["squeeze: error: -q/--query is 140 tokens long, more than half the 100-token window it shares with each "
+      "candidate", "  hint: use a shorter query, or raise --max-length (up to 128)"]),
     (["rerank", "-q", "refund", "--max-length", "3"], "rerank",
      ["squeeze: error: --max-length 3 leaves no room for text beside the model's 3 special tokens",
       "  hint: give --max-length 4 to 128"]),

@@ -11,7 +11,7 @@ import torch
 import transformers
 from transformers import AutoTokenizer
 
-from squeezecli.errors import InputError, ModelError, SqueezeError
+from squeezecli.errors import InputError, ModelError, SqueezeError, UsageError
 from squeezecli.model.runtime import Runtime
 from squeezecli.tasks import TASKS, task_class
 from squeezecli.tasks.classify import Classify, labels_in_id_order
@@ -230,7 +230,7 @@ def test_zero_shot_labels_and_template_are_checked(nli_model):
     with pytest.raises(InputError, match="cannot be filled in"):
         ZeroShot(runtime, labels=["sports"], template="This is about {topic}.")
     # The text is truncated, never the hypothesis: one that fills the window is refused before any input.
-    with pytest.raises(InputError, match="leaves no room for the text"):
+    with pytest.raises(UsageError, match="leaves no room for the text"):
         ZeroShot(runtime, labels=["sports", "weather " * runtime.max_length])
     long_but_fits = ZeroShot(runtime, labels=["sports"], template=LONG_TEMPLATE)
     assert len(long_but_fits([LONG_TEXT, "Hi"])) == 2

@@ -10,7 +10,7 @@ import sentences
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from squeezecli.errors import InputError, ModelError, UsageError
+from squeezecli.errors import ModelError, UsageError
 from squeezecli.model.runtime import Runtime
 from squeezecli.tasks import task_class
 from squeezecli.io.pipeline import best_first
@@ -75,7 +75,7 @@ def test_results_do_not_depend_on_batching(cross_encoder):
 
 def test_the_query_is_never_cut_and_must_be_given(cross_encoder):
     _, runtime = cross_encoder
-    with pytest.raises(InputError, match="half the"):
+    with pytest.raises(UsageError, match="half the"):
         Rerank(runtime, query=LONG_TEXT)
     for empty in ("", "   "):
         with pytest.raises(UsageError, match="empty"):

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ..errors import InputError, ModelError, UsageError
+from ..errors import ModelError, UsageError
 from ..io.batches import batched
 from .base import Task, mark_truncated
 from .classify import labels_in_id_order
@@ -62,8 +62,8 @@ class Rerank(Task):
         room = self.max_length - tokenizer.backend.num_special_tokens_to_add(is_pair=True)
         tokens = tokenizer.total_tokens(query)
         if tokens > room // 2:
-            raise InputError(f"the query is {tokens} tokens long, more than half the {self.max_length}-token window "
-                             "it shares with each candidate", hint="use a shorter query")
+            raise UsageError(f"-q/--query is {tokens} tokens long, more than half the {self.max_length}-token window "
+                             "it shares with each candidate", hint=f"use a shorter query{self.raise_max_length()}")
         self.query = query
 
     def __call__(self, texts: list[str]) -> list[dict[str, Any]]:

@@ -80,10 +80,10 @@ class ZeroShot(Task):
         self._longest_hypothesis = lengths[self._tightest]
         for label, tokens in zip(self.labels, lengths):
             if tokens + pair + 1 > self.max_length:
-                raise InputError(
-                    f"the hypothesis for label {label!r} is {tokens} tokens long, which leaves no room for the text "
-                    f"in the model's {self.max_length}-token window",
-                    hint="use a shorter label or hypothesis template",
+                raise UsageError(
+                    f"--labels: the hypothesis for label {label!r} is {tokens} tokens long, which leaves no room for "
+                    f"the text in the {self.max_length}-token window",
+                    hint=f"use a shorter label or --template{self.raise_max_length()}",
                 )
 
     def chunk_room(self) -> int:
