@@ -167,7 +167,7 @@ def test_usage_errors_exit_2_in_squeezes_one_message_style(args):
 @pytest.mark.parametrize("args, says", [
     (["sentiment", "-m", ""], "Invalid value for '-m' / '--model': is empty"),
     (["sentiment", "-m", "  "], "Invalid value for '-m' / '--model': is empty"),
-    (["embed", "--max-length", "1", "-m", "{model}"], "max_length 1 leaves no room for text"),
+    (["embed", "--max-length", "1", "-m", "{model}"], "--max-length 1 leaves no room for text"),
 ])
 def test_options_a_run_cannot_use_exit_2(args, says, tmp_path):
     import factory
