@@ -21,6 +21,8 @@ from squeezecli.model.encoder import GroupedProjection
 from squeezecli.model.runtime import Runtime
 from squeezecli.assembly import artifact as int8_artifact
 from squeezecli.assembly import calibration
+from squeezecli.assembly import precisions
+from squeezecli.precision import cpu
 from squeezecli.precision import int8 as quantize
 
 SMALL = "wordpiece_cased"
@@ -175,7 +177,7 @@ def test_int8_embedding_looks_up_dequantized_rows() -> None:
 class Perturbed(torch.nn.Module):
     """A stand-in for an int8 projection whose error is chosen: the projection with fixed weight noise."""
 
-    input_dtype = torch.float32
+    input_form = torch.float32  # the block hands it fp32 input (the projection protocol: encoder.Projection)
 
     def __init__(self, proj: GroupedProjection, noise: float, seed: int):
         super().__init__()
@@ -184,6 +186,9 @@ class Perturbed(torch.nn.Module):
         weight = proj.plain_weight()
         self.proj.load_state_dict({"weight": weight + noise * weight.std() * torch.randn(weight.shape, generator=gen),
                                    "bias": proj.bias.detach()})
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        return x
 
     def forward(self, x: torch.Tensor, **epilogue) -> torch.Tensor:
         return self.proj(x, **epilogue)
@@ -427,3 +432,50 @@ def test_per_token_quantization_is_the_symmetric_rounding_it_states():
     assert torch.equal(q, torch.round(x / expected_scale).clamp(-127, 127).to(torch.int8))
     wide = x.abs().amax(-1) > 1e-12  # wider than the floor on the scale: the row's largest value is 127
     assert q.abs().amax(-1)[wide].eq(127).all() and not q[3].any()
+
+
+@needs_kernel
+@pytest.mark.parametrize("groups", [1, 4])
+def test_one_quantized_input_shared_by_query_key_and_value_computes_what_each_alone_does(groups: int) -> None:
+    """A block quantizes its input once for query, key and value (Int8Projection.prepare): per token and
+    group, as each projection would itself, so each output is bit-identical to the projection fed fp32;
+    written in bf16 where the block asks for it (Projection.output_dtype), the same numbers rounded once.
+    bf16 input (attention's output) is quantized from its exact fp32 value."""
+    torch.manual_seed(groups)
+    x = torch.randn(2, 9, 64) * torch.rand(2, 9, 1) * 3  # [B, T, H]
+    projections = [quantize.Int8Projection.from_float(GroupedProjection(64, 64, groups)) for _ in range(3)]
+    shared = projections[0].prepare(x)
+    assert all(p.input_form == projections[0].input_form for p in projections)
+    assert shared.values.dtype == torch.int8 and shared.scales.shape == (18, groups)
+    with torch.inference_mode():
+        for proj in projections:
+            alone = kernels.whole(proj(x))  # [B, T, 64] fp32
+            assert torch.equal(kernels.whole(proj(shared)), alone)
+            proj.output_dtype = torch.bfloat16
+            assert torch.equal(proj(shared), alone.bfloat16())
+        rounded = x.bfloat16()
+        assert torch.equal(projections[0].prepare(rounded).values, projections[0].prepare(rounded.float()).values)
+
+
+@needs_kernel
+@pytest.mark.parametrize("flags, attention", [({"avx512_bf16"}, torch.bfloat16), ({"avx2"}, None)])
+def test_int8_attention_runs_in_bf16_where_bf16_is_native(runtimes, artifact, monkeypatch, flags, attention) -> None:
+    """Between int8 products, attention runs as auto's bf16 does where the CPU has native bf16 (query,
+    key and value written in bf16), else as fp32's; doctor says which. A text's result stays the same
+    alone and padded beside longer ones (within bf16 attention's tolerance), and close to fp32's."""
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: frozenset(flags))
+    runtime = runtimes("bert", "sequence")
+    cfg, tensors, meta = artifact
+    model = int8_artifact.load_quantized(cfg, "sequence", tensors, meta, BACKEND)
+    assert {block.attention_dtype for block in model.blocks} == {attention}
+    expected = "bf16 batched products + softmax" if attention else "fused SDPA over keys padded to a multiple of 16"
+    assert precisions.kernels(BACKEND)["int8"]["attention"] == expected
+    texts = HANDWRITTEN[:12]
+    batch = calibration.batches(runtime.tokenizer, texts, 64, size=len(texts))[0]  # padded to the longest
+    with torch.inference_mode():
+        together = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])  # [12, labels]
+        for row in (0, 5, 11):
+            length = int(batch["attention_mask"][row].sum())
+            alone = model(*(batch[key][row:row + 1, :length] for key in ("input_ids", "attention_mask", "token_type_ids")))
+            assert (alone[0] - together[row]).abs().max().item() <= 1e-5  # test_precision.BATCH_TOLERANCE
+    assert relative_error(together, forward(runtime.encoder, runtime)) < 0.05

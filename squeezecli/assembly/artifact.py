@@ -18,6 +18,8 @@ from ..checkpoint.config import EncoderConfig
 from ..errors import CacheError, ModelError
 from ..model.encoder import Encoder, GroupedProjection
 from ..model.weights import check_state
+from ..precision import cpu
+from ..precision.names import BF16
 from ..precision.int8 import Int8Embedding, Int8Projection, dequantize_per_channel, int8_backend, quantize_per_channel
 from . import calibration
 from .calibration import TOKEN, WEIGHT_ONLY
@@ -148,6 +150,9 @@ def load_quantized(
     for module in model.modules():
         if isinstance(module, Int8Projection):
             module.prepack()
+    if backend is not None and cpu.auto_precision().precision == BF16:
+        # Attention between int8 products as bf16 runs it where bf16 is native (precisions.kernels says so).
+        model.use_attention_dtype(torch.bfloat16).use_fused_bf16_attention(cpu.fused_bf16_attention())
     return model.pack().eval()
 
 

@@ -50,8 +50,10 @@ def kernels(int8_kernel: str | None) -> dict[str, dict[str, str]]:
                 "attention": "fused SDPA in bf16 (AMX)" if cpu.fused_bf16_attention() else "bf16 batched products + softmax",
                 "why": f"native bf16 dot products ({native[0]})" if native else "bf16 is emulated here: slower than fp32"}
     dots = cpu.present(cpu.INT8_DOT_PRODUCTS)
+    # Attention between int8 products runs as bf16's where bf16 is auto's choice here (artifact.load_quantized).
+    int8_attention = bf16["attention"] if cpu.auto_precision().precision == BF16 else fp32["attention"]
     if int8_kernel == "int_mm":
-        int8_row = {"projections": "torch._int_mm, per-token activation scales", "attention": "fp32",
+        int8_row = {"projections": "torch._int_mm, per-token activation scales", "attention": int8_attention,
                     "why": f"int8 dot products ({dots[0]})" if dots else "no int8 dot-product instructions: emulated"}
     else:
         int8_row = {"projections": "fp32", "attention": "fp32", "why": "no working int8 kernel, or SQUEEZE_INT8_KERNEL=none"}

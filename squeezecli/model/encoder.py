@@ -15,10 +15,15 @@ hidden] throughout; how a projection runs on this CPU (oneDNN's kernels, the res
 fused into the product) is kernels.py's business, behind `kernels.project`.
 
 A projection is anything with `forward(x, residual=None, activation=None, in_place=False, pieces=False)`
-(precision/ holds the int8 ones), so a block never asks what kind of projection it holds.
+and `prepare(x)` (precision/ holds the int8 ones), so a block never asks what kind of projection it holds:
+it hands each the block input as that projection `prepare`s it, made once for all that take the same form
+(a bf16 cast, or int8 values with per-token scales, shared by query, key and value).
 """
 
 from __future__ import annotations
+
+from collections.abc import Hashable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -44,13 +49,21 @@ class Projection(nn.Module):
         assert residual is None or activation is None, "one epilogue at a time"
         return self.project(x, Epilogue(residual, activation, in_place, pieces))
 
-    def project(self, x: torch.Tensor | Pieces, epilogue: Epilogue) -> torch.Tensor | Pieces:
+    # The dtype a projection that may choose its output's (int8's rescale writes any float dtype) writes
+    # in: the attention's, for query, key and value (Encoder.use_attention_dtype). Float products ignore it.
+    output_dtype: torch.dtype | None = None
+
+    def project(self, x: Any, epilogue: Epilogue) -> torch.Tensor | Pieces:
         raise NotImplementedError
 
     @property
-    def input_dtype(self) -> torch.dtype:
-        """The dtype the product takes its input in: bf16 for bf16 weights; the block casts to it once."""
+    def input_form(self) -> Hashable:
+        """What `prepare` makes of an input: projections with equal forms take the same prepared input."""
         return torch.float32
+
+    def prepare(self, x: torch.Tensor) -> Any:
+        """x [..., in] fp32 as `project` takes it (here: itself)."""
+        return x
 
 
 class GroupedProjection(Projection):
@@ -72,7 +85,15 @@ class GroupedProjection(Projection):
 
     @property
     def input_dtype(self) -> torch.dtype:
+        """The dtype the product takes its input in: bf16 for bf16 weights."""
         return self.weight.dtype
+
+    @property
+    def input_form(self) -> Hashable:
+        return self.input_dtype
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        return x.to(self.input_dtype)  # a no-op in fp32, one cast in bf16
 
     def pack(self, tokens: int = kernels.TOKENS_PER_PASS) -> None:
         """Lay the weight out, once, as this CPU's kernel takes it for passes of `tokens` tokens
@@ -90,7 +111,10 @@ class GroupedProjection(Projection):
         destination[prefix + "weight"] = self.plain_weight()  # checkpoints and artifacts hold the plain layout
 
     def project(self, x: torch.Tensor | Pieces, epilogue: Epilogue) -> torch.Tensor:
-        return kernels.project(whole(x), self.weight, self.bias, self.groups, residual=epilogue.residual,
+        x = whole(x)
+        if x.dtype != self.input_dtype:  # e.g. an fp32 projection of an int8 model after bf16 attention
+            x = x.to(self.input_dtype)
+        return kernels.project(x, self.weight, self.bias, self.groups, residual=epilogue.residual,
                                activation=epilogue.activation, in_place=epilogue.in_place)  # [..., out]
 
     def extra_repr(self) -> str:
@@ -182,6 +206,7 @@ class Block(nn.Module):
                              hint=f"known: {', '.join(ACTIVATIONS)}")
         self.activation = cfg.activation
         self.fused_bf16_attention = False  # the CPU decides (Encoder.use_fused_bf16_attention)
+        self.attention_dtype: torch.dtype | None = None  # None: q's own (Encoder.use_attention_dtype)
 
     def heads(self, x: torch.Tensor) -> torch.Tensor:
         b, t, h = x.shape
@@ -189,10 +214,10 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor, keys: Keys) -> torch.Tensor:
         """x [B, T, H] fp32 (the residual stream and LayerNorms stay fp32 at every precision) -> [B, T, H]."""
-        xc = x.to(self.query.input_dtype)  # the products' dtype: a no-op in fp32, one cast for q, k and v in bf16
-        a = self.attention(self.query(xc), self.key(xc), self.value(xc), keys)  # [B, T, H]
+        xq, xk, xv = _prepared(x, (self.query, self.key, self.value))  # one cast or quantization for all three
+        a = self.attention(self.query(xq), self.key(xk), self.value(xv), keys)  # [B, T, H]
         x = self.attn_norm(self.attn_out(a, residual=x))  # [B, T, H]
-        inner = self.ffn_in(x.to(self.ffn_in.input_dtype), activation=self.activation, pieces=True)  # [B, T, I], or G x [B, T, I/G]
+        inner = self.ffn_in(self.ffn_in.prepare(x), activation=self.activation, pieces=True)  # [B, T, I], or G x [B, T, I/G]
         # x is this block's own tensor now (attn_norm's output), so the sum may overwrite it.
         return self.ffn_norm(self.ffn_out(inner, residual=x, in_place=True))  # [B, T, H]
 
@@ -200,6 +225,8 @@ class Block(nn.Module):
         """Softmax(q k^T / sqrt(hd)) v over `num_heads` heads, over the keys `keys` lets each row see; q, k,
         v and the result [B, T, H]; padding positions' results are undefined."""
         b, t, h = q.shape
+        dtype = self.attention_dtype or q.dtype
+        q, k, v = (x if x.dtype == dtype else x.to(dtype) for x in (q, k, v))  # a projection kept apart may differ
         if keys.ragged is not None:
             a = F.scaled_dot_product_attention(self.heads(q), self.heads(k), self.heads(v), attn_mask=keys.ragged)
             return a.transpose(1, 2).reshape(b, t, h)  # not right padding: batch-independence not promised
@@ -219,6 +246,15 @@ class Block(nn.Module):
                                alpha=(h // nh) ** -0.5)  # [B*nh, T, S]
         out = torch.bmm(torch.softmax(scores, dim=-1), vh)  # [B*nh, T, hd]
         return out.view(b, nh, t, h // nh).transpose(1, 2).reshape(b, t, h)
+
+
+def _prepared(x: torch.Tensor, projections: tuple[Projection, ...]) -> list[Any]:
+    """x as each of `projections` takes it, each form made once."""
+    forms: dict[Hashable, Any] = {}
+    for p in projections:
+        if p.input_form not in forms:
+            forms[p.input_form] = p.prepare(x)
+    return [forms[p.input_form] for p in projections]
 
 
 class SequenceHead(nn.Module):
@@ -277,6 +313,16 @@ class Encoder(nn.Module):
         faster of the two depends on the CPU (precision/cpu.py decides); both are batch-independent."""
         for block in self.blocks:
             block.fused_bf16_attention = fused
+        return self
+
+    def use_attention_dtype(self, dtype: torch.dtype | None) -> Encoder:
+        """Attention in `dtype` whatever its projections compute in (None: the query's dtype). An int8
+        model runs it in bf16 where the CPU has native bf16 products: its projections then write q, k
+        and v in bf16 directly (Projection.output_dtype)."""
+        for block in self.blocks:
+            block.attention_dtype = dtype
+            for proj in (block.query, block.key, block.value):
+                proj.output_dtype = dtype
         return self
 
     def pack(self, tokens: int = kernels.TOKENS_PER_PASS) -> Encoder:

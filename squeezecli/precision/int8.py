@@ -13,6 +13,8 @@ has no AMX path. Without a working kernel the int8 weights run dequantized (fp32
 from __future__ import annotations
 
 import functools
+from collections.abc import Hashable
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -74,11 +76,25 @@ def int8_backend(choice: str = "auto") -> str | None:
     return "int_mm" if _int_mm_works() else None
 
 
-def quantize_per_token(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """x [N, C] -> (int8 [N, C], fp32 scales [N, 1]): symmetric, each row over its own largest value."""
-    scale = x.abs().amax(-1, keepdim=True).clamp_(min=1e-12).div_(127)  # [N, 1]
+def quantize_per_token(x: torch.Tensor, groups: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """x [N, C] -> (int8 [N, C], fp32 scales [N, groups]): symmetric, each row's `groups` blocks of C/groups
+    channels over their own largest value."""
+    if x.dtype != torch.float32:
+        x = x.float()  # bf16 in: one upcast, where mixed-dtype arithmetic below would leave torch's fast kernels
+    n, c = x.shape
+    blocks = x.view(n, groups, c // groups)  # [N, G, C/G]
+    scale = blocks.abs().amax(-1).clamp_(min=1e-12).div_(127)  # [N, G]
     # |x / scale| <= 127 by construction, so no clamp; rounded in place: two passes fewer, the same bits.
-    return x.div(scale).round_().to(torch.int8), scale
+    return torch.div(blocks, scale.unsqueeze(-1)).round_().to(torch.int8).view(n, c), scale
+
+
+class Quantized(NamedTuple):
+    """A projection input quantized per token (Int8Projection.prepare): one, shared by the projections
+    that take the same input (a block's query, key and value)."""
+
+    values: torch.Tensor  # int8 [N, C]
+    scales: torch.Tensor  # fp32 [N, G], one per token and group
+    lead: torch.Size  # the input's leading dimensions: N is their product
 
 
 # -- modules ------------------------------------------------------------------------------------------
@@ -119,22 +135,36 @@ class Int8Projection(Projection):
         self.biases = list(self.bias.view(g, -1))
         return self
 
-    def project(self, x: torch.Tensor | Pieces, epilogue: Epilogue) -> torch.Tensor | Pieces:
-        """x [..., in], or its groups' pieces [..., in/G] -> [..., out] (grouped: its groups' pieces
-        [..., out/G], see kernels.Pieces), then the epilogue in place on the fresh output."""
-        if not (isinstance(x, list) and len(x) == self.groups):
-            x = list(whole(x).unflatten(-1, (self.groups, -1)).unbind(-2)) if self.groups > 1 else [whole(x)]
-        lead = x[0].shape[:-1]
-        pieces = [self._product(piece.reshape(-1, piece.shape[-1]), i).view(*lead, -1) for i, piece in enumerate(x)]
+    @property
+    def input_form(self) -> Hashable:
+        return ("int8 per token", self.groups)
+
+    def prepare(self, x: torch.Tensor) -> Quantized:
+        """x [..., in] (fp32 or bf16) -> its int8 values and per-token (and group) scales."""
+        return Quantized(*quantize_per_token(x.reshape(-1, x.shape[-1]), self.groups), x.shape[:-1])
+
+    def project(self, x: torch.Tensor | Pieces | Quantized, epilogue: Epilogue) -> torch.Tensor | Pieces:
+        """x [..., in], its groups' pieces [..., in/G] or what `prepare` made of it -> [..., out] (or, where
+        the epilogue allows, its groups' pieces [..., out/G], see kernels.Pieces); the epilogue applied on
+        the fresh output, which is written in `output_dtype` (None: fp32) where nothing else follows."""
+        if isinstance(x, list) and len(x) == self.groups:  # each piece quantized apart: one scale per token each
+            lead = x[0].shape[:-1]
+            groups = [quantize_per_token(piece.reshape(-1, piece.shape[-1])) for piece in x]
+        else:
+            values, scales, lead = x if isinstance(x, Quantized) else self.prepare(whole(x))
+            width = values.shape[1] // self.groups
+            groups = [(values[:, g * width:(g + 1) * width], scales[:, g:g + 1]) for g in range(self.groups)]
+        pieces = [self._product(q, scale, g).view(*lead, -1) for g, (q, scale) in enumerate(groups)]
+        if epilogue.residual is None and epilogue.activation is None and self.output_dtype not in (None, torch.float32):
+            return whole(pieces).to(self.output_dtype)
         return epilogue.apply(pieces if self.groups > 1 else pieces[0])
 
-    def _product(self, x: torch.Tensor, group: int) -> torch.Tensor:
-        """Group `group`'s W x + b for rows x [N, in/G] fp32 -> [N, out/G] fp32."""
-        if x.shape[0] == 0:
-            return x.new_empty(0, self.out_features // self.groups)
-        q, scale = quantize_per_token(x)
-        y = torch._int_mm(q, self.packed[group]).float()  # [N, out/G], exact integers
-        return torch.addcmul(self.biases[group], y, scale * self.scales[group])  # b + y * (s_token * s_channel)
+    def _product(self, q: torch.Tensor, scale: torch.Tensor, group: int) -> torch.Tensor:
+        """Group `group`'s W x + b for int8 rows q [N, in/G] with scales [N, 1] -> [N, out/G] fp32."""
+        if q.shape[0] == 0:
+            return torch.empty(0, self.out_features // self.groups)
+        y = torch.mul(torch._int_mm(q, self.packed[group]), self.scales[group])  # exact integers x s_channel, fp32
+        return torch.addcmul(self.biases[group], y, scale, out=y)  # b + y s_token, in place: one pass
 
     def dequantized(self) -> GroupedProjection:
         proj = GroupedProjection(self.in_features, self.out_features, self.groups)
