@@ -96,8 +96,8 @@ class GroupedProjection(Projection):
         return x.to(self.input_dtype)  # a no-op in fp32, one cast in bf16
 
     def pack(self, tokens: int = kernels.TOKENS_PER_PASS) -> None:
-        """Lay the weight out, once, as this CPU's kernel takes it for passes of `tokens` tokens
-        (kernels.pack); it replaces the plain one."""
+        """Lay a dense weight out, once, as this CPU's inner product takes it (kernels.pack; grouped
+        weights stay plain); it replaces the plain one."""
         self.weight = nn.Parameter(kernels.pack(self.weight, self.groups, tokens), requires_grad=False)
 
     def plain_weight(self) -> torch.Tensor:
@@ -326,8 +326,8 @@ class Encoder(nn.Module):
         return self
 
     def pack(self, tokens: int = kernels.TOKENS_PER_PASS) -> Encoder:
-        """Every float projection's weight laid out for this CPU's kernels and passes of `tokens` tokens,
-        once, after loading."""
+        """Every dense float projection's weight laid out for this CPU's inner product (told to expect
+        passes of `tokens` tokens), once, after loading."""
         for module in self.modules():
             if type(module) is GroupedProjection:
                 module.pack(tokens)

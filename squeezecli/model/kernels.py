@@ -6,13 +6,17 @@ that check them. encoder.py holds the model and calls `project`; nothing here kn
         product wherever a fused kernel runs here.
 
     pack(weight, groups)
-        the weight in the layout this CPU's kernel takes, made once at load, so that no batch re-lays it
-        out (oneDNN otherwise reorders every weight on every call); `project` takes either form.
+        a dense weight in the layout this CPU's inner product takes, made once at load, so that no batch
+        re-lays it out (oneDNN otherwise reorders every weight on every call); `project` takes either form.
 
 A dense projection with a packed weight runs as oneDNN's inner product (`mkldnn._linear_pointwise`, its
 weight layout the same at any number of tokens), a grouped one as a 1x1 convolution over channels-last
 "pixels" (`_pixels`: [N, C] viewed as [1, C, 1, N], no copy), with the epilogue fused by torch's private
-`mkldnn._convolution_pointwise` ops (what torch.compile emits on CPU). Private ops are probed once, never
+`mkldnn._convolution_pointwise` ops (what torch.compile emits on CPU). Grouped weights stay plain: oneDNN
+picks a convolution's weight layout by the number of tokens (two layouts here, alternating with the size
+at fp32), and a weight packed for one size is re-laid out from that layout into the other, by a slow
+generic reorder, on every call of another size (a one-line pass of full-size SqueezeBERT: 0.6 s of
+reorders), where one from the plain layout is a fast JIT copy. Private ops are probed once, never
 assumed; without them F.conv2d on plain weights and an in-place epilogue compute the same. What each
 measured is in docs/design.md and docs/performance.md.
 """
@@ -27,8 +31,7 @@ import torch
 import torch.nn.functional as F
 
 # The most tokens one forward pass runs where nothing asks for more (runtime.pass_tokens picks the pass size
-# from the CPU). oneDNN picks a grouped convolution's weight layout by problem size, so weights are packed
-# for the pass size the model runs (`pack(..., tokens)`): a pass of that size takes the packed weight as it is.
+# from the CPU); also the size the inner product's weight is packed for (its layout is the same at any size).
 TOKENS_PER_PASS = 1024
 
 # Applied to fresh projection outputs only, so in place where torch has an in-place form.
@@ -110,8 +113,7 @@ def project(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, groups: i
         return Epilogue(residual, in_place=in_place).apply(project(x, weight, bias, groups))
     if weight.is_mkldnn and weight.dim() == 2:  # packed for the inner product
         return _linear(x.reshape(-1, c), weight, bias, residual, activation).view(*lead, out)
-    if not weight.is_mkldnn:
-        weight = weight.view(out, c // groups, 1, 1)  # [out, in/G, 1, 1]
+    weight = weight.view(out, c // groups, 1, 1)  # [out, in/G, 1, 1]
     fused = _fused_convolution()
     conv_args = ([0, 0], [1, 1], [1, 1], groups)  # padding, stride, dilation, groups
     if fused is not None and residual is not None and in_place and residual.is_contiguous():
@@ -125,29 +127,23 @@ def project(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, groups: i
         name, algorithm = FUSABLE_ACTIVATIONS[activation]
         y = fused(_pixels(x), weight, bias, *conv_args, name, [], algorithm)
     else:
-        if fused is not None and weight.is_mkldnn:
-            y = fused(_pixels(x), weight, bias, *conv_args, "none", [], None)
-        else:
-            y = F.conv2d(_pixels(x), weight, bias, groups=groups)
+        y = F.conv2d(_pixels(x), weight, bias, groups=groups)
         return Epilogue(residual, activation).apply(_unpixels(y, lead))
     return _unpixels(y, lead)  # [..., out]
 
 
 def pack(weight: torch.Tensor, groups: int = 1, tokens: int = TOKENS_PER_PASS) -> torch.Tensor:
-    """`weight` ([out, in] or [groups, out/groups, in/groups]) in the layout this CPU's kernel takes for
-    passes of `tokens` tokens, as oneDNN's own (mkldnn) tensor; `weight` itself where no packed kernel runs
-    here. Made once, at load: the packed copy replaces the plain one."""
-    if not packed_kernels() or weight.dtype not in (torch.float32, torch.bfloat16):
+    """A dense `weight` [out, in] in the layout this CPU's inner product takes (`tokens`: the pass size it is
+    told to expect), as oneDNN's own (mkldnn) tensor; `weight` itself where no packed kernel runs here, and
+    for a grouped one ([groups, out/groups, in/groups]: see the module docstring). Made once, at load: the
+    packed copy replaces the plain one."""
+    if groups > 1 or not packed_kernels() or weight.dtype not in (torch.float32, torch.bfloat16):
         return weight
-    return _pack(weight.detach(), groups, tokens)
+    return _pack(weight.detach(), tokens)
 
 
-def _pack(weight: torch.Tensor, groups: int, tokens: int = TOKENS_PER_PASS) -> torch.Tensor:
-    if groups == 1:
-        return torch.ops.mkldnn._reorder_linear_weight(weight, tokens)
-    out, c = weight.shape[0] * weight.shape[1], weight.shape[2] * groups
-    return torch.ops.mkldnn._reorder_convolution_weight(weight.reshape(out, c // groups, 1, 1), [0, 0], [1, 1],
-                                                        [1, 1], groups, [1, c, 1, tokens])
+def _pack(weight: torch.Tensor, tokens: int = TOKENS_PER_PASS) -> torch.Tensor:
+    return torch.ops.mkldnn._reorder_linear_weight(weight, tokens)
 
 
 def unpack(packed: torch.Tensor, shape: torch.Size | tuple[int, ...]) -> torch.Tensor:
@@ -161,8 +157,8 @@ def projection_kernel() -> str:
         return "oneDNN 1x1 convolution on plain weights, then the residual or activation"
     if not packed_kernels():
         return "oneDNN 1x1 convolution, residual or GELU fused; weights re-laid out on every call"
-    return ("oneDNN inner product (dense) or 1x1 convolution (grouped) on weights packed at load, "
-            "residual or GELU fused")
+    return ("oneDNN inner product on weights packed at load (dense), 1x1 convolution on plain weights "
+            "(grouped), residual or GELU fused")
 
 
 def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, residual: torch.Tensor | None,
@@ -208,19 +204,16 @@ def packed_kernels() -> bool:
     if _fused_convolution() is None:
         return False
     x = torch.arange(-8.0, 16.0).view(3, 8) % 5 - 2  # [3, 8]
-    w = torch.arange(64.0).view(8, 8) % 3 - 1  # [8, 8]: dense, or 2 groups of [4, 4] (its diagonal blocks)
+    w = torch.arange(64.0).view(8, 8) % 3 - 1  # [8, 8]
     b = torch.arange(8.0)
     try:
         with torch.inference_mode():
             for dtype in (torch.float32, torch.bfloat16):
                 xd, wd, bd = x.to(dtype), w.to(dtype), b.to(dtype)
                 dense = F.linear(x, w, b)
-                grouped = F.linear(x, torch.block_diag(w[:4, :4], w[4:, 4:]), b)
-                by_group = torch.stack([wd[:4, :4], wd[4:, 4:]])  # [2, 4, 4]
-                if not (torch.equal(_linear(xd, _pack(wd, 1), bd, None, "relu").float(), dense.relu())
-                        and torch.equal(_linear(xd, _pack(wd, 1), bd, xd, None).float(), dense + x)
-                        and torch.equal(unpack(_pack(wd, 1), wd.shape), wd)
-                        and torch.equal(project(xd, _pack(by_group, 2), bd, 2).float(), grouped)):
+                if not (torch.equal(_linear(xd, _pack(wd), bd, None, "relu").float(), dense.relu())
+                        and torch.equal(_linear(xd, _pack(wd), bd, xd, None).float(), dense + x)
+                        and torch.equal(unpack(_pack(wd), wd.shape), wd)):
                     return False
     except (AttributeError, RuntimeError, NotImplementedError, TypeError):
         return False
