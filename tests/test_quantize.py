@@ -21,7 +21,8 @@ from squeezecli.model.encoder import GroupedProjection
 from squeezecli.model.runtime import Runtime
 from squeezecli.assembly import artifact as int8_artifact
 from squeezecli.assembly import calibration
-from squeezecli.assembly import precisions
+from squeezecli.assembly import auto, precisions
+from squeezecli.store import cache, refs
 from squeezecli.precision import cpu
 from squeezecli.precision import int8 as quantize
 
@@ -479,3 +480,45 @@ def test_int8_attention_runs_in_bf16_where_bf16_is_native(runtimes, artifact, mo
             alone = model(*(batch[key][row:row + 1, :length] for key in ("input_ids", "attention_mask", "token_type_ids")))
             assert (alone[0] - together[row]).abs().max().item() <= 1e-5  # test_precision.BATCH_TOLERANCE
     assert relative_error(together, forward(runtime.encoder, runtime)) < 0.05
+
+
+# -- what --precision auto runs ---------------------------------------------------------------------
+
+
+@needs_kernel
+def test_an_artifact_records_whether_auto_runs_it_here(runtimes) -> None:
+    """Built here, an int8 artifact carries auto's record for this CPU: int8's speed against what auto runs
+    otherwise, its fidelity to fp32 by the head's own measure, and the pick the rule gives for them."""
+    tensors, meta = int8_artifact.quantize(runtimes("bert", "sequence"))
+    record = meta["auto"]
+    assert record["cpu"] == cpu.fingerprint() and record["against"] == cpu.auto_precision().precision
+    assert record["speedup"] > 0 and record["fidelity"]["measure"] == "labels equal to fp32's"
+    assert 0 <= record["fidelity"]["value"] <= 1 and record["fidelity"]["floor"] == auto.LABEL_FLOOR
+    wins = record["speedup"] >= auto.SPEEDUP and record["fidelity"]["value"] >= auto.LABEL_FLOOR
+    assert record["picks"] == ("int8" if wins else record["against"])
+    assert auto.picks_int8(meta) == wins
+    base = int8_artifact.quantize(runtimes("bert", "base"))[1]["auto"]
+    assert base["fidelity"]["measure"] == "mean cosine to fp32" and base["fidelity"]["floor"] == auto.COSINE_FLOOR
+
+
+@needs_kernel
+@pytest.mark.parametrize("int8_wins, same_cpu", [(True, True), (True, False), (False, True)])
+def test_auto_runs_a_cached_int8_entry_only_where_it_won_on_this_cpu(checkpoints, monkeypatch, int8_wins, same_cpu):
+    """A pulled model whose entry measured int8 faster and faithful on this CPU runs int8 under auto; an
+    entry measured on another CPU (or where int8 lost) leaves auto to the CPU's choice. A model never
+    pulled is never quantized by auto."""
+    path = str(checkpoints("bert-sequence", "bert", "sequence", tokenizer=SMALL))
+    cpu_choice = cpu.auto_precision().precision
+    with monkeypatch.context() as patched:  # auto's look for an entry never hashes a directory's files
+        patched.setattr(refs, "content_hash", lambda *args: pytest.fail("auto hashed a model directory"))
+        assert loader.load_runtime(path, "sequence", precision="auto").precision == cpu_choice  # nothing pulled
+    assert cache.list_entries() == []
+    monkeypatch.setattr(auto, "SPEEDUP", 0.0 if int8_wins else float("inf"))  # the race's outcome, made certain
+    monkeypatch.setattr(auto, "LABEL_FLOOR", 0.0)
+    loader.pull(path, progress=False)
+    if not same_cpu:
+        monkeypatch.setattr(cpu, "fingerprint", lambda: "another CPU [avx2] torch 2.13.0")
+    runtime = loader.load_runtime(path, "sequence", precision="auto")
+    assert runtime.precision == ("int8" if int8_wins and same_cpu else cpu_choice)
+    (cache.list_entries()[0].path / "manifest.json").write_text("{", encoding="utf-8")  # damaged: int8's to report
+    assert loader.load_runtime(path, "sequence", precision="auto").precision == cpu_choice

@@ -5,23 +5,26 @@ fp32 scale per output channel; the word-embedding table is int8 with one scale p
 stays fp32. Which projections are int8, and whether their activations are too (per token: "token") or
 not ("weight": int8 weights dequantized at load, fp32 activations), is written in the metadata, never
 inferred: calibration (calibration.py) decides it per model on a built-in text sample. docs/performance.md's
-"int8 fidelity" has the measurements behind the choices.
+"int8 fidelity" has the measurements behind the choices. The metadata's "auto" records, for this machine,
+whether `--precision auto` runs the entry (auto.py: int8's speed and fidelity on the same sample).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import torch
 
+from ..checkpoint import heads
 from ..checkpoint.config import EncoderConfig
 from ..errors import CacheError, ModelError
 from ..model.encoder import Encoder, GroupedProjection
-from ..model.weights import check_state
+from ..model.weights import check_state, load_encoder
 from ..precision import cpu
-from ..precision.names import BF16
+from ..precision.names import BF16, FP32, INT8
 from ..precision.int8 import Int8Embedding, Int8Projection, dequantize_per_channel, int8_backend, quantize_per_channel
-from . import calibration
+from . import auto, calibration
 from .calibration import TOKEN, WEIGHT_ONLY
 from .calibration_texts import CALIBRATION_TEXTS
 
@@ -108,7 +111,42 @@ def quantize(runtime, texts: list[str] | None = None, kernel: str = "auto") -> t
         },
         "calibration": report,
     }
+    if backend is not None:  # what --precision auto runs once this entry is cached (auto.py)
+        meta["auto"] = race(runtime, tensors, meta, backend, batches)
     return tensors, meta
+
+
+def race(runtime, tensors: dict[str, torch.Tensor], meta: dict, backend: str, batches: list[dict]) -> dict:
+    """auto.py's record for an artifact: the int8 model as it will load here against fp32 (fidelity) and
+    against what auto runs without int8 (speed), over the calibration batches."""
+    encoder: Encoder = runtime.encoder
+    head = encoder.head_kind
+    other = cpu.auto_precision().precision
+    models = {FP32: encoder, INT8: load_quantized(encoder.cfg, head, tensors, meta, backend)}
+    if other == BF16:
+        models[BF16] = load_encoder(runtime.model_dir, head, torch.bfloat16).use_fused_bf16_attention(
+            cpu.fused_bf16_attention())
+
+    def run(model: Encoder) -> Callable[[], list[torch.Tensor]]:
+        def outputs() -> list[torch.Tensor]:
+            with torch.inference_mode():
+                return [_items(model(b["input_ids"], b["attention_mask"], b["token_type_ids"]).float(),
+                               b["attention_mask"], head) for b in batches]
+        return outputs
+
+    return auto.measure({name: run(model) for name, model in models.items()}, head, other)
+
+
+def _items(out: torch.Tensor, attention_mask: torch.Tensor, head: str) -> torch.Tensor:
+    """A batch's output as rows of what the head gives per item: a text's logits ([B, labels]), its
+    mean-pooled vector (base), or each real token's logits (token, qa)."""
+    real = attention_mask.bool()  # [B, T]
+    if head == heads.SEQUENCE:
+        return out  # [B, labels]
+    if head == heads.BASE:
+        weights = real.unsqueeze(-1).float()  # [B, T, 1]
+        return (out * weights).sum(1) / weights.sum(1)  # [B, H]
+    return out[real]  # [real tokens, labels or 2]
 
 
 def _weight_only(proj: GroupedProjection) -> GroupedProjection:

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..environment import Environment
+from ..errors import CacheError
+from ..precision.names import INT8
 from ..store import build, cache, hub, refs
 from ..store.sources import Source, resolve_source
 
@@ -38,6 +40,21 @@ def pull_source(source: Source, *, force: bool = False, offline: bool, progress:
 
     return build.pull(source, quantizer, force=force, offline=offline, progress=progress, head_hint=head_hint, env=env,
                       before_weights=before_weights)
+
+
+def auto_precision(source: Source, env: Environment) -> str:
+    """What `--precision auto` runs for `source` here: its cached int8 entry where the entry's record says
+    int8 wins on this CPU (auto.py), else what the CPU runs best (precision/cpu.py)."""
+    from ..precision import cpu
+    from . import auto
+
+    try:  # a cheap look: a local directory is never hashed for it, a damaged entry is int8's to report
+        entry = cache.cached_entry(cache.cache_root(env), source, hash_directory=False)
+    except (CacheError, OSError):
+        entry = None
+    if entry is not None and auto.picks_int8(entry.manifest["quantization"].get("meta")):
+        return INT8
+    return cpu.auto_precision().precision
 
 
 def checkpoint_dir(source: Source, *, offline: bool, progress: bool, env: Environment,

@@ -2,7 +2,8 @@
 
 fp32 and bf16 run the original checkpoint (fetch.checkpoint_dir), bf16 with its projections cast as they
 load; int8 runs squeeze's cache entry, pulled and quantized on first use (fetch.pull_source); auto is
-what this CPU runs best (precisions.choose). Before any weight is downloaded, quantized or read, the
+what this CPU runs best (precisions.choose), or a cached int8 entry that measured itself faster here
+(fetch.auto_precision). Before any weight is downloaded, quantized or read, the
 caller's `check` sees the model's `Preview` (config.json and tokenizer): a task refuses options that do
 not fit the model there. Imports torch: only a run that is about to load a model imports this module; a
 pull alone goes through fetch.py, which loads no torch.
@@ -28,8 +29,8 @@ def load_runtime(model: str, head: str, *, precision: str = AUTO, revision: str 
                  check: checkpoints.Check | None = None) -> Runtime:
     """A ready model for `head` ("base", "sequence", "token" or "qa": checkpoint/heads.py).
 
-    auto (the default) is bf16 on a CPU with native bf16 products and fp32 elsewhere (precision/cpu.py);
-    int8 loads the cached int8 entry, pulling it first if this is the model's first use; fp32 and bf16
+    auto (the default) is bf16 on a CPU with native bf16 products and fp32 elsewhere (precision/cpu.py),
+    or the model's cached int8 entry where that entry measured int8 faster here and faithful (auto.py); int8 loads the cached int8 entry, pulling it first if this is the model's first use; fp32 and bf16
     run the original checkpoint. A classifier, token or QA checkpoint also serves "base" (its encoder
     without the task head, e.g. embeddings of a sentiment model). Where a precision's kernels do not run
     here, fp32 is used with a one-line notice.
@@ -41,6 +42,8 @@ def load_runtime(model: str, head: str, *, precision: str = AUTO, revision: str 
     """
     env = env or Environment.from_os()
     source = resolve_source(model, revision)
+    if precision == AUTO:  # the CPU's choice, or the cached int8 entry where it measured faster here
+        precision = fetch.auto_precision(source, env)
     precision, backend = precisions.choose(precision, env)
     once = _Once(check)
 

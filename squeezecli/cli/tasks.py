@@ -44,13 +44,24 @@ def load(task: str, model: ModelOptions, env: Environment, quiet: bool = False, 
     name = model.model or catalogue.default_for(task)
     precision = model.precision
     if precision == AUTO and not quiet and env.stderr_is_terminal:  # the line shows: say what auto runs
-        from ..precision.cpu import auto_precision
-
-        precision = f"{AUTO}: {auto_precision().precision}"
+        precision = f"{AUTO}: {auto_choice(name, model, env)}"
     shows = env.stderr_is_terminal and not quiet  # Rich's cell widths (slow to import) only for a line that shows
     shown = left_cut(name, STATUS_WIDTH - len(f"loading  ({precision})…")) if shows else name  # a path by its end
     with status_line(env, f"loading {shown} ({precision})…", quiet):
         return load_pipeline(task, model.model, progress=not quiet, env=env, **load_arguments(model), **options)
+
+
+def auto_choice(name: str, model: ModelOptions, env: Environment) -> str:
+    """What --precision auto will run for the model (a cached int8 entry that won here, or the CPU's choice);
+    a name the load will refuse is the load's to report."""
+    from ..assembly.fetch import auto_precision
+    from ..precision.cpu import auto_precision as cpu_choice
+    from ..store.sources import resolve_source
+
+    try:
+        return auto_precision(resolve_source(name, model.revision), env)
+    except SqueezeError:
+        return cpu_choice().precision
 
 
 def load_arguments(model: ModelOptions) -> dict[str, Any]:

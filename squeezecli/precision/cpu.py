@@ -3,9 +3,8 @@
 bf16 products are what a CPU with native bf16 dot products runs fastest within squeeze's fidelity bar
 (AVX512-BF16 on AMD Zen 4 and Intel Cooper Lake on, AMX-BF16 on Sapphire Rapids on: oneDNN's bf16
 kernels; measured in the docs/performance.md); without them bf16 is emulated and slower than fp32,
-so auto is fp32 there. int8 is not auto's choice anywhere: its activation rounding moves near-tied
-nearest neighbours of real embeddings (docs/performance.md, int8 fidelity); it stays selectable for its 4x smaller
-artifact. Every kernel is probed before it is used: a CPU flag says what the silicon can do, the probe
+so auto is fp32 there. int8 is not the CPU's choice: whether a pulled model's int8 entry runs under auto
+is measured per model, on the machine, when the entry is built (assembly/auto.py). Every kernel is probed before it is used: a CPU flag says what the silicon can do, the probe
 says that this torch build does it, and right.
 """
 
@@ -51,6 +50,19 @@ def cpu_flags() -> frozenset[str]:
 @functools.cache
 def cpu_name() -> str:
     return _cpuinfo("model name") or platform.processor() or platform.machine()
+
+
+@functools.cache
+def fingerprint() -> str:
+    """This CPU and torch, as a measurement made here is good for: the model name, the flags that decide
+    kernels, and torch's version (read without importing torch)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        torch_version = version("torch")
+    except PackageNotFoundError:
+        torch_version = "?"
+    return f"{cpu_name()} [{' '.join(present(REPORTED))}] torch {torch_version}"
 
 
 def present(wanted: tuple[str, ...], flags: frozenset[str] | None = None) -> list[str]:

@@ -231,21 +231,23 @@ def check_entry(entry: Entry, *, full: bool = False, name: str | None = None) ->
 # -- finding entries without the network -------------------------------------------------------------
 
 
-def cached_key(root: Path, source: Source) -> str | None:
-    """The key this source resolves to locally (a Hub revision's ref, a directory's content), or None."""
+def cached_key(root: Path, source: Source, *, hash_directory: bool = True) -> str | None:
+    """The key this source resolves to locally (a Hub revision's ref, a directory's content), or None; with
+    `hash_directory` False, a directory whose content hash is not remembered is None (never hashed)."""
     if source.kind == "dir":
-        return dir_key(source.path, refs.content_hash(root, source.path))
+        content = (refs.content_hash if hash_directory else refs.remembered_content_hash)(root, source.path)
+        return None if content is None else dir_key(source.path, content)
     assert source.revision is not None
     pinned = refs.COMMIT_SHA.fullmatch(source.revision)
     commit = source.revision if pinned else refs.read_ref(root, source.id, source.revision)
     return None if commit is None else hub_key(source.id, commit)
 
 
-def cached_entry(root: Path, source: Source) -> Entry | None:
-    """The entry this source resolves to locally, or None if there is none. An entry directory that is
-    there but damaged (no manifest, or an unreadable one) is a CacheError: a run never uses or quietly
-    replaces a damaged entry; `pull` rebuilds it."""
-    key = cached_key(root, source)
+def cached_entry(root: Path, source: Source, *, hash_directory: bool = True) -> Entry | None:
+    """The entry this source resolves to locally, or None if there is none (`hash_directory`: cached_key's).
+    An entry directory that is there but damaged (no manifest, or an unreadable one) is a CacheError: a
+    run never uses or quietly replaces a damaged entry; `pull` rebuilds it."""
+    key = cached_key(root, source, hash_directory=hash_directory)
     if key is None:
         return None
     path = root / "entries" / key

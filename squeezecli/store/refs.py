@@ -63,22 +63,40 @@ def drop_dangling_refs(root: Path) -> None:
             ref.unlink(missing_ok=True)
 
 
-def content_hash(root: Path, directory: Path) -> str:
-    """sha256 over the files squeeze reads from a local model directory.
+def remembered_content_hash(root: Path, directory: Path) -> str | None:
+    """content_hash where it is remembered for the files as they are now; None where it would have to be
+    computed (a directory never pulled, or changed since): for a look that must stay cheap."""
+    _, stats, memo_path = _stats(root, directory)
+    return _remembered(memo_path, directory, stats)
 
-    Hashing a few hundred MB on every run would cost seconds, so the hash is remembered together with the
-    files' sizes and modification times, and recomputed only when one of those changes.
-    """
+
+def _stats(root: Path, directory: Path) -> tuple[list[str], list[list], Path]:
     names = layout.directory_files(directory)
     stats = [[relative, (directory / relative).stat().st_size, (directory / relative).stat().st_mtime_ns]
              for relative in names]
-    memo_path = root / "refs" / "dir" / (hashlib.sha256(str(directory).encode()).hexdigest()[:32] + ".json")
+    return names, stats, root / "refs" / "dir" / (hashlib.sha256(str(directory).encode()).hexdigest()[:32] + ".json")
+
+
+def _remembered(memo_path: Path, directory: Path, stats: list[list]) -> str | None:
     try:
         memo = json.loads(memo_path.read_text(encoding="utf-8"))
         if memo.get("path") == str(directory) and memo.get("stats") == stats:
             return str(memo["content"])
     except (OSError, ValueError, KeyError, AttributeError):
         pass
+    return None
+
+
+def content_hash(root: Path, directory: Path) -> str:
+    """sha256 over the files squeeze reads from a local model directory.
+
+    Hashing a few hundred MB on every run would cost seconds, so the hash is remembered together with the
+    files' sizes and modification times, and recomputed only when one of those changes.
+    """
+    names, stats, memo_path = _stats(root, directory)
+    remembered = _remembered(memo_path, directory, stats)
+    if remembered is not None:
+        return remembered
     digest = hashlib.sha256()
     for relative in names:
         digest.update(f"{relative}\0{files.sha256(directory / relative)}\0".encode())
