@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .environment import Environment, choose_openmp_wait
+from .environment import Environment, choose_library_settings
 from .io.batches import DEFAULT_BATCH_SIZE, run_bucketed
 
 
@@ -78,7 +78,7 @@ def load(
     against its window) are refused from its config and tokenizer, before its weights are downloaded,
     quantized or read.
     """
-    choose_openmp_wait()  # before the imports below load torch (a no-op once it is loaded)
+    choose_library_settings()  # before the imports below load torch (OpenMP's a no-op once it is loaded)
     from .assembly import loader
     from .model import process
     from .store import catalogue

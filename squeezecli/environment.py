@@ -1,7 +1,8 @@
 """The one place squeeze reads the process it runs in: its standard streams and the environment variables
 it knows. `Environment.from_os()` reads them once; the CLI builds one per command and passes it down, the
 Python API builds one per `load`, and tests build their own (as httpie's `Environment` does). Also the
-one variable squeeze sets for a library, OpenMP's wait policy (`choose_openmp_wait`), before torch loads.
+variables squeeze sets for its libraries before torch loads: OpenMP's wait policy (`choose_openmp_wait`)
+and the size of oneDNN's primitive cache (`choose_library_settings`).
 """
 
 from __future__ import annotations
@@ -151,6 +152,21 @@ def _token_source(env: Mapping[str, str]) -> str | None:
 
 def _expand(path: str) -> str:
     return os.path.expandvars(os.path.expanduser(path))
+
+
+# oneDNN keeps up to this many compiled kernels (its default: 1,024). A run of mixed-length texts makes
+# passes of hundreds of shapes, each with its own kernels: 4,000 lines of SqueezeBERT held 140 MB of them
+# at the default, with no speed to show for it (docs/performance.md).
+ONEDNN_PRIMITIVE_CACHE = 64
+
+
+def choose_library_settings(environ: MutableMapping[str, str] | None = None) -> None:
+    """Before torch loads: OpenMP's wait policy (choose_openmp_wait) and oneDNN's primitive cache size,
+    unless the user set either (ONEDNN_ or DNNL_PRIMITIVE_CACHE_CAPACITY)."""
+    environ = os.environ if environ is None else environ
+    if not ({"ONEDNN_PRIMITIVE_CACHE_CAPACITY", "DNNL_PRIMITIVE_CACHE_CAPACITY"} & environ.keys()):
+        environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] = str(ONEDNN_PRIMITIVE_CACHE)
+    choose_openmp_wait(environ)
 
 
 def choose_openmp_wait(environ: MutableMapping[str, str] | None = None, others: Callable[[], int] | None = None,

@@ -188,6 +188,18 @@ def test_openmp_waits_passively_only_where_other_work_keeps_the_cpus_busy():
     assert others_running(lambda: (_ for _ in ()).throw(OSError("no /proc")), pause=0) == 0
 
 
+def test_onednn_keeps_a_small_primitive_cache_unless_the_user_sized_it():
+    from squeezecli.environment import ONEDNN_PRIMITIVE_CACHE, choose_library_settings
+
+    environ = {"OMP_WAIT_POLICY": "ACTIVE"}  # OpenMP's own setting stands beside it
+    choose_library_settings(environ)
+    assert environ == {"OMP_WAIT_POLICY": "ACTIVE", "ONEDNN_PRIMITIVE_CACHE_CAPACITY": str(ONEDNN_PRIMITIVE_CACHE)}
+    for own in ({"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "2048"}, {"DNNL_PRIMITIVE_CACHE_CAPACITY": "0"}):
+        environ = {**own, "OMP_WAIT_POLICY": "ACTIVE"}
+        choose_library_settings(environ)
+        assert environ == {**own, "OMP_WAIT_POLICY": "ACTIVE"}  # the user's size is theirs
+
+
 def test_a_process_started_beside_a_busy_loop_waits_passively_and_a_user_setting_stands(tmp_path):
     """Whole processes: `squeeze doctor --json` started while a busy loop runs reports PASSIVE (chosen
     before torch loaded); with OMP_WAIT_POLICY=ACTIVE set by the user, ACTIVE."""

@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from .._version import __version__
-from ..environment import Environment, choose_openmp_wait
+from ..environment import Environment, choose_library_settings
 from ..errors import ExitStatus, OutputError, SqueezeError, report
 from ..io.batches import READER_THREAD
 from ..io.pipeline import InputOptions, OutputOptions, run_pipeline
@@ -200,7 +200,7 @@ def main() -> None:
     """Console-script entry point."""
     # Before anything loads torch: on a busy machine spinning OpenMP threads steal the slices the working
     # ones wait for (a pull took 160 s instead of 16 s at load 7 on 2 cores); on an idle one they are faster.
-    choose_openmp_wait()
+    choose_library_settings()  # and oneDNN's primitive cache size
     closed = _reopen_closed_descriptors()
     if STDOUT_FD in closed:
         # Every command prints its results, and nothing can read them.
