@@ -25,7 +25,7 @@ def projection(groups: int, seed: int = 0, kernels: str = "plain") -> GroupedPro
         proj.bias.copy_(torch.randn(128, generator=gen))
     if kernels == "packed":
         proj.pack()
-        assert proj.weight.is_mkldnn
+        assert proj.weight.is_mkldnn == (groups == 1)  # grouped weights stay plain (kernels.py says why)
     return proj
 
 
@@ -38,9 +38,9 @@ def dense(proj: GroupedProjection, x: torch.Tensor) -> torch.Tensor:
 
 @pytest.fixture(params=["packed", "fused", "plain"])
 def kernels(request, monkeypatch):
-    """Every test runs with weights packed at load (oneDNN's inner product, or its convolution when
-    grouped), with oneDNN's fused epilogues on plain weights (a torch whose packed ops fail their probe),
-    and with the F.conv2d fallback used without either."""
+    """Every test runs with the kernels a load picks (oneDNN's inner product on packed weights when dense,
+    its fused convolution on plain weights when grouped), with oneDNN's fused epilogues on plain weights
+    (a torch whose packed ops fail their probe), and with the F.conv2d fallback used without either."""
     if request.param != "packed":
         monkeypatch.setattr(kernel_ops, "packed_kernels", lambda: False)
     if request.param == "plain":
