@@ -25,7 +25,7 @@ def projection(groups: int, seed: int = 0, kernels: str = "plain") -> GroupedPro
         proj.bias.copy_(torch.randn(128, generator=gen))
     if kernels == "packed":
         proj.pack()
-        assert proj.weight.is_mkldnn == (groups == 1)  # grouped weights stay plain (kernels.py says why)
+        assert all(w.is_mkldnn for w in proj.group_weights or (proj.weight,))  # by group where grouped
     return proj
 
 
@@ -38,9 +38,9 @@ def dense(proj: GroupedProjection, x: torch.Tensor) -> torch.Tensor:
 
 @pytest.fixture(params=["packed", "fused", "plain"])
 def kernels(request, monkeypatch):
-    """Every test runs with the kernels a load picks (oneDNN's inner product on packed weights when dense,
-    its fused convolution on plain weights when grouped), with oneDNN's fused epilogues on plain weights
-    (a torch whose packed ops fail their probe), and with the F.conv2d fallback used without either."""
+    """Every test runs with the kernels a load picks (oneDNN's inner product on packed weights, one per
+    group where grouped), with oneDNN's fused convolution on plain weights (a torch whose packed ops fail
+    their probe), and with the F.conv2d fallback used without either."""
     if request.param != "packed":
         monkeypatch.setattr(kernel_ops, "packed_kernels", lambda: False)
     if request.param == "plain":
@@ -72,6 +72,27 @@ def test_residual_epilogue(kernels, groups, in_place):
         assert torch.equal(residual, kept), "an out-of-place residual must not be touched"
 
 
+@pytest.mark.parametrize("activation", [None, "gelu", "quick_gelu"])
+def test_pieces_in_and_out_compute_the_whole(kernels, activation):
+    """A grouped projection takes its input as `prepare` makes it (its groups' pieces where each group runs
+    apart) or as the previous projection's pieces, and hands on pieces where asked: glued, the same."""
+    first, second = projection(4, seed=1, kernels=kernels), GroupedProjection(128, 64, 4)
+    with torch.no_grad():
+        second.weight.copy_(torch.randn(second.weight.shape) * 0.1)
+        second.bias.copy_(torch.randn(64))
+    if kernels == "packed":
+        second.pack()
+    x, residual = torch.randn(3, 7, 64), torch.randn(3, 7, 64)
+    with torch.inference_mode():
+        prepared = first.prepare(x)
+        assert isinstance(prepared, list) == (kernels == "packed")
+        inner = first(prepared, activation=activation, pieces=True)
+        expected = dense(first, x) if activation is None else ACTIVATIONS[activation](dense(first, x))
+        torch.testing.assert_close(kernel_ops.whole(inner), expected, atol=1e-5, rtol=1e-5)
+        out = second(inner, residual=residual.clone(), in_place=True)
+        torch.testing.assert_close(out, dense(second, expected) + residual, atol=1e-4, rtol=1e-4)
+
+
 def test_in_place_residual_that_is_not_contiguous_still_adds(kernels):
     proj, x = projection(4, kernels=kernels), torch.randn(3, 7, 64)
     residual = torch.randn(7, 3, 128).transpose(0, 1)  # [3, 7, 128], not contiguous
@@ -89,7 +110,8 @@ def test_empty_input(groups, epilogue):
     kwargs = {"none": {}, "activation": {"activation": "gelu"}, "residual": {"residual": residual},
               "in-place residual": {"residual": residual, "in_place": True}}[epilogue]
     with torch.inference_mode():
-        assert projection(groups)(torch.randn(2, 0, 64), **kwargs).shape == (2, 0, 128)
+        for kernels in ("plain", "packed"):
+            assert projection(groups, kernels=kernels)(torch.randn(2, 0, 64), **kwargs).shape == (2, 0, 128)
 
 
 @pytest.fixture(scope="module")

@@ -49,7 +49,7 @@ def quantize(source: Source, directory: Path, head_hint: str | None, *, env: Env
         env.notice(f"{source.name} is used for the first time: quantizing it to int8 (once; it is cached for "
                    "next time)")
     tensors, meta = artifact.quantize(runtime, kernel=env.kernel)
-    return build.Artifact(tensors, meta, sum(p.numel() for p in runtime.encoder.parameters()), checkpoint)
+    return build.Artifact(tensors, meta, runtime.encoder.parameter_count(), checkpoint)
 
 
 Check = Callable[[Preview], None]

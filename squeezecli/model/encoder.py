@@ -33,7 +33,7 @@ from ..checkpoint.config import EncoderConfig
 from ..checkpoint.heads import HEADS
 from ..errors import ModelError
 from . import kernels
-from .kernels import ACTIVATIONS, Epilogue, Pieces, whole
+from .kernels import ACTIVATIONS, Epilogue, Pieces, cast, whole
 
 # Attention runs over keys padded to a multiple of this (Keys says why).
 KEY_BLOCK = 16
@@ -70,9 +70,10 @@ class GroupedProjection(Projection):
     """y = x W^T + b applied at every position, with the channels split into `groups` blocks.
 
     weight: [out, in] when groups == 1 (an nn.Linear), else [groups, out/groups, in/groups],
-    which is a Conv1d weight [out, in/groups, 1] viewed by group. The epilogue (a residual or an
-    activation) runs inside oneDNN's product while each output tile is still in cache; the output is
-    always one tensor.
+    which is a Conv1d weight [out, in/groups, 1] viewed by group. `pack` lays it out for this CPU's
+    kernels, once; a grouped weight packed by group then lives in `group_weights` (and `weight` is left
+    empty, its dtype kept). The epilogue (a residual or an activation) runs inside oneDNN's product while
+    each output tile is still in cache; a grouped output may stay its groups' pieces where asked.
     """
 
     def __init__(self, in_features: int, out_features: int, groups: int = 1):
@@ -82,6 +83,7 @@ class GroupedProjection(Projection):
         shape = (out_features, in_features) if groups == 1 else (groups, out_features // groups, in_features // groups)
         self.weight = nn.Parameter(torch.empty(shape))
         self.bias = nn.Parameter(torch.zeros(out_features))
+        self.group_weights: tuple[torch.Tensor, ...] = ()  # per group, packed [out/G, in/G] (after `pack`)
 
     @property
     def input_dtype(self) -> torch.dtype:
@@ -90,32 +92,42 @@ class GroupedProjection(Projection):
 
     @property
     def input_form(self) -> Hashable:
-        return self.input_dtype
+        return (self.input_dtype, self.groups) if self.group_weights else self.input_dtype
 
-    def prepare(self, x: torch.Tensor) -> torch.Tensor:
-        return x.to(self.input_dtype)  # a no-op in fp32, one cast in bf16
+    def prepare(self, x: torch.Tensor) -> torch.Tensor | Pieces:
+        """x as the product takes it: in its dtype (a no-op in fp32, one cast in bf16), and split into its
+        groups' pieces (in the same pass) where each group runs apart."""
+        if self.group_weights:
+            return kernels.split(x, self.groups, self.input_dtype)
+        return x.to(self.input_dtype)
 
     def pack(self, tokens: int = kernels.TOKENS_PER_PASS) -> None:
-        """Lay a dense weight out, once, as this CPU's inner product takes it (kernels.pack; grouped
-        weights stay plain); it replaces the plain one."""
-        self.weight = nn.Parameter(kernels.pack(self.weight, self.groups, tokens), requires_grad=False)
+        """Lay the weight out, once, as this CPU's inner product takes it (kernels.pack: `tokens` is the pass
+        size it is told to expect); it replaces the plain one."""
+        packed = kernels.pack(self.weight, self.groups, tokens)
+        if isinstance(packed, tuple):
+            self.group_weights = packed
+            packed = self.weight.detach().new_empty(0)  # the groups hold the weight now; its dtype stays
+        self.weight = nn.Parameter(packed, requires_grad=False)
 
     def plain_weight(self) -> torch.Tensor:
         """The weight in the layout the class docstring gives, packed or not."""
         shape = (self.out_features, self.in_features) if self.groups == 1 else (
             self.groups, self.out_features // self.groups, self.in_features // self.groups)
-        return kernels.unpack(self.weight.detach(), shape)
+        return kernels.unpack(self.group_weights or self.weight.detach(), shape)
+
+    def parameter_count(self) -> int:
+        return self.bias.numel() + self.out_features * self.in_features // self.groups
 
     def _save_to_state_dict(self, destination, prefix, keep_vars):  # type: ignore[no-untyped-def]
         super()._save_to_state_dict(destination, prefix, keep_vars)
         destination[prefix + "weight"] = self.plain_weight()  # checkpoints and artifacts hold the plain layout
 
-    def project(self, x: torch.Tensor | Pieces, epilogue: Epilogue) -> torch.Tensor:
-        x = whole(x)
-        if x.dtype != self.input_dtype:  # e.g. an fp32 projection of an int8 model after bf16 attention
-            x = x.to(self.input_dtype)
-        return kernels.project(x, self.weight, self.bias, self.groups, residual=epilogue.residual,
-                               activation=epilogue.activation, in_place=epilogue.in_place)  # [..., out]
+    def project(self, x: torch.Tensor | Pieces, epilogue: Epilogue) -> torch.Tensor | Pieces:
+        x = cast(x, self.input_dtype)  # e.g. an fp32 projection of an int8 model after bf16 attention
+        return kernels.project(x, self.group_weights or self.weight, self.bias, self.groups,
+                               residual=epilogue.residual, activation=epilogue.activation,
+                               in_place=epilogue.in_place, pieces=epilogue.pieces)  # [..., out] or pieces
 
     def extra_repr(self) -> str:
         return f"in={self.in_features}, out={self.out_features}, groups={self.groups}"
@@ -208,44 +220,60 @@ class Block(nn.Module):
         self.fused_bf16_attention = False  # the CPU decides (Encoder.use_fused_bf16_attention)
         self.attention_dtype: torch.dtype | None = None  # None: q's own (Encoder.use_attention_dtype)
 
-    def heads(self, x: torch.Tensor) -> torch.Tensor:
-        b, t, h = x.shape
-        return x.view(b, t, self.num_heads, h // self.num_heads).transpose(1, 2)  # [B, nh, T, hd]
+    def heads(self, x: torch.Tensor | Pieces, dtype: torch.dtype, width: int) -> torch.Tensor:
+        """x [B, T, H] (or its groups' pieces [B, T, H/G], each whole heads) -> [B, nh, width, hd] in
+        `dtype`, zero past T: a view where x is one tensor of that dtype and width, else one copy."""
+        nh = self.num_heads
+        parts = x if isinstance(x, list) else [x]
+        b, t, w = parts[0].shape
+        hd = w * len(parts) // nh
+        if w % hd:  # pieces that split a head: glued first
+            return self.heads(whole(x), dtype, width)
+        if len(parts) == 1 and width == t and x.dtype == dtype:
+            return parts[0].view(b, t, nh, hd).transpose(1, 2)
+        out = parts[0].new_empty((b, nh, width, hd), dtype=dtype)
+        out[:, :, t:].zero_()
+        per = w // hd  # heads per piece
+        for i, part in enumerate(parts):
+            out[:, i * per:(i + 1) * per, :t].copy_(part.view(b, t, per, hd).transpose(1, 2))
+        return out
 
     def forward(self, x: torch.Tensor, keys: Keys) -> torch.Tensor:
         """x [B, T, H] fp32 (the residual stream and LayerNorms stay fp32 at every precision) -> [B, T, H]."""
-        xq, xk, xv = _prepared(x, (self.query, self.key, self.value))  # one cast or quantization for all three
-        a = self.attention(self.query(xq), self.key(xk), self.value(xv), keys)  # [B, T, H]
+        xq, xk, xv = _prepared(x, (self.query, self.key, self.value))  # one cast, split or quantization for all
+        q, k, v = (p(xp, pieces=True) for p, xp in ((self.query, xq), (self.key, xk), (self.value, xv)))
+        a = self.attention(q, k, v, keys)  # [B, T, H]
         x = self.attn_norm(self.attn_out(a, residual=x))  # [B, T, H]
         inner = self.ffn_in(self.ffn_in.prepare(x), activation=self.activation, pieces=True)  # [B, T, I], or G x [B, T, I/G]
         # x is this block's own tensor now (attn_norm's output), so the sum may overwrite it.
         return self.ffn_norm(self.ffn_out(inner, residual=x, in_place=True))  # [B, T, H]
 
-    def attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, keys: Keys) -> torch.Tensor:
+    def attention(self, q: torch.Tensor | Pieces, k: torch.Tensor | Pieces, v: torch.Tensor | Pieces,
+                  keys: Keys) -> torch.Tensor:
         """Softmax(q k^T / sqrt(hd)) v over `num_heads` heads, over the keys `keys` lets each row see; q, k,
-        v and the result [B, T, H]; padding positions' results are undefined."""
-        b, t, h = q.shape
-        dtype = self.attention_dtype or q.dtype
-        q, k, v = (x if x.dtype == dtype else x.to(dtype) for x in (q, k, v))  # a projection kept apart may differ
+        v [B, T, H] or their groups' pieces, the result [B, T, H]; padding positions' results are undefined."""
+        dtype = self.attention_dtype or (q[0] if isinstance(q, list) else q).dtype  # a projection kept apart may differ
+        t = (q[0] if isinstance(q, list) else q).shape[1]
+        width = t if keys.ragged is not None else keys.width
+        qh, kh, vh = self.heads(q, dtype, t), self.heads(k, dtype, width), self.heads(v, dtype, width)
+        b, nh, _, hd = qh.shape
         if keys.ragged is not None:
-            a = F.scaled_dot_product_attention(self.heads(q), self.heads(k), self.heads(v), attn_mask=keys.ragged)
-            return a.transpose(1, 2).reshape(b, t, h)  # not right padding: batch-independence not promised
-        if keys.width != t:
-            k, v = (F.pad(x, (0, 0, 0, keys.width - t)) for x in (k, v))  # [B, width, H]
-        return self._attend(q, k, v, keys.bias(q.dtype))
+            a = F.scaled_dot_product_attention(qh, kh, vh, attn_mask=keys.ragged)
+            return a.transpose(1, 2).reshape(b, t, nh * hd)  # not right padding: batch-independence not promised
+        return self._attend(qh, kh, vh, keys.bias(dtype))
 
     def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        """q [B, T, H], k and v [B, S, H], bias [B, 1, 1, S] added to the scores -> [B, T, H]. fp32 runs
-        torch's fused kernel; bf16 too where it is the faster (AMX), else batched products and a softmax."""
-        (b, t, h), s, nh = q.shape, k.shape[1], self.num_heads
+        """q [B, nh, T, hd], k and v [B, nh, S, hd], bias [B, 1, 1, S] added to the scores -> [B, T, H]. fp32
+        runs torch's fused kernel; bf16 too where it is the faster (AMX), else batched products and a softmax."""
+        (b, nh, t, hd), s = q.shape, k.shape[2]
         if q.dtype == torch.float32 or self.fused_bf16_attention:
-            a = F.scaled_dot_product_attention(self.heads(q), self.heads(k), self.heads(v), attn_mask=bias)
-            return a.transpose(1, 2).reshape(b, t, h)  # a view: SDPA's output is [B, T, nh, hd] in memory
-        qh, kh, vh = (x.reshape(b, -1, nh, h // nh).transpose(1, 2).reshape(b * nh, -1, h // nh) for x in (q, k, v))
+            a = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+            return a.transpose(1, 2).reshape(b, t, nh * hd)  # a view: SDPA's output is [B, T, nh, hd] in memory
+        qh, kh, vh = (x.reshape(b * nh, -1, hd) for x in (q, k, v))  # views where x is contiguous
         scores = torch.baddbmm(bias.expand(b, nh, 1, s).reshape(b * nh, 1, s), qh, kh.transpose(1, 2),
-                               alpha=(h // nh) ** -0.5)  # [B*nh, T, S]
+                               alpha=hd ** -0.5)  # [B*nh, T, S]
         out = torch.bmm(torch.softmax(scores, dim=-1), vh)  # [B*nh, T, hd]
-        return out.view(b, nh, t, h // nh).transpose(1, 2).reshape(b, t, h)
+        return out.view(b, nh, t, hd).transpose(1, 2).reshape(b, t, nh * hd)
 
 
 def _prepared(x: torch.Tensor, projections: tuple[Projection, ...]) -> list[Any]:
@@ -326,12 +354,19 @@ class Encoder(nn.Module):
         return self
 
     def pack(self, tokens: int = kernels.TOKENS_PER_PASS) -> Encoder:
-        """Every dense float projection's weight laid out for this CPU's inner product (told to expect
-        passes of `tokens` tokens), once, after loading."""
+        """Every float projection's weight laid out for this CPU's inner product (told to expect passes of
+        `tokens` tokens), once, after loading."""
         for module in self.modules():
             if type(module) is GroupedProjection:
                 module.pack(tokens)
         return self
+
+    def parameter_count(self) -> int:
+        """Weights and biases, counted in their plain layout whatever `pack` made of them."""
+        projections = [m for m in self.modules() if isinstance(m, GroupedProjection)]
+        held = {id(p) for m in projections for p in m.parameters(recurse=False)}
+        return (sum(m.parameter_count() for m in projections)
+                + sum(p.numel() for p in self.parameters() if id(p) not in held))
 
 
 def flops_per_token(cfg: EncoderConfig, seq_len: int) -> float:

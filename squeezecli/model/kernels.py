@@ -1,24 +1,25 @@
 """How a position-wise projection runs on this CPU: the oneDNN kernels torch reaches, and the probes
 that check them. encoder.py holds the model and calls `project`; nothing here knows what a block is.
 
-    project(x, weight, bias, groups, residual=None, activation=None, in_place=False)
-        x [..., in] -> x W^T + b [..., out], then `residual` added or `activation` applied, inside the
-        product wherever a fused kernel runs here.
+    project(x, weight, bias, groups, residual=None, activation=None, in_place=False, pieces=False)
+        x [..., in] (or its groups' pieces) -> x W^T + b [..., out], then `residual` added or `activation`
+        applied, inside the product wherever a fused kernel runs here.
 
-    pack(weight, groups)
-        a dense weight in the layout this CPU's inner product takes, made once at load, so that no batch
-        re-lays it out (oneDNN otherwise reorders every weight on every call); `project` takes either form.
+    pack(weight, groups, tokens)
+        a weight in the layout this CPU's inner product takes, made once at load, so that no batch re-lays
+        it out (oneDNN otherwise reorders every weight on every call); `project` takes either form.
 
-A dense projection with a packed weight runs as oneDNN's inner product (`mkldnn._linear_pointwise`, its
-weight layout the same at any number of tokens), a grouped one as a 1x1 convolution over channels-last
-"pixels" (`_pixels`: [N, C] viewed as [1, C, 1, N], no copy), with the epilogue fused by torch's private
-`mkldnn._convolution_pointwise` ops (what torch.compile emits on CPU). Grouped weights stay plain: oneDNN
-picks a convolution's weight layout by the number of tokens (two layouts here, alternating with the size
-at fp32), and a weight packed for one size is re-laid out from that layout into the other, by a slow
-generic reorder, on every call of another size (a one-line pass of full-size SqueezeBERT: 0.6 s of
-reorders), where one from the plain layout is a fast JIT copy. Private ops are probed once, never
-assumed; without them F.conv2d on plain weights and an in-place epilogue compute the same. What each
-measured is in docs/design.md and docs/performance.md.
+A packed weight runs as oneDNN's inner product (`mkldnn._linear_pointwise`), whose weight layout is the
+same at any number of tokens: a dense one as one product, a grouped one as one product per group (its
+weight packed by group), the groups' inputs and outputs handed on as pieces (see Pieces), so no glue is
+copied where a block does not need the whole. A grouped weight is not packed for oneDNN's grouped
+convolution: that kernel picks its weight layout by the number of tokens (two layouts, alternating with
+the size at fp32), so one packed for one size is re-laid out on every call of another (a one-line pass of
+full-size SqueezeBERT: 0.6 s of oneDNN's generic reorder). Without the packed ops (a probe fails), a
+projection runs as a 1x1 convolution on plain weights over channels-last "pixels" (`_pixels`: [N, C]
+viewed as [1, C, 1, N], no copy), the epilogue fused by torch's private `mkldnn._convolution_pointwise`
+ops (what torch.compile emits on CPU) where they work, else F.conv2d and an in-place epilogue. Private
+ops are probed once, never assumed. What each measured is in docs/design.md and docs/performance.md.
 """
 
 from __future__ import annotations
@@ -54,16 +55,32 @@ FUSABLE_ACTIVATIONS = {
     "relu": ("relu", None),
 }
 
-# A grouped int8 projection computes each group apart (precision/int8.py), and gluing the groups' outputs
-# back together is a copy as costly as the int8 products themselves ([tokens, 3072] for the
-# feed-forward). So a projection may hand on its output as the list of its groups' pieces, which the
-# next projection takes as its groups' inputs: act(FfnIn x) never exists as one tensor.
+# A grouped projection on packed weights (and every int8 one, precision/int8.py) computes each group
+# apart, and gluing the groups' outputs back together is a copy as costly as a tenth of the products
+# ([tokens, 3072] for the feed-forward). So a projection may hand on its output as the list of its groups'
+# pieces, which the next projection takes as its groups' inputs (act(FfnIn x) never exists as one tensor)
+# and attention as its heads.
 Pieces = list[torch.Tensor]
 
 
 def whole(x: torch.Tensor | Pieces) -> torch.Tensor:
     """A projection output in one tensor: pieces [..., C/G] glued along channels into [..., C]."""
     return torch.cat(x, dim=-1) if isinstance(x, list) else x
+
+
+def split(x: torch.Tensor, groups: int, dtype: torch.dtype | None = None) -> Pieces:
+    """x [..., C] -> its groups' pieces, each [..., C/G] and contiguous, cast to `dtype` in the same pass."""
+    *lead, c = x.shape
+    out = x.new_empty((groups, *lead, c // groups), dtype=dtype or x.dtype)  # [G, ..., C/G]
+    out.copy_(x.view(*lead, groups, c // groups).movedim(-2, 0))
+    return list(out.unbind(0))
+
+
+def cast(x: torch.Tensor | Pieces, dtype: torch.dtype) -> torch.Tensor | Pieces:
+    """x, or each of its pieces, in `dtype` (itself where it already is)."""
+    if isinstance(x, list):
+        return [piece if piece.dtype == dtype else piece.to(dtype) for piece in x]
+    return x if x.dtype == dtype else x.to(dtype)
 
 
 class Epilogue(NamedTuple):
@@ -85,8 +102,8 @@ class Epilogue(NamedTuple):
                 for group, piece in enumerate(y):  # each group's output into its own channels: nothing glued
                     slots[:, group].add_(piece.view(slots.shape[0], -1))
                 return self.residual
-            if self.activation is not None and self.pieces:
-                return [ACTIVATIONS[self.activation](piece) for piece in y]
+            if self.residual is None and self.pieces:
+                return [ACTIVATIONS[self.activation](piece) for piece in y] if self.activation is not None else y
             y = whole(y)
         if self.residual is not None and self.residual.dtype != y.dtype:
             return self.residual.add_(y) if self.in_place else self.residual + y
@@ -95,16 +112,20 @@ class Epilogue(NamedTuple):
         return ACTIVATIONS[self.activation](y) if self.activation is not None else y
 
 
-def project(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, groups: int = 1,
-            residual: torch.Tensor | None = None, activation: str | None = None, in_place: bool = False
-            ) -> torch.Tensor:
-    """x [..., in] -> x W^T + b [..., out], with `residual` [..., out] added (with `in_place`, into the
-    residual's own memory: the caller must not need it afterwards) or `activation` applied.
+def project(x: torch.Tensor | Pieces, weight: Weight, bias: torch.Tensor, groups: int = 1,
+            residual: torch.Tensor | None = None, activation: str | None = None, in_place: bool = False,
+            pieces: bool = False) -> torch.Tensor | Pieces:
+    """x [..., in] (or its groups' pieces) -> x W^T + b [..., out], with `residual` [..., out] added (with
+    `in_place`, into the residual's own memory: the caller must not need it afterwards) or `activation`
+    applied; with `pieces`, a grouped output may stay its groups' pieces [..., out/G].
 
     weight: [out, in], or [groups, out/groups, in/groups] (a grouped 1x1 convolution's, by group), or
     what `pack` made of either.
     """
     assert residual is None or activation is None, "one epilogue at a time"
+    if isinstance(weight, tuple):  # packed by group: one inner product each
+        return _grouped_linear(x, weight, bias, Epilogue(residual, activation, in_place, pieces))
+    x = whole(x)
     *lead, c = x.shape
     out = bias.shape[0]
     if x.numel() == 0:  # oneDNN refuses zero-width images, and there is nothing to compute
@@ -132,22 +153,29 @@ def project(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, groups: i
     return _unpixels(y, lead)  # [..., out]
 
 
-def pack(weight: torch.Tensor, groups: int = 1, tokens: int = TOKENS_PER_PASS) -> torch.Tensor:
-    """A dense `weight` [out, in] in the layout this CPU's inner product takes (`tokens`: the pass size it is
-    told to expect), as oneDNN's own (mkldnn) tensor; `weight` itself where no packed kernel runs here, and
-    for a grouped one ([groups, out/groups, in/groups]: see the module docstring). Made once, at load: the
-    packed copy replaces the plain one."""
-    if groups > 1 or not packed_kernels() or weight.dtype not in (torch.float32, torch.bfloat16):
+# A weight as `project` takes it: plain, packed whole (dense), or packed by group (a tuple, one per group).
+Weight = torch.Tensor | tuple[torch.Tensor, ...]
+
+
+def pack(weight: torch.Tensor, groups: int = 1, tokens: int = TOKENS_PER_PASS) -> Weight:
+    """`weight` in the layout this CPU's inner product takes, as oneDNN's own (mkldnn) tensors: a dense one
+    [out, in] whole, a grouped one [groups, out/groups, in/groups] as one packed [out/G, in/G] per group
+    (`tokens`: the pass size oneDNN is told to expect; here its layout does not depend on it). `weight`
+    itself where no packed kernel runs. Made once, at load: the packed copy replaces the plain one."""
+    if not packed_kernels() or weight.dtype not in (torch.float32, torch.bfloat16):
         return weight
-    return _pack(weight.detach(), tokens)
+    weight = weight.detach()
+    return _pack(weight, tokens) if groups == 1 else tuple(_pack(w, tokens) for w in weight)
 
 
 def _pack(weight: torch.Tensor, tokens: int = TOKENS_PER_PASS) -> torch.Tensor:
     return torch.ops.mkldnn._reorder_linear_weight(weight, tokens)
 
 
-def unpack(packed: torch.Tensor, shape: torch.Size | tuple[int, ...]) -> torch.Tensor:
+def unpack(packed: Weight, shape: torch.Size | tuple[int, ...]) -> torch.Tensor:
     """The plain weight of `shape` that `pack` made `packed` from (itself if it is plain)."""
+    if isinstance(packed, tuple):
+        return torch.stack([w.to_dense() for w in packed]).reshape(shape)
     return packed.to_dense().reshape(shape) if packed.is_mkldnn else packed
 
 
@@ -157,8 +185,7 @@ def projection_kernel() -> str:
         return "oneDNN 1x1 convolution on plain weights, then the residual or activation"
     if not packed_kernels():
         return "oneDNN 1x1 convolution, residual or GELU fused; weights re-laid out on every call"
-    return ("oneDNN inner product on weights packed at load (dense), 1x1 convolution on plain weights "
-            "(grouped), residual or GELU fused")
+    return "oneDNN inner product on weights packed at load (grouped: one per group), residual or GELU fused"
 
 
 def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, residual: torch.Tensor | None,
@@ -171,6 +198,21 @@ def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, residual:
         return torch.ops.mkldnn._linear_pointwise(x, weight, bias, name, [], algorithm or "")
     y = torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
     return ACTIVATIONS[activation](y) if activation is not None else y
+
+
+def _grouped_linear(x: torch.Tensor | Pieces, weights: tuple[torch.Tensor, ...], bias: torch.Tensor,
+                    epilogue: Epilogue) -> torch.Tensor | Pieces:
+    """x [..., in] or its groups' pieces through one packed weight per group -> the epilogue's result; each
+    group's activation fused into its product."""
+    groups = len(weights)
+    parts = x if isinstance(x, list) else split(x, groups)  # G x [..., in/G]
+    lead = parts[0].shape[:-1]
+    if parts[0].numel() == 0:  # oneDNN refuses empty inputs, and there is nothing to compute
+        empty = torch.cat([part.new_empty(*lead, w.shape[0]) for part, w in zip(parts, weights)], dim=-1)
+        return epilogue._replace(activation=None, pieces=False).apply(empty)
+    ys = [_linear(part.reshape(-1, part.shape[-1]), w, b, None, epilogue.activation).view(*lead, -1)
+          for part, w, b in zip(parts, weights, bias.view(groups, -1))]  # G x [..., out/G]
+    return epilogue._replace(activation=None).apply(ys)
 
 
 def _pixels(x: torch.Tensor) -> torch.Tensor:

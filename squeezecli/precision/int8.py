@@ -156,7 +156,8 @@ class Int8Projection(Projection):
             groups = [(values[:, g * width:(g + 1) * width], scales[:, g:g + 1]) for g in range(self.groups)]
         pieces = [self._product(q, scale, g).view(*lead, -1) for g, (q, scale) in enumerate(groups)]
         if epilogue.residual is None and epilogue.activation is None and self.output_dtype not in (None, torch.float32):
-            return whole(pieces).to(self.output_dtype)
+            pieces = [piece.to(self.output_dtype) for piece in pieces]
+            return pieces if epilogue.pieces and self.groups > 1 else whole(pieces)
         return epilogue.apply(pieces if self.groups > 1 else pieces[0])
 
     def _product(self, q: torch.Tensor, scale: torch.Tensor, group: int) -> torch.Tensor:
