@@ -128,3 +128,32 @@ def test_code_executing_pickle_is_refused(tmp_path, capsys):
     with pytest.raises(ModelError, match="refusing to load pytorch_model.bin"):
         load_encoder(tmp_path, "base")
     assert "pwned" not in capsys.readouterr().out
+
+
+def test_tensors_are_read_out_of_the_file_not_left_mapped(tmp_path):
+    """Each tensor is converted (or copied) out of the file's memory map: the results are what the file
+    held, in memory of their own, still right after the file is overwritten and removed; a failing
+    conversion ends the read with its own error."""
+    from squeezecli.checkpoint import tensorfile
+
+    path = tmp_path / "model.safetensors"
+    stored = {"a": torch.randn(300, 70), "b": torch.arange(5, dtype=torch.int64), "c": torch.zeros(0, 4),
+              "d": torch.randn(3).to(torch.bfloat16)}
+    tensorfile.write(path, stored)
+    plain = dict(tensorfile.tensors(path))
+    cast = dict(tensorfile.tensors(path, lambda name, t: t.to(torch.bfloat16) if t.is_floating_point() else t))
+    path.write_bytes(b"\0" * path.stat().st_size)
+    path.unlink()
+    for name, tensor in stored.items():
+        assert torch.equal(plain[name], tensor) and plain[name].shape == tensor.shape
+        expected = tensor.to(torch.bfloat16) if tensor.is_floating_point() else tensor
+        assert torch.equal(cast[name], expected)
+    tensorfile.write(path, stored)
+
+    def refuses(name, tensor):
+        if name == "b":
+            raise ModelError("refused b")
+        return tensor
+
+    with pytest.raises(ModelError, match="refused b"):
+        dict(tensorfile.tensors(path, refuses))

@@ -7,16 +7,19 @@
 Writing it ourselves keeps a full disk or a read-only directory an ordinary OSError (the package's Rust
 writer reports them as its own exception type) and needs no numpy (safetensors 0.8's `save_file` imports
 it). Reading one tensor at a time (`tensors`) lets a loader cast each as it comes (fp32 -> bf16) and
-hold a checkpoint once: a memory-mapped file stays resident as long as any tensor of it is alive.
+hold a checkpoint once: each tensor is read through a memory map of the file and converted (or copied)
+out of it at once, so no bytes are read twice, none is held past its conversion, and the map is closed
+(a tensor left a view of a map would keep the whole file resident as long as it lived).
 """
 
 from __future__ import annotations
 
 import ctypes
 import json
+import mmap
 import os
 from pathlib import Path
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 if TYPE_CHECKING:
@@ -60,14 +63,17 @@ def read_header(path: Path) -> dict[str, Any]:
     return header
 
 
-def tensors(path: Path) -> Iterator[tuple[str, torch.Tensor]]:
-    """The file's tensors one at a time, each in memory of its own (a read, not a memory map). A file that
-    is not a complete safetensors file raises HeaderError; OSError passes through."""
+def tensors(path: Path, convert: Callable[[str, torch.Tensor], torch.Tensor] | None = None
+            ) -> Iterator[tuple[str, torch.Tensor]]:
+    """The file's tensors one at a time, each passed through `convert(name, tensor)` (a cast, say) as it is
+    read from a memory map of the file, and in memory of its own (a result that is still the map's is
+    copied out). A file that is not a complete safetensors file raises HeaderError; OSError passes through."""
     import torch
 
     header = read_header(path)
     with open(path, "rb") as f:
         start = 8 + int.from_bytes(f.read(8), "little")
+        entries = []
         for name, entry in sorted(header.items(), key=lambda item: item[1]["data_offsets"][0]):
             try:
                 dtype = getattr(torch, _TORCH_DTYPES[entry["dtype"]])
@@ -80,11 +86,38 @@ def tensors(path: Path) -> Iterator[tuple[str, torch.Tensor]]:
                 count *= n
             if count * dtype.itemsize != end - begin:
                 raise HeaderError(f"says tensor {name!r} has {end - begin} bytes, its shape needs {count * dtype.itemsize}")
-            data = bytearray(end - begin)
-            f.seek(start + begin)
-            if f.readinto(data) != len(data):
-                raise HeaderError("ends inside its tensor data")
-            yield name, (torch.frombuffer(data, dtype=dtype) if data else torch.empty(0, dtype=dtype)).view(shape)
+            entries.append((name, dtype, shape, start + begin, count))
+        if not any(count for *_, count in entries):  # nothing to map (mmap refuses an empty range)
+            for name, dtype, shape, _, _ in entries:
+                yield name, convert(name, torch.empty(shape, dtype=dtype)) if convert else torch.empty(shape, dtype=dtype)
+            return
+        # A private (copy-on-write) map: writable, as torch.frombuffer wants, and never written back.
+        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+    try:
+        for name, dtype, shape, offset, count in entries:
+            view = torch.frombuffer(mapped, dtype=dtype, count=count, offset=offset).view(shape) if count else (
+                torch.empty(shape, dtype=dtype))
+            result = convert(name, view) if convert else view
+            if count and result.untyped_storage().data_ptr() == view.untyped_storage().data_ptr():
+                result = result.clone()
+            del view
+            _forget(mapped, offset, count * dtype.itemsize)
+            yield name, result
+            del result
+    finally:
+        try:
+            mapped.close()
+        except BufferError:  # a view still held by an exception's traceback: unmapped when it goes
+            pass
+
+
+def _forget(mapped: mmap.mmap, offset: int, size: int) -> None:
+    """Drop the map's pages read so far from this process (read again from the file if a neighbour shares
+    an edge page): a file's pages would otherwise all stay resident until the map closes, on top of the
+    tensors converted from them."""
+    end = (offset + size) // mmap.PAGESIZE * mmap.PAGESIZE
+    if end > 0 and hasattr(mapped, "madvise"):
+        mapped.madvise(mmap.MADV_DONTNEED, 0, end)
 
 
 def write(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:

@@ -249,7 +249,7 @@ def read_checkpoint(model_dir: str | Path, convert: Convert | None = None) -> di
             raise ModelError(f"weight shard {path.name} is missing from {model_dir}")
         try:
             if path.suffix == ".safetensors":
-                tensors.update((name, kept(name, tensor)) for name, tensor in tensorfile.tensors(path))
+                tensors.update(tensorfile.tensors(path, kept))
             else:
                 loaded = torch.load(path, map_location="cpu", weights_only=True)
                 tensors.update((name, kept(name, tensor)) for name, tensor in loaded.items())
