@@ -103,5 +103,7 @@ def bf16_kernels_work() -> bool:
             scores = torch.bmm(x.view(4, 4, 16).bfloat16(), x.view(4, 16, 4).bfloat16()).float()
     except (RuntimeError, NotImplementedError):
         return False
-    return bool(torch.equal(got, F.conv2d(x, w, groups=4))
-                and torch.equal(scores, torch.bmm(x.view(4, 4, 16), x.view(4, 16, 4))))
+    # The grouped convolution's reference as batched products: fp32's own grouped convolution spends ~40 ms
+    # of a start making its kernel.
+    expected = torch.bmm(w.view(4, 2, 16), x.view(4, 16, 4)).view(1, 8, 1, 4)  # [G, out/G, in/G] @ [G, in/G, N]
+    return bool(torch.equal(got, expected) and torch.equal(scores, torch.bmm(x.view(4, 4, 16), x.view(4, 16, 4))))
