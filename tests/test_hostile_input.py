@@ -51,7 +51,8 @@ def sentiment(model_dir, *args, input=None):
 
 
 def rows_of(stdout: str) -> list[dict]:
-    return [json.loads(line) for line in stdout.splitlines()]
+    """JSON Lines end at "\n" only: a field may hold U+0085 or U+2028 raw, which str.splitlines splits at."""
+    return [json.loads(line) for line in stdout.split("\n") if line]
 
 
 # -- what the input means: an oracle written from the spec, on the bytes -----------------------------
@@ -212,6 +213,7 @@ def jsonl_problem(line: str) -> str | None:
 @example(lines=['{"text": "fine", "id": 1}', '{"text": 42}', '{"text": "unreached"}'])
 @example(lines=['{"text": "ok"}', "[1, 2]", '{"text": "x"}'])
 @example(lines=['{"text": "ok", "line": "mine", "label": 3}', '{"text": "\\ud800"}'])
+@example(lines=['{"text": "", "id": "\\u0085"}', '{"text": "a\\u2028b", "id": "\\u2029"}'])  # raw in the output
 def test_jsonl_of_the_wrong_types_is_a_one_line_error_after_the_good_lines(model_dir, reference, lines):
     result = sentiment(model_dir, "--jsonl", input="\n".join(lines) + "\n")
     good, extras, failure = [], [], None

@@ -6,6 +6,7 @@ about squeeze itself in tools.py. Nothing imported here may import torch: `squee
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import sys
 import threading
@@ -215,4 +216,7 @@ def main() -> None:
             with contextlib.suppress(Exception):
                 stream.flush()
         os._exit(status)
+    # Everything alive now (torch's modules, the model) dies with the process: out of the garbage
+    # collector's sight, the interpreter's exit does not walk it (a one-line run: 0.3-0.5 s less).
+    gc.freeze()
     sys.exit(status)

@@ -229,7 +229,7 @@ class Block(nn.Module):
         hd = w * len(parts) // nh
         if w % hd:  # pieces that split a head: glued first
             return self.heads(whole(x), dtype, width)
-        if len(parts) == 1 and width == t and x.dtype == dtype:
+        if len(parts) == 1 and width == t and parts[0].dtype == dtype:
             return parts[0].view(b, t, nh, hd).transpose(1, 2)
         out = parts[0].new_empty((b, nh, width, hd), dtype=dtype)
         out[:, :, t:].zero_()
