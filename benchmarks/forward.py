@@ -83,7 +83,7 @@ def own_products(encoder, tokens: int) -> tuple[Callable[[], object], float]:
     weights and kernel (kernels.project), in passes of TOKENS_PER_PASS tokens: the rate the forward's
     products reach with nothing else around them."""
     from squeezecli.model import kernels
-    from squeezecli.model.encoder import GroupedProjection
+    from squeezecli.model.projection import GroupedProjection
 
     projections = [m for m in encoder.modules() if type(m) is GroupedProjection and m is not encoder.head]
     inputs = {p.in_features: torch.randn(TOKENS_PER_PASS, p.in_features).to(p.input_dtype) for p in projections}

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from squeezecli.model import kernels
-from squeezecli.model.encoder import GroupedProjection
+from squeezecli.model.projection import GroupedProjection
 from squeezecli.model.weights import load_encoder
 
 # Two forwards of one batch; the C library's buffer is flushed before the marker, so the log's order holds.
@@ -54,10 +54,10 @@ def test_a_steady_state_forward_reorders_no_weight(checkpoints, arch, dtype, row
     model_dir = checkpoints(f"{arch}-base", arch, "base", tokenizer=None)
     log = steady_state_log(model_dir, dtype, rows, tokens, pass_tokens)
     groups = load_encoder(model_dir, "base").cfg.groups
-    per_block = groups.query + groups.key + groups.value + groups.attn_out + groups.ffn_in + groups.ffn_out
-    assert arch == "bert" or per_block > 6
+    per_block = groups.query + groups.attn_out + groups.ffn_in + groups.ffn_out  # query, key, value stacked
+    assert arch == "bert" or per_block > 4
     products = [line for line in log if ",inner_product," in line]
-    assert len(products) == 2 * per_block  # two blocks, one inner product per projection and group
+    assert len(products) == 2 * per_block  # two blocks, one inner product per projection (or stack) and group
     assert [line for line in log if ",reorder," in line or ",convolution," in line] == []
 
 
@@ -66,10 +66,18 @@ def test_packed_weights_replace_the_plain_ones_and_unpack_exactly(checkpoints):
     model = load_encoder(model_dir, "base")
     projections = [m for m in model.modules() if isinstance(m, GroupedProjection)]
     assert any(p.groups > 1 for p in projections) and any(p.groups == 1 for p in projections)
-    for p in projections:  # packed whole (dense) or by group, the plain weight released
-        packed = p.group_weights or (p.weight,)
-        assert len(packed) == p.groups and all(w.is_mkldnn for w in packed)
-        assert p.groups == 1 or p.weight.numel() == 0
+    for block in model.blocks:  # query, key and value stacked into one weight (by group where grouped)
+        trio = (block.query, block.key, block.value)
+        stack = block.query.stacked[0]
+        assert [p.stacked for p in trio] == [(stack, 0), (stack, 1), (stack, 2)]
+        assert all(p.weight.numel() == 0 and not p.group_weights for p in trio)
+        packed = stack.weight if isinstance(stack.weight, tuple) else (stack.weight,)
+        assert len(packed) == block.query.groups and all(w.is_mkldnn for w in packed)
+    for p in projections:  # the rest packed whole (dense) or by group, the plain weight released
+        if p.stacked is None:
+            packed = p.group_weights or (p.weight,)
+            assert len(packed) == p.groups and all(w.is_mkldnn for w in packed)
+            assert p.groups == 1 or p.weight.numel() == 0
     state = model.state_dict()
     assert not any(t.is_mkldnn for t in state.values())
     assert model.parameter_count() == sum(t.numel() for t in state.values())
@@ -87,5 +95,23 @@ def test_without_the_packed_ops_weights_stay_plain(checkpoints, monkeypatch):
     for arch in ("bert", "squeezebert"):
         model = load_encoder(checkpoints(f"{arch}-base", arch, "base", tokenizer=None), "base")
         assert not any(p.is_mkldnn for p in model.parameters())
-        assert not any(m.group_weights for m in model.modules() if isinstance(m, GroupedProjection))
+        assert not any(m.group_weights or m.stacked for m in model.modules() if isinstance(m, GroupedProjection))
     assert "re-laid out on every call" in kernels.projection_kernel()
+
+
+@pytest.mark.parametrize("arch", ["bert", "squeezebert"])
+def test_a_stacked_projection_runs_alone_when_a_sibling_is_swapped_out(checkpoints, arch):
+    """Calibration swaps query, key or value one at a time: the others then run alone from their stack,
+    and the block computes what it did with all three stacked."""
+    model = load_encoder(checkpoints(f"{arch}-base", arch, "base", tokenizer=None), "base")
+    ids = torch.randint(5, model.cfg.vocab_size, (2, 9))
+    block = model.blocks[0]
+    with torch.inference_mode():
+        stacked = model(ids, torch.ones_like(ids))
+        key = GroupedProjection(block.key.in_features, block.key.out_features, block.key.groups)
+        key.load_state_dict(block.key.state_dict())
+        original, block.key = block.key, key  # plain, not stacked: query and value run alone
+        alone = model(ids, torch.ones_like(ids))
+        block.key = original
+        assert torch.equal(model(ids, torch.ones_like(ids)), stacked)
+    torch.testing.assert_close(alone, stacked, atol=1e-5, rtol=1e-5)

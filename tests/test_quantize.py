@@ -17,7 +17,7 @@ from squeezecli.environment import KERNEL_ENV, Environment
 from squeezecli.errors import CacheError, SqueezeError
 from squeezecli.assembly import loader
 from squeezecli.model import kernels
-from squeezecli.model.encoder import GroupedProjection
+from squeezecli.model.projection import GroupedProjection
 from squeezecli.model.runtime import Runtime
 from squeezecli.assembly import artifact as int8_artifact
 from squeezecli.assembly import calibration
@@ -178,7 +178,7 @@ def test_int8_embedding_looks_up_dequantized_rows() -> None:
 class Perturbed(torch.nn.Module):
     """A stand-in for an int8 projection whose error is chosen: the projection with fixed weight noise."""
 
-    input_form = torch.float32  # the block hands it fp32 input (the projection protocol: encoder.Projection)
+    input_form = torch.float32  # the block hands it fp32 input (the projection protocol: projection.Projection)
 
     def __init__(self, proj: GroupedProjection, noise: float, seed: int):
         super().__init__()

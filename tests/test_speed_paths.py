@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from squeezecli.model import encoder, runtime
 from squeezecli.model import kernels as kernel_ops
-from squeezecli.model.encoder import GroupedProjection
+from squeezecli.model.projection import GroupedProjection
 from squeezecli.model.kernels import ACTIVATIONS
 from squeezecli.model.runtime import Runtime
 

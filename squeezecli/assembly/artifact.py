@@ -19,7 +19,8 @@ import torch
 from ..checkpoint import heads
 from ..checkpoint.config import EncoderConfig
 from ..errors import CacheError, ModelError
-from ..model.encoder import Encoder, GroupedProjection
+from ..model.encoder import Encoder
+from ..model.projection import GroupedProjection
 from ..model.weights import check_state, load_encoder
 from ..precision import cpu
 from ..precision.names import BF16, FP32, INT8

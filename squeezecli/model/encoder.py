@@ -14,16 +14,15 @@ one `GroupedProjection` covers both (groups=1 is BERT's dense layer). Activation
 hidden] throughout; how a projection runs on this CPU (oneDNN's kernels, the residual or activation
 fused into the product) is kernels.py's business, behind `kernels.project`.
 
-A projection is anything with `forward(x, residual=None, activation=None, in_place=False, pieces=False)`
-and `prepare(x)` (precision/ holds the int8 ones), so a block never asks what kind of projection it holds:
-it hands each the block input as that projection `prepare`s it, made once for all that take the same form
-(a bf16 cast, or int8 values with per-token scales, shared by query, key and value).
+A projection (projection.py) is anything with `forward(x, residual=None, activation=None, in_place=False,
+pieces=False)` and `prepare(x)` (precision/ holds the int8 ones), so a block never asks what kind of
+projection it holds: it hands each the block input as that projection `prepare`s it, made once for all
+that take the same form (a bf16 cast or split, or int8 values with per-token scales, shared by query, key
+and value). Where the packed kernels run, a block's float query, key and value are one `Stack`: one
+product (per group) for all three.
 """
 
 from __future__ import annotations
-
-from collections.abc import Hashable
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -33,104 +32,12 @@ from ..checkpoint.config import EncoderConfig
 from ..checkpoint.heads import HEADS
 from ..errors import ModelError
 from . import kernels
-from .kernels import ACTIVATIONS, Epilogue, Pieces, cast, whole
+from .kernels import ACTIVATIONS, Pieces, whole
+from .projection import GroupedProjection, Stack, prepared
+
 
 # Attention runs over keys padded to a multiple of this (Keys says why).
 KEY_BLOCK = 16
-
-
-class Projection(nn.Module):
-    """A position-wise projection as a block calls it: x [..., in] (or its groups' pieces) -> [..., out],
-    finished by an epilogue. Subclasses compute `project(x, epilogue)`: GroupedProjection here (fp32,
-    epilogue fused into the product), the int8 ones in precision/."""
-
-    def forward(self, x: torch.Tensor | Pieces, residual: torch.Tensor | None = None, activation: str | None = None,
-                in_place: bool = False, pieces: bool = False) -> torch.Tensor | Pieces:
-        assert residual is None or activation is None, "one epilogue at a time"
-        return self.project(x, Epilogue(residual, activation, in_place, pieces))
-
-    # The dtype a projection that may choose its output's (int8's rescale writes any float dtype) writes
-    # in: the attention's, for query, key and value (Encoder.use_attention_dtype). Float products ignore it.
-    output_dtype: torch.dtype | None = None
-
-    def project(self, x: Any, epilogue: Epilogue) -> torch.Tensor | Pieces:
-        raise NotImplementedError
-
-    @property
-    def input_form(self) -> Hashable:
-        """What `prepare` makes of an input: projections with equal forms take the same prepared input."""
-        return torch.float32
-
-    def prepare(self, x: torch.Tensor) -> Any:
-        """x [..., in] fp32 as `project` takes it (here: itself)."""
-        return x
-
-
-class GroupedProjection(Projection):
-    """y = x W^T + b applied at every position, with the channels split into `groups` blocks.
-
-    weight: [out, in] when groups == 1 (an nn.Linear), else [groups, out/groups, in/groups],
-    which is a Conv1d weight [out, in/groups, 1] viewed by group. `pack` lays it out for this CPU's
-    kernels, once; a grouped weight packed by group then lives in `group_weights` (and `weight` is left
-    empty, its dtype kept). The epilogue (a residual or an activation) runs inside oneDNN's product while
-    each output tile is still in cache; a grouped output may stay its groups' pieces where asked.
-    """
-
-    def __init__(self, in_features: int, out_features: int, groups: int = 1):
-        super().__init__()
-        assert in_features % groups == 0 and out_features % groups == 0, (in_features, out_features, groups)
-        self.in_features, self.out_features, self.groups = in_features, out_features, groups
-        shape = (out_features, in_features) if groups == 1 else (groups, out_features // groups, in_features // groups)
-        self.weight = nn.Parameter(torch.empty(shape))
-        self.bias = nn.Parameter(torch.zeros(out_features))
-        self.group_weights: tuple[torch.Tensor, ...] = ()  # per group, packed [out/G, in/G] (after `pack`)
-
-    @property
-    def input_dtype(self) -> torch.dtype:
-        """The dtype the product takes its input in: bf16 for bf16 weights."""
-        return self.weight.dtype
-
-    @property
-    def input_form(self) -> Hashable:
-        return (self.input_dtype, self.groups) if self.group_weights else self.input_dtype
-
-    def prepare(self, x: torch.Tensor) -> torch.Tensor | Pieces:
-        """x as the product takes it: in its dtype (a no-op in fp32, one cast in bf16), and split into its
-        groups' pieces (in the same pass) where each group runs apart."""
-        if self.group_weights:
-            return kernels.split(x, self.groups, self.input_dtype)
-        return x.to(self.input_dtype)
-
-    def pack(self, tokens: int = kernels.TOKENS_PER_PASS) -> None:
-        """Lay the weight out, once, as this CPU's inner product takes it (kernels.pack: `tokens` is the pass
-        size it is told to expect); it replaces the plain one."""
-        packed = kernels.pack(self.weight, self.groups, tokens)
-        if isinstance(packed, tuple):
-            self.group_weights = packed
-            packed = self.weight.detach().new_empty(0)  # the groups hold the weight now; its dtype stays
-        self.weight = nn.Parameter(packed, requires_grad=False)
-
-    def plain_weight(self) -> torch.Tensor:
-        """The weight in the layout the class docstring gives, packed or not."""
-        shape = (self.out_features, self.in_features) if self.groups == 1 else (
-            self.groups, self.out_features // self.groups, self.in_features // self.groups)
-        return kernels.unpack(self.group_weights or self.weight.detach(), shape)
-
-    def parameter_count(self) -> int:
-        return self.bias.numel() + self.out_features * self.in_features // self.groups
-
-    def _save_to_state_dict(self, destination, prefix, keep_vars):  # type: ignore[no-untyped-def]
-        super()._save_to_state_dict(destination, prefix, keep_vars)
-        destination[prefix + "weight"] = self.plain_weight()  # checkpoints and artifacts hold the plain layout
-
-    def project(self, x: torch.Tensor | Pieces, epilogue: Epilogue) -> torch.Tensor | Pieces:
-        x = cast(x, self.input_dtype)  # e.g. an fp32 projection of an int8 model after bf16 attention
-        return kernels.project(x, self.group_weights or self.weight, self.bias, self.groups,
-                               residual=epilogue.residual, activation=epilogue.activation,
-                               in_place=epilogue.in_place, pieces=epilogue.pieces)  # [..., out] or pieces
-
-    def extra_repr(self) -> str:
-        return f"in={self.in_features}, out={self.out_features}, groups={self.groups}"
 
 
 def _table(rows: int, dim: int) -> nn.Embedding:
@@ -240,8 +147,13 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor, keys: Keys) -> torch.Tensor:
         """x [B, T, H] fp32 (the residual stream and LayerNorms stay fp32 at every precision) -> [B, T, H]."""
-        xq, xk, xv = _prepared(x, (self.query, self.key, self.value))  # one cast, split or quantization for all
-        q, k, v = (p(xp, pieces=True) for p, xp in ((self.query, xq), (self.key, xk), (self.value, xv)))
+        trio = (self.query, self.key, self.value)
+        stack = getattr(self.query, "stacked", None)
+        if stack is not None and all(getattr(p, "stacked", None) == (stack[0], i) for i, p in enumerate(trio)):
+            q, k, v = stack[0].run(self.query.prepare(x))  # one product (per group) for all three
+        else:
+            xq, xk, xv = prepared(x, trio)  # one cast, split or quantization for all three
+            q, k, v = (p(xp, pieces=True) for p, xp in zip(trio, (xq, xk, xv)))
         a = self.attention(q, k, v, keys)  # [B, T, H]
         x = self.attn_norm(self.attn_out(a, residual=x))  # [B, T, H]
         inner = self.ffn_in(self.ffn_in.prepare(x), activation=self.activation, pieces=True)  # [B, T, I], or G x [B, T, I/G]
@@ -274,15 +186,6 @@ class Block(nn.Module):
                                alpha=hd ** -0.5)  # [B*nh, T, S]
         out = torch.bmm(torch.softmax(scores, dim=-1), vh)  # [B*nh, T, hd]
         return out.view(b, nh, t, hd).transpose(1, 2).reshape(b, t, nh * hd)
-
-
-def _prepared(x: torch.Tensor, projections: tuple[Projection, ...]) -> list[Any]:
-    """x as each of `projections` takes it, each form made once."""
-    forms: dict[Hashable, Any] = {}
-    for p in projections:
-        if p.input_form not in forms:
-            forms[p.input_form] = p.prepare(x)
-    return [forms[p.input_form] for p in projections]
 
 
 class SequenceHead(nn.Module):
@@ -355,7 +258,11 @@ class Encoder(nn.Module):
 
     def pack(self, tokens: int = kernels.TOKENS_PER_PASS) -> Encoder:
         """Every float projection's weight laid out for this CPU's inner product (told to expect passes of
-        `tokens` tokens), once, after loading."""
+        `tokens` tokens), once, after loading; each block's query, key and value stacked where they fit."""
+        for block in self.blocks:
+            trio = (block.query, block.key, block.value)
+            if Stack.fits(trio):
+                Stack(trio, tokens).stack(trio)  # type: ignore[arg-type]
         for module in self.modules():
             if type(module) is GroupedProjection:
                 module.pack(tokens)

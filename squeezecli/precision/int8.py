@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import SqueezeError
-from ..model.encoder import GroupedProjection, Projection
+from ..model.projection import GroupedProjection, Projection
 from ..model.kernels import Epilogue, Pieces, whole
 
 # SQUEEZE_INT8_KERNEL values: the kernels squeeze can run int8 products with ("auto": the first that works).
