@@ -59,8 +59,7 @@ class GroupedProjection(Projection):
         super().__init__()
         assert in_features % groups == 0 and out_features % groups == 0, (in_features, out_features, groups)
         self.in_features, self.out_features, self.groups = in_features, out_features, groups
-        shape = (out_features, in_features) if groups == 1 else (groups, out_features // groups, in_features // groups)
-        self.weight = nn.Parameter(torch.empty(shape))
+        self.weight = nn.Parameter(torch.empty(self.shape))
         self.bias = nn.Parameter(torch.zeros(out_features))
         self.group_weights: tuple[torch.Tensor, ...] = ()  # per group, packed [out/G, in/G] (after `pack`)
         self.stacked: tuple[Stack, int] | None = None  # the stack holding this weight, and its place in it
